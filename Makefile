@@ -1,0 +1,42 @@
+# zoo: `make demo` and `make test` each set the environment up first (idempotent; VENV=... to reuse one).
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.zoo-installed
+UV := $(PYTHON) -m uv
+PYTEST_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export WANDB_MODE ?= offline
+
+.PHONY: venv demo test lint bench data-fashion clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q --disable-pip-version-check "uv==0.13.9"
+	$(UV) venv $(VENV) --python $(PYTHON) --allow-existing -q
+	$(UV) pip install -q --python $(PY) -r requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e . "recbole==1.2.1"
+	@touch $(STAMP)
+
+# Train the digits recipe, evaluate the best checkpoint on the test split, write predictions.
+demo: venv
+	bash scripts/demo.sh $(VENV)
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check zoo tests benchmarks scripts
+
+bench: venv
+	$(PY) -m benchmarks.run
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package (needs root / sudo).
+data-fashion:
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || \
+	  { (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null; }
+
+clean:
+	rm -rf runs lightning_logs .pytest_cache

@@ -1,0 +1,122 @@
+"""Artifacts a person opens after a run: loss / metric curves after fit, the task's test report after test."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_only
+
+from zoo.registry import CALLBACKS
+
+LOSS_KEYS = ["loss"]
+
+
+def run_dir(trainer: pl.Trainer) -> Path:
+    """Where a run's artifacts go: the first logger's versioned folder, else ``default_root_dir``."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+@CALLBACKS.register("run_report", summary="loss/metric curve PNGs after fit; confusion matrix and report after test")
+class RunReport(pl.Callback):
+    """Keeps a per-epoch history of logged scalars and writes:
+
+    * ``curves_loss.png`` and ``curves_metrics.png`` at the end of fit;
+    * whatever the task's ``write_test_report`` writes (confusion matrix, per-class report) after test.
+    """
+
+    def __init__(self, metric_keys: list[str] | None = None) -> None:
+        self.metric_keys = metric_keys
+        self.history: list[dict[str, float]] = []
+
+    def _record(self, trainer: pl.Trainer) -> None:
+        if trainer.sanity_checking:
+            return
+        row: dict[str, float] = {"epoch": float(trainer.current_epoch)}
+        for key, value in trainer.callback_metrics.items():
+            if "/" in key and getattr(value, "numel", lambda: 1)() == 1:
+                v = float(value)
+                if math.isfinite(v):
+                    row[key] = v
+        if self.history and self.history[-1]["epoch"] == row["epoch"]:
+            self.history[-1].update(row)
+        else:
+            self.history.append(row)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._record(trainer)
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.history or trainer.fast_dev_run:
+            return
+        from zoo.reporting.curves import plot_curves
+
+        out = run_dir(trainer)
+        plot_curves(self.history, out / "curves_loss.png", LOSS_KEYS, "loss")
+        keys = self.metric_keys or sorted(
+            {k.split("/", 1)[1] for row in self.history for k in row if "/" in k and "loss" not in k and k.count("/") == 1}
+        )
+        plot_curves(self.history, out / "curves_metrics.png", keys, "metrics")
+
+    @rank_zero_only
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        writer = getattr(pl_module, "write_test_report", None)
+        if writer is None:
+            return
+        paths = writer(run_dir(trainer))
+        for path in paths:
+            print(f"zoo: wrote {path}", file=sys.stderr)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+
+
+@CALLBACKS.register("prediction_writer", summary="write predict_step rows as CSV to a file or stdout")
+class PredictionWriter(pl.callbacks.BasePredictionWriter):
+    """Writes the dict rows that ``predict_step`` returns as CSV; ``output='-'`` means standard output."""
+
+    def __init__(self, output: str = "-") -> None:
+        super().__init__(write_interval="epoch")
+        self.output = output
+
+    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any) -> None:
+        if trainer.global_rank != 0:
+            return
+        rows = [row for batch in _flatten(predictions) for row in batch]
+        if not rows:
+            return
+        fields = list(rows[0])
+        if self.output == "-":
+            writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            sys.stdout.flush()
+            return
+        path = Path(self.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        tmp.replace(path)
+        print(f"zoo: wrote {len(rows)} predictions to {path}", file=sys.stderr)
+
+
+def _flatten(predictions: Any) -> list[list[dict[str, Any]]]:
+    # one dataloader: list of batches; several: list of lists of batches
+    if predictions and isinstance(predictions[0], list) and predictions[0] and isinstance(predictions[0][0], list):
+        return [b for dl in predictions for b in dl]
+    return list(predictions)

@@ -1,0 +1,6 @@
+"""DataModules, one per kind of input, and the offline built-in datasets."""
+
+from zoo.data import builtin_images  # noqa: F401  (registers built-in image datasets)
+from zoo.data.image import ImageDataError, ImageDataModule
+
+__all__ = ["ImageDataError", "ImageDataModule"]

@@ -1,0 +1,14 @@
+"""Task modules (LightningModules implementing the zoo contract)."""
+
+from zoo.tasks.base import CheckpointMismatchError, ZooTask, load_checkpoint
+from zoo.tasks.classification import ClassDataMismatchError, ClassificationTask
+from zoo.tasks.image import ImageClassifier
+
+__all__ = [
+    "CheckpointMismatchError",
+    "ClassDataMismatchError",
+    "ClassificationTask",
+    "ImageClassifier",
+    "ZooTask",
+    "load_checkpoint",
+]

@@ -1,0 +1,292 @@
+"""``ZooTask``: the contract that lets every technique work on every task.
+
+A task splits its forward pass where the input becomes continuous::
+
+    emb  = task.embed(batch)                 # token embeddings, pixels in [0, 1], user/item vectors
+    out  = task.forward_embedded(emb, batch) # logits or scores
+    loss = task.task_loss(out, batch)        # scalar
+
+``training_step`` is written once, here. Technique callbacks (:class:`zoo.callbacks.base.ZooTechnique`) may
+rewrite the batch and add named loss terms; the sum is returned and Lightning runs one backward.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from zoo import __version__
+
+CONTRACT = ("embed", "forward_embedded", "task_loss")
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint written by another task class."""
+
+
+def implements_contract(module: Any) -> list[str]:
+    """Names of the contract methods ``module`` lacks (an empty list means it has them all)."""
+    missing = []
+    for name in CONTRACT:
+        fn = getattr(module, name, None)
+        base_fn = getattr(ZooTask, name)
+        if fn is None or getattr(fn, "__func__", None) is base_fn:
+            missing.append(name)
+    return missing
+
+
+def with_grad(emb: Any) -> Any:
+    """Make ``emb`` (a tensor or a dict of tensors) something ``torch.autograd.grad`` can differentiate to."""
+    if isinstance(emb, dict):
+        return {k: with_grad(v) for k, v in emb.items()}
+    if isinstance(emb, Tensor) and emb.is_floating_point() and not emb.requires_grad:
+        return emb.detach().requires_grad_(True)
+    return emb
+
+
+def batch_size_of(batch: Any) -> int:
+    if isinstance(batch, Tensor):
+        return batch.shape[0]
+    if isinstance(batch, dict):
+        for v in batch.values():
+            if isinstance(v, Tensor) and v.ndim > 0:
+                return v.shape[0]
+    if isinstance(batch, list | tuple) and batch:
+        return batch_size_of(batch[0])
+    return 1
+
+
+def task_class_path(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class ZooTask(pl.LightningModule):
+    """Base class of every zoo model. Subclasses implement ``embed``, ``forward_embedded`` and ``task_loss``.
+
+    Args:
+        lr: peak learning rate.
+        weight_decay: decoupled weight decay, not applied to biases and norm weights.
+        optimizer: ``adamw``, ``adam`` or ``sgd`` (momentum 0.9).
+        scheduler: ``none``, ``cosine`` (with linear warm-up) or ``linear`` (warm-up then linear decay).
+        warmup_ratio: fraction of the training steps spent warming up.
+    """
+
+    #: metric that checkpointing and early stopping watch by default, and its direction
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: str = "adamw",
+        scheduler: str = "none",
+        warmup_ratio: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if optimizer not in ("adamw", "adam", "sgd"):
+            raise ValueError(f"optimizer must be one of adamw, adam, sgd; got {optimizer!r}")
+        if scheduler not in ("none", "cosine", "linear"):
+            raise ValueError(f"scheduler must be one of none, cosine, linear; got {scheduler!r}")
+        if not 0.0 <= warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer_name = optimizer
+        self.scheduler_name = scheduler
+        self.warmup_ratio = warmup_ratio
+
+    # -- the contract ---------------------------------------------------------------------------------
+    def embed(self, batch: Any) -> Tensor | dict[str, Tensor]:
+        raise NotImplementedError
+
+    def forward_embedded(self, emb: Tensor | dict[str, Tensor], batch: Any) -> Any:
+        raise NotImplementedError
+
+    def task_loss(self, out: Any, batch: Any) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, batch: Any) -> Any:
+        return self.forward_embedded(self.embed(batch), batch)
+
+    # -- hooks subclasses use for metrics -------------------------------------------------------------
+    def configure_from_data(self, datamodule: Any) -> None:
+        """Called in ``setup`` with the trainer's datamodule (or None): build what depends on the data."""
+
+    def update_metrics(self, stage: str, out: Any, batch: Any) -> None:
+        """Update this stage's metrics with a step's output."""
+
+    def log_epoch_metrics(self, stage: str) -> None:
+        """Log this stage's metric objects (called at each epoch end)."""
+
+    def write_test_report(self, out_dir: Any) -> list[Any]:
+        """Write a human-readable test report under ``out_dir``; returns the written paths."""
+        return []
+
+    # -- the one training step ------------------------------------------------------------------------
+    def active_techniques(self) -> list[Any]:
+        from zoo.callbacks.base import ZooTechnique
+
+        trainer = self._trainer
+        if trainer is None:
+            return []
+        return [cb for cb in trainer.callbacks if isinstance(cb, ZooTechnique) and cb.is_active(self)]
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        techniques = self.active_techniques()
+        for technique in techniques:
+            batch = technique.transform_batch(self, batch)
+        emb = self.embed(batch)
+        if any(t.needs_embedding_grad for t in techniques):
+            emb = with_grad(emb)
+        out = self.forward_embedded(emb, batch)
+        loss = self.task_loss(out, batch)
+        terms: dict[str, Tensor] = {"task": loss}
+        for technique in techniques:
+            for key, value in technique.loss_terms(self, batch, emb, out, loss).items():
+                if key in terms:
+                    raise ValueError(f"two techniques both add a loss term named {key!r}")
+                terms[key] = value
+        total = torch.stack([t.float() for t in terms.values()]).sum()
+        bs = batch_size_of(batch)
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        for key, value in terms.items():
+            self.log(f"train/loss_{key}", value.detach(), batch_size=bs)
+        self.update_metrics("train", _detach(out), batch)
+        return total
+
+    def _eval_step(self, stage: str, batch: Any) -> Any:
+        out = self(batch)
+        loss = self.task_loss(out, batch)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=batch_size_of(batch), sync_dist=True)
+        self.update_metrics(stage, out, batch)
+        return out
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch_metrics("test")
+
+    def setup(self, stage: str) -> None:
+        trainer = self._trainer
+        self.configure_from_data(getattr(trainer, "datamodule", None) if trainer is not None else None)
+
+    # -- optimisation ---------------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        return groups
+
+    def configure_optimizers(self) -> Any:
+        groups = self.parameter_groups()
+        if self.optimizer_name == "sgd":
+            opt = torch.optim.SGD(groups, lr=self.lr, momentum=0.9, nesterov=True)
+        elif self.optimizer_name == "adam":
+            opt = torch.optim.Adam(groups, lr=self.lr)
+        else:
+            opt = torch.optim.AdamW(groups, lr=self.lr)
+        if self.scheduler_name == "none":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(self.warmup_ratio * total)
+        schedule = _cosine if self.scheduler_name == "cosine" else _linear
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: schedule(step, warmup, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["zoo"] = {"task": task_class_path(self), "zoo_version": __version__}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_checkpoint_task(checkpoint, type(self), source="checkpoint")
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Like Lightning's, but refuses a checkpoint of another task class with a clear message, and loads
+        with ``weights_only=True`` (zoo checkpoints hold only tensors and plain values)."""
+        if isinstance(checkpoint_path, str | bytes) or hasattr(checkpoint_path, "__fspath__"):
+            peek = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
+            check_checkpoint_task(peek, cls, source=str(checkpoint_path))
+        kwargs.setdefault("weights_only", True)
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, **kwargs)
+
+
+def check_checkpoint_task(checkpoint: dict[str, Any], cls: type, source: str) -> None:
+    meta = checkpoint.get("zoo")
+    if meta is None:
+        raise CheckpointMismatchError(f"{source} was not written by zoo (no 'zoo' entry); expected a {cls.__name__} checkpoint")
+    saved = meta.get("task", "?")
+    if not issubclass(cls, _resolve(saved)) and saved != task_class_path(cls):
+        raise CheckpointMismatchError(
+            f"{source} is a checkpoint of {saved}, not of {task_class_path(cls)}; "
+            f"load it with {saved.rsplit('.', 1)[-1]}.load_from_checkpoint or zoo.load_checkpoint"
+        )
+
+
+def _resolve(path: str) -> type:
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    try:
+        obj = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj if isinstance(obj, type) else type(None)
+    except (ImportError, AttributeError):
+        return type(None)
+
+
+def load_checkpoint(path: Any, map_location: Any = "cpu", **kwargs: Any) -> ZooTask:
+    """Load any zoo checkpoint with the task class recorded in it."""
+    peek = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    meta = peek.get("zoo")
+    if meta is None:
+        raise CheckpointMismatchError(f"{path} was not written by zoo (no 'zoo' entry)")
+    cls = _resolve(meta["task"])
+    if not (isinstance(cls, type) and issubclass(cls, ZooTask)):
+        raise CheckpointMismatchError(f"{path} names task class {meta['task']}, which cannot be imported")
+    return cls.load_from_checkpoint(path, map_location=map_location, **kwargs)
+
+
+def _detach(out: Any) -> Any:
+    if isinstance(out, Tensor):
+        return out.detach()
+    if isinstance(out, dict):
+        return {k: _detach(v) for k, v in out.items()}
+    return out
+
+
+def _cosine(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _linear(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, 1.0 - (step - warmup) / max(1, total - warmup))

@@ -1,0 +1,168 @@
+"""Shared metrics, prediction and reports for classifiers (image, text, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from zoo.tasks.base import ZooTask
+
+
+class ClassDataMismatchError(ValueError):
+    """The model's classes disagree with the data's."""
+
+
+def classification_metrics(num_classes: int, with_auroc: bool) -> MetricCollection:
+    metrics: dict[str, Any] = {
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "precision_macro": MulticlassPrecision(num_classes, average="macro"),
+        "recall_macro": MulticlassRecall(num_classes, average="macro"),
+        "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+    }
+    if with_auroc and num_classes > 1:
+        metrics["auroc"] = MulticlassAUROC(num_classes)
+    return MetricCollection(metrics)
+
+
+def hard_targets(target: Tensor) -> Tensor:
+    """Class indices from index targets or from soft (mixed / smoothed) probability targets."""
+    return target.argmax(-1) if target.is_floating_point() else target
+
+
+class ClassificationTask(ZooTask):
+    """A single-label classifier over ``num_classes`` named classes.
+
+    Subclasses build their network in ``build_network`` once the classes are known: at construction when
+    ``class_names`` or ``num_classes`` is given, else in ``setup`` from the datamodule's ``class_names``.
+    Batches are dicts with the targets under ``label`` (indices, or probabilities after mixup).
+    """
+
+    monitor = "val/f1_macro"
+    monitor_mode = "max"
+    target_key = "label"
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        label_smoothing: float = 0.0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: str = "adamw",
+        scheduler: str = "none",
+        warmup_ratio: float = 0.0,
+    ) -> None:
+        super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if class_names is not None and num_classes is not None and len(class_names) != num_classes:
+            raise ClassDataMismatchError(f"num_classes={num_classes} but {len(class_names)} class_names were given")
+        self.label_smoothing = label_smoothing
+        self.class_names: list[str] | None = list(class_names) if class_names is not None else None
+        self.num_classes = len(class_names) if class_names is not None else num_classes
+        self._built = False
+
+    # -- building -------------------------------------------------------------------------------------
+    def build_network(self, num_classes: int) -> None:
+        raise NotImplementedError
+
+    def _build(self) -> None:
+        if self._built:
+            return
+        if self.num_classes is None:
+            raise ClassDataMismatchError(
+                f"{type(self).__name__} does not know its classes: give num_classes or class_names, "
+                "or train with a datamodule that has class_names"
+            )
+        if self.class_names is None:
+            self.class_names = [str(i) for i in range(self.num_classes)]
+        self.hparams["num_classes"] = self.num_classes
+        self.hparams["class_names"] = list(self.class_names)
+        self.build_network(self.num_classes)
+        self.metrics = nn.ModuleDict(
+            {
+                "train_metrics": classification_metrics(self.num_classes, with_auroc=False),
+                "val_metrics": classification_metrics(self.num_classes, with_auroc=True),
+                "test_metrics": classification_metrics(self.num_classes, with_auroc=True),
+            }
+        )
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self._built = True
+
+    def configure_from_data(self, datamodule: Any) -> None:
+        data_names = getattr(datamodule, "class_names", None) if datamodule is not None else None
+        if data_names is not None:
+            data_names = list(data_names)
+            if self.num_classes is not None and self.num_classes != len(data_names):
+                raise ClassDataMismatchError(
+                    f"the model has num_classes={self.num_classes} but the data has {len(data_names)} classes "
+                    f"({', '.join(data_names[:10])}{', ...' if len(data_names) > 10 else ''}); "
+                    "set model num_classes to match or leave it unset"
+                )
+            if self.class_names is None or all(n == str(i) for i, n in enumerate(self.class_names)):
+                self.class_names = data_names
+            self.num_classes = len(data_names)
+        self._build()
+
+    # -- contract pieces shared by classifiers --------------------------------------------------------
+    def task_loss(self, out: Tensor, batch: dict[str, Any]) -> Tensor:
+        target = batch[self.target_key]
+        return F.cross_entropy(out.float(), target, label_smoothing=self.label_smoothing)
+
+    def update_metrics(self, stage: str, out: Tensor, batch: dict[str, Any]) -> None:
+        target = hard_targets(batch[self.target_key])
+        probs = out.float().softmax(-1)
+        self.metrics[f"{stage}_metrics"].update(probs, target)
+        if stage == "test":
+            self.test_confusion.update(probs, target)
+
+    def log_epoch_metrics(self, stage: str) -> None:
+        collection = self.metrics[f"{stage}_metrics"]
+        values = collection.compute()
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val", sync_dist=False)
+        collection.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.last_test_confusion = self.test_confusion.compute().cpu()
+        super().on_test_epoch_end()
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        probs = self(batch).float().softmax(-1)
+        conf, idx = probs.max(-1)
+        ids = batch.get("id", list(range(len(idx))))
+        names = self.class_names or [str(i) for i in range(probs.shape[-1])]
+        return [
+            {"id": _plain(i), "label": names[k], "confidence": round(float(c), 6)}
+            for i, k, c in zip(ids, idx.tolist(), conf.tolist())
+        ]
+
+    def write_test_report(self, out_dir: Any) -> list[Path]:
+        from zoo.reporting.classification import write_classification_report
+
+        confusion = getattr(self, "last_test_confusion", None)
+        if confusion is None:
+            return []
+        return write_classification_report(confusion, self.class_names or [], Path(out_dir))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, Tensor) else value
+
+
+__all__ = ["ClassificationTask", "ClassDataMismatchError", "classification_metrics", "hard_targets"]
