@@ -11,7 +11,17 @@ from zoo.registry import MODELS
 from zoo.tasks.classification import ClassificationTask
 
 
-@MODELS.register("image_classifier", tags=("image",), summary="image classifier on a torchvision / timm / packaged backbone")
+def tiny_case(tmp_dir: Any = None) -> tuple[Any, Any]:
+    """A seconds-fast (model, datamodule) pair for generic tests: small CNN on generated shapes."""
+    from zoo.data.image import ImageDataModule
+
+    model = ImageClassifier(backbone="small_cnn", backbone_kwargs={"width": 8}, lr=3e-3)
+    data = ImageDataModule(dataset="synthetic_shapes", dataset_kwargs={"n": 96}, batch_size=16, seed=0)
+    return model, data
+
+
+@MODELS.register("image_classifier", tags=("image",), tiny_case=tiny_case,
+                 summary="image classifier on a torchvision / timm / packaged backbone")
 class ImageClassifier(ClassificationTask):
     """Single-label image classifier.
 
