@@ -12,13 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.errors import ConfigError, ZooError
 from zoo.registry import BACKBONES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class PackagedWeightsMissingError(RuntimeError):
+class PackagedWeightsMissingError(ZooError, RuntimeError):
     pass
 
 
@@ -94,7 +95,7 @@ def timm_backbone(name: str, in_channels: int = 3, pretrained: bool = False, **k
     try:
         net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels, **kwargs)
     except RuntimeError as err:
-        raise ValueError(f"timm has no model {name!r} ({err}); see timm.list_models()") from None
+        raise ConfigError(f"timm has no model {name!r} ({err}); see timm.list_models()") from None
     cfg = getattr(net, "pretrained_cfg", {}) or {}
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))
     std = tuple(cfg.get("std", IMAGENET_STD))

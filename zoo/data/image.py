@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.errors import ZooError
 from zoo.registry import DATAMODULES, DATASETS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -28,7 +29,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 _FLOAT_ONLY = {"RandomErasing", "GaussianNoise", "Normalize"}
 
 
-class ImageDataError(ValueError):
+class ImageDataError(ZooError, ValueError):
     """Bad image input: the message names the file, row or option and what was expected."""
 
 

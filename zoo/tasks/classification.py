@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
+from typing import Any, Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,10 +17,11 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from zoo.errors import ConfigError, ZooError
 from zoo.tasks.base import ZooTask
 
 
-class ClassDataMismatchError(ValueError):
+class ClassDataMismatchError(ZooError, ValueError):
     """The model's classes disagree with the data's."""
 
 
@@ -61,13 +61,13 @@ class ClassificationTask(ZooTask):
         label_smoothing: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: str = "adamw",
-        scheduler: str = "none",
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
+        scheduler: Literal["none", "cosine", "linear"] = "none",
         warmup_ratio: float = 0.0,
     ) -> None:
         super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if class_names is not None and num_classes is not None and len(class_names) != num_classes:
             raise ClassDataMismatchError(f"num_classes={num_classes} but {len(class_names)} class_names were given")
         self.label_smoothing = label_smoothing
