@@ -140,15 +140,3 @@ def test_augmentations_apply_to_training_only():
     test_item = dm.splits["test"][0]["image"]
     assert (train_img == 0).any()
     assert test_item.shape == train_img.shape
-
-
-@pytest.mark.parametrize("name", ["digits", "mnist5k", "fashion_mnist", "synthetic_shapes"])
-def test_builtin_image_datasets(name):
-    from zoo.data.builtin_images import FASHION_DIR
-
-    if name == "fashion_mnist" and not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(reason="Debian dataset-fashion-mnist is not installed (make data-fashion)")
-    dm = ImageDataModule(dataset=name)
-    labels = dm._load_index()["labels"]
-    assert len(labels) > 0 and dm.num_classes == len(set(labels.tolist())) == len(dm.class_names)
-    assert dm.in_channels in (1, 3)
