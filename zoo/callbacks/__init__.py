@@ -2,5 +2,6 @@
 
 from zoo.callbacks.base import TechniqueNotApplicableError, ZooTechnique
 from zoo.callbacks.reporting import PredictionWriter, RunReport
+from zoo.callbacks import progress, scale, tracking  # noqa: F401  (register throughput, compile, W&B callbacks)
 
 __all__ = ["PredictionWriter", "RunReport", "TechniqueNotApplicableError", "ZooTechnique"]
