@@ -42,8 +42,9 @@ class WandbLogger(_LightningWandbLogger):
     ``wandb sync <run folder>`` uploads it later."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        mode = os.environ.setdefault("WANDB_MODE", "offline")
-        kwargs.setdefault("offline", mode in ("offline", "dryrun"))
+        # through the environment, not ``offline=True``: Lightning refuses ``log_model`` with ``offline=True``,
+        # while an offline wandb run records the checkpoint artifact and ``wandb sync`` uploads it later
+        os.environ.setdefault("WANDB_MODE", "offline")
         super().__init__(*args, **kwargs)
 
     def describe_run(self, group: str | None = None, tags: list[str] | None = None) -> None:
@@ -71,16 +72,24 @@ def run_tags(module: Any, callbacks: list[Any]) -> list[str]:
     return sorted(set(tags))
 
 
-def resolved_config(trainer: pl.Trainer) -> dict[str, Any] | None:
-    """The full config a LightningCLI run was started with (recipe + overlays + command-line overrides)."""
+def resolved_config(trainer: pl.Trainer, pl_module: pl.LightningModule | None = None) -> dict[str, Any]:
+    """The full config a LightningCLI run was started with (recipe + overlays + command-line overrides); for
+    a plain ``Trainer`` run, the model's and datamodule's hyperparameters in the same ``class_path`` shape."""
     import yaml
     from lightning.pytorch.cli import SaveConfigCallback
 
     for cb in trainer.callbacks:
         if isinstance(cb, SaveConfigCallback):
-            text = cb.parser.dump(cb.config, skip_none=False)
-            return yaml.safe_load(text)
-    return None
+            return yaml.safe_load(cb.parser.dump(cb.config, skip_none=False))
+    config: dict[str, Any] = {}
+    for key, obj in (("model", pl_module), ("data", getattr(trainer, "datamodule", None))):
+        if obj is not None:
+            config[key] = {"class_path": f"{type(obj).__module__}.{type(obj).__qualname__}",
+                           "init_args": dict(getattr(obj, "hparams", {}) or {})}
+    config["trainer"] = {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
+                         "precision": str(trainer.precision), "world_size": trainer.world_size,
+                         "accumulate_grad_batches": trainer.accumulate_grad_batches}
+    return config
 
 
 def misclassified_rows(examples: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -131,10 +140,9 @@ class WandbReports(pl.Callback):
         self._describe(trainer, pl_module)
 
     def _describe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        config = resolved_config(trainer)
+        config = resolved_config(trainer, pl_module)
         for run in _wandb_runs(trainer):
-            if config is not None:
-                run.config.update({"zoo_config": config}, allow_val_change=True)
+            run.config.update({"zoo_config": config}, allow_val_change=True)
             tags = run_tags(pl_module, list(trainer.callbacks))
             run.tags = tuple(sorted(set(run.tags or ()) | set(tags)))
 
