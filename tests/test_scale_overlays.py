@@ -102,6 +102,8 @@ def test_deepspeed_overlay_without_deepspeed_says_how_to_install(monkeypatch):
             check_strategy(f"deepspeed_stage_{stage}")
     check_strategy("ddp")
     check_strategy(None)
+    with pytest.raises(ScaleConfigError, match="sync_batchnorm=true needs GPUs"):
+        check_strategy("ddp", "cpu", sync_batchnorm=True)
 
 
 def test_deepspeed_overlay_stops_the_cli(monkeypatch):

@@ -110,7 +110,8 @@ class ZooCLI(LightningCLI):
 
         trainer_cfg = self._get(self.config_init, "trainer", default={})
         check_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"))
-        check_strategy(trainer_cfg.get("strategy"))
+        check_strategy(trainer_cfg.get("strategy"), trainer_cfg.get("accelerator", "auto"),
+                       bool(trainer_cfg.get("sync_batchnorm", False)))
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if not any(isinstance(c, RunReport) for c in callbacks):
             callbacks.append(RunReport())

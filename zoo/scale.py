@@ -66,8 +66,14 @@ def strategy_name(strategy: Any) -> str:
     return type(strategy).__name__ if strategy is not None else "auto"
 
 
-def check_strategy(strategy: Any) -> None:
-    """DeepSpeed is an optional extra; say how to get it instead of Lightning's generic import error."""
+def check_strategy(strategy: Any, accelerator: Any = "auto", sync_batchnorm: bool = False) -> None:
+    """DeepSpeed is an optional extra; say how to get it instead of Lightning's generic import error.
+    SyncBatchNorm needs GPUs; say so before DDP fails deep inside its setup."""
+    if sync_batchnorm and resolved_accelerator(accelerator) == "cpu":
+        raise ScaleConfigError(
+            "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm has no CPU implementation); on CPU "
+            "drop it, or use a per-sample normalisation (e.g. small_cnn's backbone_kwargs norm: group)"
+        )
     name = strategy_name(strategy).lower()
     if "deepspeed" in name and importlib.util.find_spec("deepspeed") is None:
         stage = "3" if "3" in name else "2"

@@ -55,25 +55,25 @@ class RunReport(pl.Callback):
         if trainer.state.fn == "fit":
             self._record(trainer)
 
-    @rank_zero_only
+    # not @rank_zero_only: trainer.log_dir is a broadcast under DDP, so every rank must ask for it
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.history or trainer.fast_dev_run:
+        out = run_dir(trainer)
+        if not trainer.is_global_zero or not self.history or trainer.fast_dev_run:
             return
         from zoo.reporting.curves import plot_curves
 
-        out = run_dir(trainer)
         plot_curves(self.history, out / "curves_loss.png", LOSS_KEYS, "loss")
         keys = self.metric_keys or sorted(
             {k.split("/", 1)[1] for row in self.history for k in row if "/" in k and "loss" not in k and k.count("/") == 1}
         )
         plot_curves(self.history, out / "curves_metrics.png", keys, "metrics")
 
-    @rank_zero_only
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        out = run_dir(trainer)  # a collective under DDP: every rank
         writer = getattr(pl_module, "write_test_report", None)
-        if writer is None:
+        if writer is None or not trainer.is_global_zero:
             return
-        paths = writer(run_dir(trainer))
+        paths = writer(out)
         for path in paths:
             print(f"zoo: wrote {path}", file=sys.stderr)
 
