@@ -121,25 +121,28 @@ def test_two_node_torchrun_matches_single_process(tmp_path):
                "--trainer.default_root_dir", str(tmp_path / "two_nodes")]
         log = open(tmp_path / f"node{node_rank}.log", "w")
         procs.append((subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path), log))
-    for proc, log in procs:
-        try:
-            proc.wait(timeout=TIMEOUT)
-        finally:
-            log.close()
-            if proc.poll() is None:
-                proc.kill()
-    for node_rank, (proc, _) in enumerate(procs):
-        _check(proc, (tmp_path / f"node{node_rank}.log").read_text())
-
-    # the one-process reference: same recipe, same global batch, same DistributedSampler order (world size 1)
+    # meanwhile, the one-process reference: same recipe, same global batch, same DistributedSampler order
+    # (DDP with world size 1)
     from zoo.cli import main
 
+    saved_env = dict(os.environ)  # Lightning sets MASTER_ADDR / MASTER_PORT / ranks in this process
     try:
         main(["fit", "--config", str(recipe), "--trainer.strategy", "ddp", "--trainer.devices", "1",
               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "one")])
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for proc, log in procs:
+            try:
+                proc.wait(timeout=TIMEOUT)
+            finally:
+                log.close()
+                if proc.poll() is None:
+                    proc.kill()
+    for node_rank, (proc, _) in enumerate(procs):
+        _check(proc, (tmp_path / f"node{node_rank}.log").read_text())
     two, one = _last_weights(tmp_path / "two_nodes"), _last_weights(tmp_path / "one")
     assert two.keys() == one.keys()
     for key in one:
