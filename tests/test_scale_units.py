@@ -10,7 +10,13 @@ from torch import nn
 
 from tests.helpers import quiet_trainer
 from zoo.registry import MODELS
-from zoo.scale import ZooFSDPStrategy, backbone_family, fsdp_auto_wrap_policy, fsdp_block_classes, resolved_accelerator
+from zoo.scale import (
+    ZooFSDPStrategy,
+    backbone_family,
+    fsdp_auto_wrap_policy,
+    fsdp_block_classes,
+    resolved_accelerator,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 

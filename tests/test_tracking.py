@@ -4,7 +4,6 @@ matrix, per-class table, misclassified examples (with image thumbnails) and the 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest

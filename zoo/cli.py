@@ -8,7 +8,10 @@
 Defaults added to every run (each only when the config has none of its kind): a CSV logger writing to
 ``runs/<recipe name>/version_N``, a ``ModelCheckpoint`` on the model's headline metric (``best.ckpt`` and
 ``last.ckpt``), a :class:`~zoo.callbacks.reporting.RunReport` (curves, confusion matrix, report) and, for
-``predict``, a :class:`~zoo.callbacks.reporting.PredictionWriter` to ``--output`` (standard output by default).
+``predict``, a :class:`~zoo.callbacks.reporting.PredictionWriter` to ``--output`` (standard output by default),
+and a Rich progress bar with samples/s. Before the Trainer is built, :mod:`zoo.scale` checks the precision /
+strategy against the hardware and installed extras (one message naming the overlay), and a W&B logger gets the
+recipe name as its group and task / backbone / technique tags.
 """
 
 from __future__ import annotations
@@ -105,7 +108,6 @@ class ZooCLI(LightningCLI):
         from lightning.pytorch.loggers import CSVLogger
 
         from zoo.callbacks.reporting import PredictionWriter, RunReport
-
         from zoo.scale import check_precision, check_strategy
 
         trainer_cfg = self._get(self.config_init, "trainer", default={})
