@@ -4,6 +4,7 @@ matrix, per-class table, misclassified examples (with image thumbnails) and the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -116,3 +117,27 @@ def test_misclassified_buffer_is_off_unless_a_tracker_asks(tmp_path):
     assert 0 < len(model.misclassified) <= 3  # an untrained model gets some wrong
     row = model.misclassified[0]
     assert row["label"] != row["predicted"] and row["image"].ndim == 3
+
+
+def test_tensorboard_and_csv_loggers_get_the_same_scalars(tmp_path):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model, data = MODELS.entry("image_classifier").meta["tiny_case"](tmp_path)
+    tb = TensorBoardLogger(save_dir=str(tmp_path / "tb"), name="tiny")
+    csv_logger = CSVLogger(save_dir=str(tmp_path / "csv"), name="tiny")
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=4, limit_val_batches=1,
+                         logger=[tb, csv_logger], log_every_n_steps=1, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False,
+                         callbacks=[Throughput(window_size=2)])
+    trainer.fit(model, data)
+    events = EventAccumulator(tb.log_dir)
+    events.Reload()
+    tb_keys = set(events.Tags()["scalars"])
+    with open(Path(csv_logger.log_dir) / "metrics.csv", newline="") as fh:
+        csv_keys = set(next(csv.reader(fh)))
+    for key in ("train/loss", "train/loss_task", "val/loss", "val/f1_macro", "train/device/samples_per_sec"):
+        assert key in tb_keys, (key, sorted(tb_keys))
+        assert key in csv_keys, (key, sorted(csv_keys))
