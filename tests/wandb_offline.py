@@ -8,6 +8,7 @@ header: crc32, length, type FULL/FIRST/MIDDLE/LAST), decoded into ``wandb_intern
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,14 @@ def read_records(path: str | Path) -> list[Any]:
         if left_in_block < HEADER:
             pos += left_in_block
             continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
         chunk = data[pos + HEADER:pos + HEADER + length]
+        if pos + HEADER + length > len(data):  # the writer is still appending this record
+            break
+        if kind == 0 and length == 0:  # zero padding at the end of a block / file
+            pos += HEADER
+            continue
+        assert zlib.crc32(bytes([kind]) + chunk) == crc, f"{path}: bad record checksum at byte {pos}"
         pos += HEADER + length
         if kind == FULL:
             payload = chunk
@@ -41,8 +48,8 @@ def read_records(path: str | Path) -> list[Any]:
             continue
         elif kind == LAST:
             payload, pending = pending + chunk, b""
-        else:  # zero padding at the end of a block / file
-            continue
+        else:
+            raise AssertionError(f"{path}: unknown record type {kind} at byte {pos}")
         record = pb.Record()
         record.ParseFromString(payload)
         records.append(record)

@@ -17,7 +17,16 @@ LOSS_KEYS = ["loss"]
 
 
 def run_dir(trainer: pl.Trainer) -> Path:
-    """Where a run's artifacts go: the first logger's versioned folder, else ``default_root_dir``."""
+    """Where a run's artifacts go: the first logger's versioned folder, else ``default_root_dir``.
+
+    Loggers without a versioned folder of their own (W&B: ``trainer.log_dir`` is the shared ``save_dir``) use
+    ``save_dir/name/version``, the folder Lightning's ModelCheckpoint puts their checkpoints in."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    logger = trainer.logger
+    if logger is not None and not isinstance(logger, CSVLogger | TensorBoardLogger) and logger.save_dir:
+        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+        return Path(logger.save_dir) / str(logger.name) / version
     return Path(trainer.log_dir or trainer.default_root_dir)
 
 
