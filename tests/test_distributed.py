@@ -92,7 +92,9 @@ def test_ddp_two_processes_match_one_process(name, tmp_path):
     for key, value in single.items():
         if key.endswith("/loss"):  # a mean of per-rank means: weighted differently when shards differ in size
             continue
-        assert ranks[0]["test"][key] == pytest.approx(value, abs=1e-5), key
+        assert ranks[0]["test"][key] == pytest.approx(value, abs=1e-5), (
+            f"{name}: DDP {key} differs from one process on the same weights; does the datamodule give its "
+            "val/test loaders zoo.data.distributed.eval_sampler (an unpadded shard per rank)?")
     # ... and the same prediction file: every row once, in dataset order, gathered from both ranks
     quiet_trainer(callbacks=[PredictionWriter(str(tmp_path / "single.csv"))]).predict(
         model, data, ckpt_path=str(out / "model.ckpt"), return_predictions=False)
