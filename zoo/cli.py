@@ -8,7 +8,10 @@
 Defaults added to every run (each only when the config has none of its kind): a CSV logger writing to
 ``runs/<recipe name>/version_N``, a ``ModelCheckpoint`` on the model's headline metric (``best.ckpt`` and
 ``last.ckpt``), a :class:`~zoo.callbacks.reporting.RunReport` (curves, confusion matrix, report) and, for
-``predict``, a :class:`~zoo.callbacks.reporting.PredictionWriter` to ``--output`` (standard output by default).
+``predict``, a :class:`~zoo.callbacks.reporting.PredictionWriter` to ``--output`` (standard output by default),
+and a Rich progress bar with samples/s. Before the Trainer is built, :mod:`zoo.scale` checks the precision /
+strategy against the hardware and installed extras (one message naming the overlay), and a W&B logger gets the
+recipe name as its group and task / backbone / technique tags.
 """
 
 from __future__ import annotations
@@ -162,8 +165,12 @@ class ZooCLI(LightningCLI):
         from lightning.pytorch.loggers import CSVLogger
 
         from zoo.callbacks.reporting import PredictionWriter, RunReport
+        from zoo.scale import check_precision, check_strategy
 
         trainer_cfg = self._get(self.config_init, "trainer", default={})
+        check_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"))
+        check_strategy(trainer_cfg.get("strategy"), trainer_cfg.get("accelerator", "auto"),
+                       bool(trainer_cfg.get("sync_batchnorm", False)))
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if not any(isinstance(c, RunReport) for c in callbacks):
             callbacks.append(RunReport())
@@ -179,10 +186,24 @@ class ZooCLI(LightningCLI):
             if not any(isinstance(c, PredictionWriter) for c in callbacks):
                 output = self._get(self.config, "output", default="-")
                 callbacks.append(PredictionWriter(output=output))
+        elif trainer_cfg.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+
+            if _RICH_AVAILABLE:
+                from zoo.callbacks.progress import ZooProgressBar
+
+                callbacks.append(ZooProgressBar())
         kwargs["callbacks"] = callbacks
         if trainer_cfg.get("logger") in (None, True):
             root = trainer_cfg.get("default_root_dir") or "runs"
             kwargs["logger"] = CSVLogger(save_dir=root, name=self._recipe_name())
+        else:
+            from zoo.callbacks.tracking import WandbLogger, run_tags
+
+            loggers = trainer_cfg.get("logger")
+            for logger in loggers if isinstance(loggers, list) else [loggers]:
+                if isinstance(logger, WandbLogger):
+                    logger.describe_run(group=self._recipe_name(), tags=run_tags(self.model, callbacks))
         return super().instantiate_trainer(**kwargs)
 
 

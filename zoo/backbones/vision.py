@@ -31,11 +31,20 @@ def _tag(module: nn.Module, num_features: int, mean: tuple[float, ...], std: tup
 
 
 @BACKBONES.register("small_cnn", tags=("vision",), summary="3-block CNN (about 0.1M params) for small images and fast tests")
-def small_cnn(in_channels: int = 3, pretrained: bool = False, width: int = 32, dropout: float = 0.0) -> nn.Module:
+def small_cnn(in_channels: int = 3, pretrained: bool = False, width: int = 32, dropout: float = 0.0,
+              norm: str = "batch") -> nn.Module:
+    # norm="group": per-sample GroupNorm, so results do not depend on how a batch is split over DDP ranks
+    # (SyncBatchNorm, the BatchNorm answer to that, needs GPUs)
+    if norm not in ("batch", "group"):
+        raise ValueError(f"small_cnn: norm must be 'batch' or 'group', got {norm!r}")
+
+    def norm_layer(c: int) -> nn.Module:
+        return nn.BatchNorm2d(c) if norm == "batch" else nn.GroupNorm(min(4, c), c)
+
     def block(cin: int, cout: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), norm_layer(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), norm_layer(cout), nn.ReLU(inplace=True),
         )
 
     net = nn.Sequential(

@@ -334,8 +334,11 @@ class ImageDataModule(pl.LightningDataModule):
         ds = self.splits[name]
         if len(ds) == 0:
             raise ImageDataError(f"the {name} split is empty; raise data.{'val' if name == 'val' else 'test'}_fraction")
+        from zoo.data.distributed import eval_sampler
+
+        sampler = None if shuffle else eval_sampler(ds)  # unpadded DDP shards: each sample evaluated once
         return DataLoader(ds, batch_size=self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          sampler=sampler, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           drop_last=shuffle and len(ds) > self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
