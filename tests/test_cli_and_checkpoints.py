@@ -207,3 +207,19 @@ def test_bad_input_is_one_line_error_without_traceback(capsys):
     err = capsys.readouterr().err
     assert "zoo: error: unknown dataset 'digitz'. Did you mean: digits?" in err
     assert "Traceback" not in err
+
+
+def test_run_report_history_aligns_train_and_val_epochs(tmp_path):
+    from zoo.callbacks.reporting import RunReport
+    from zoo.data.image import ImageDataModule
+
+    report = RunReport()
+    model = ImageClassifier(backbone="small_cnn", backbone_kwargs={"width": 8})
+    data = ImageDataModule(dataset="synthetic_shapes", dataset_kwargs={"n": 60}, batch_size=16)
+    trainer = quiet_trainer(max_epochs=3, callbacks=[report], default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    assert [row["epoch"] for row in report.history] == [0.0, 1.0, 2.0]
+    assert all("train/acc" in row and "val/acc" in row for row in report.history), report.history
+    # the last epoch's training accuracy is what the trainer holds at the end
+    assert report.history[-1]["train/acc"] == pytest.approx(float(trainer.callback_metrics["train/acc"]))
+    assert (tmp_path / "curves_metrics.png").exists()

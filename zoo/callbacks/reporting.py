@@ -41,31 +41,34 @@ class RunReport(pl.Callback):
     def __init__(self, metric_keys: list[str] | None = None) -> None:
         self.metric_keys = metric_keys
         self.history: list[dict[str, float]] = []
+        self._validated_epoch = -1
 
-    def _record(self, trainer: pl.Trainer) -> None:
-        if trainer.sanity_checking:
-            return
-        row: dict[str, float] = {"epoch": float(trainer.current_epoch)}
+    def _record(self, trainer: pl.Trainer, epoch: int) -> None:
+        prefixes = ("train/", "val/") if self._validated_epoch == epoch else ("train/",)
+        row: dict[str, float] = {"epoch": float(epoch)}
         for key, value in trainer.callback_metrics.items():
-            if "/" in key and getattr(value, "numel", lambda: 1)() == 1:
+            if key.startswith(prefixes) and getattr(value, "numel", lambda: 1)() == 1:
                 v = float(value)
                 if math.isfinite(v):
                     row[key] = v
-        if self.history and self.history[-1]["epoch"] == row["epoch"]:
-            self.history[-1].update(row)
-        else:
+        if not self.history or self.history[-1]["epoch"] != row["epoch"]:
             self.history.append(row)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._record(trainer)
-
+    # A module logs its epoch-level metrics in its own epoch-end hooks, which Lightning calls after the
+    # callbacks' hooks; so epoch e is read when epoch e + 1 starts, or when fit ends.
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.state.fn == "fit":
-            self._record(trainer)
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch > 0:
+            self._record(trainer, trainer.current_epoch - 1)
 
     # not @rank_zero_only: trainer.log_dir is a broadcast under DDP, so every rank must ask for it
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         out = run_dir(trainer)
+        if trainer.current_epoch > 0:
+            self._record(trainer, trainer.current_epoch - 1)
         if not trainer.is_global_zero or not self.history or trainer.fast_dev_run:
             return
         from zoo.reporting.curves import plot_curves
