@@ -126,12 +126,21 @@ class EpochTimer:
             def __init__(self) -> None:
                 self.epochs: list[float] = []
                 self.tests: list[float] = []
+                self._t: float | None = None
 
             def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
                 self._t = time.perf_counter()
 
+            def _close(self) -> None:
+                if self._t is not None:
+                    self.epochs.append(time.perf_counter() - self._t)
+                    self._t = None
+
+            def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+                self._close()  # Lightning validates inside the training epoch; time training only
+
             def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-                self.epochs.append(time.perf_counter() - self._t)
+                self._close()
 
             def on_test_epoch_start(self, trainer: Any, pl_module: Any) -> None:
                 self._e = time.perf_counter()

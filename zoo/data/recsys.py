@@ -337,7 +337,14 @@ class PairBatches(IterableDataset):
         self.users, self.items = users.astype(np.int64), items.astype(np.int64)
         self.num_items, self.batch_size = num_items, batch_size
         self.num_negatives, self.seed, self.epoch = num_negatives, seed, 0
-        self.seen_keys = np.unique(self.users * (num_items + 1) + self.items)
+        # membership test for rejection sampling: a dense bit matrix when it is small (one fancy-index per
+        # round), else sorted keys + searchsorted
+        if len(np.unique(self.users)) * (num_items + 1) <= 50_000_000:
+            self.seen_dense: np.ndarray | None = np.zeros((int(self.users.max()) + 1, num_items + 1), dtype=bool)
+            self.seen_dense[self.users, self.items] = True
+        else:
+            self.seen_dense = None
+            self.seen_keys = np.unique(self.users * (num_items + 1) + self.items)
 
     def __len__(self) -> int:
         return (len(self.users) + self.batch_size - 1) // self.batch_size
@@ -347,9 +354,12 @@ class PairBatches(IterableDataset):
         neg = rng.integers(1, self.num_items + 1, size=(n, num))
         rep_users = np.repeat(users, num).reshape(n, num)
         for _ in range(100):
-            keys = rep_users * (self.num_items + 1) + neg
-            pos = np.searchsorted(self.seen_keys, keys).clip(max=len(self.seen_keys) - 1)
-            bad = self.seen_keys[pos] == keys
+            if self.seen_dense is not None:
+                bad = self.seen_dense[rep_users, neg]
+            else:
+                keys = rep_users * (self.num_items + 1) + neg
+                pos = np.searchsorted(self.seen_keys, keys).clip(max=len(self.seen_keys) - 1)
+                bad = self.seen_keys[pos] == keys
             if not bad.any():
                 break
             neg[bad] = rng.integers(1, self.num_items + 1, size=int(bad.sum()))
