@@ -5,8 +5,15 @@ import pandas as pd
 import pytest
 import torch
 
-from zoo.data.recsys import (InteractionDataModule, PairBatches, RecsysDataError, UnknownUserError, k_core,
-                             ratio_split_counts, synthetic_log)
+from zoo.data.recsys import (
+    InteractionDataModule,
+    PairBatches,
+    RecsysDataError,
+    UnknownUserError,
+    k_core,
+    ratio_split_counts,
+    synthetic_log,
+)
 
 
 def _write_log(path, rows, header="user_id,item_id,rating,timestamp"):

@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from zoo.metrics.ranking import RankingAccumulator, full_ranking_metrics, sample_negatives, sampled_ranking_metrics
+from zoo.metrics.ranking import (
+    RankingAccumulator,
+    full_ranking_metrics,
+    sample_negatives,
+    sampled_ranking_metrics,
+)
 
 L3, L5 = 1 / math.log2(3), 1 / math.log2(5)
 

@@ -447,7 +447,6 @@ class InteractionDataModule(pl.LightningDataModule):
         split_ratios: train / val / test ratios for ``random`` and ``temporal``.
         empty_split: ``skip`` (users without a val/test item are not evaluated on it) or ``error``.
         batch_size / eval_batch_size: training batch (interactions or sequences) / users per evaluation batch.
-        num_negatives: negatives per positive for pairwise / pointwise models (the model may ask for more).
         predict_users: user ids (or a file with one per line) to recommend for; None = every user.
         unknown_users: in predict, ``error`` or ``popular`` (recommend the most popular training items).
     """
@@ -475,8 +474,6 @@ class InteractionDataModule(pl.LightningDataModule):
         seed: int = 42,
         batch_size: int = 2048,
         eval_batch_size: int = 4096,
-        num_negatives: int = 1,
-        max_seq_len: int = 50,
         predict_users: list[str] | str | None = None,
         unknown_users: str = "error",
     ) -> None:
@@ -494,8 +491,8 @@ class InteractionDataModule(pl.LightningDataModule):
             raise RecsysDataError(f"data.unknown_users must be error or popular; got {unknown_users!r}")
         if len(split_ratios) != 3 or min(split_ratios) < 0 or split_ratios[0] <= 0:
             raise RecsysDataError(f"data.split_ratios must be three non-negative numbers with train > 0; got {split_ratios}")
-        if batch_size < 1 or eval_batch_size < 1 or num_negatives < 1:
-            raise RecsysDataError("data.batch_size, data.eval_batch_size and data.num_negatives must be >= 1")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise RecsysDataError("data.batch_size and data.eval_batch_size must be >= 1")
         self.save_hyperparameters()
         self.path, self.dataset, self.dataset_kwargs = path, dataset, dict(dataset_kwargs or {})
         self.items_path, self.format, self.sep = items_path, format, sep
@@ -506,7 +503,6 @@ class InteractionDataModule(pl.LightningDataModule):
         self.duplicates, self.split, self.split_ratios = duplicates, split, tuple(split_ratios)
         self.empty_split, self.seed = empty_split, seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_negatives, self.max_seq_len = num_negatives, max_seq_len
         self.predict_users, self.unknown_users = predict_users, unknown_users
         self._prepared = False
         self._views: dict[str, EvalView] = {}
@@ -640,7 +636,8 @@ class InteractionDataModule(pl.LightningDataModule):
     def _batch_spec(self) -> dict[str, Any]:
         model = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
         spec = model.train_batch_spec() if hasattr(model, "train_batch_spec") else {}
-        return {"kind": "pairs", "num_negatives": self.num_negatives, "max_len": self.max_seq_len, **spec}
+        # the model decides what it trains on (its own num_negatives / max_len), so they are model options
+        return {"kind": "pairs", "num_negatives": 1, "max_len": 50, **spec}
 
     def train_dataloader(self) -> DataLoader:
         self.prepare()

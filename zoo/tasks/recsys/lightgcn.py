@@ -3,6 +3,7 @@ non-linearities; the final vector is the mean over layers 0..K. BPR loss plus L2
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,9 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, num_users: int, n
     inv = np.where(deg > 0, deg ** -0.5, 0.0)
     vals = inv[rows] * inv[cols]
     coo = torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(vals).float(), (n, n))
-    return coo.coalesce().to_sparse_csr()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": sparse @ dense is all we use
+        warnings.simplefilter("ignore", UserWarning)
+        return coo.coalesce().to_sparse_csr()
 
 
 @MODELS.register("lightgcn", tags=("recsys",), tiny_case=tiny_case, summary="LightGCN graph collaborative filtering")
