@@ -27,33 +27,23 @@ from torch import Tensor
 METRICS = ("hit", "recall", "precision", "ndcg", "mrr")
 
 
-def full_ranking_metrics(scores: Tensor, targets: Tensor, ks: Sequence[int] = (10,),
-                         exclude: Tensor | None = None) -> dict[str, Tensor]:
-    """Per-user metrics ``{"ndcg@10": [B], ...}`` for a batch of users.
-
-    Args:
-        scores: ``[B, N]`` scores of every item.
-        targets: ``[B, N]`` bool, the relevant (held-out) items of each user.
-        ks: cut-offs, all computed from one ``topk(max(ks))``.
-        exclude: ``[B, N]`` bool, items that may not be recommended (seen in training, padding).
-
-    Users without any relevant item get NaN; the caller drops them (see :class:`RankingAccumulator`).
-    """
-    if scores.shape != targets.shape:
-        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must have the same shape")
-    if not ks or min(ks) < 1:
-        raise ValueError(f"ks must be positive cut-offs, got {list(ks)}")
+def top_k(scores: Tensor, k: int, exclude: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(items [B, k], valid [B, k])``: the k best items per row after masking ``exclude``; ``valid`` is false
+    where an excluded item had to fill the list (fewer than k items left)."""
     scores = scores.float()
-    targets = targets.bool()
     if exclude is not None:
         scores = scores.masked_fill(exclude, float("-inf"))
-    kmax = min(max(ks), scores.shape[1])
-    top_scores, top = scores.topk(kmax, dim=1)
-    # an excluded item can only reach the top k when fewer than k items are left; it never counts as a hit
-    hits = targets.gather(1, top) & torch.isfinite(top_scores)
-    hits = hits.float()
+    values, items = scores.topk(min(k, scores.shape[1]), dim=1)
+    return items, torch.isfinite(values)
+
+
+def metrics_from_top(top: Tensor, valid: Tensor, targets: Tensor, ks: Sequence[int] = (10,)) -> dict[str, Tensor]:
+    """Per-user metrics from a precomputed top list (so several target sets share one ``topk``)."""
+    targets = targets.bool()
+    kmax = top.shape[1]
+    hits = (targets.gather(1, top) & valid).float()
     n_rel = targets.sum(1).float()
-    ranks = torch.arange(1, kmax + 1, device=scores.device, dtype=torch.float32)
+    ranks = torch.arange(1, kmax + 1, device=top.device, dtype=torch.float32)
     discounts = 1.0 / torch.log2(ranks + 1.0)
     cum_hits = hits.cumsum(1)
     dcg = (hits * discounts).cumsum(1)
@@ -76,6 +66,26 @@ def full_ranking_metrics(scores: Tensor, targets: Tensor, ks: Sequence[int] = (1
         for name, v in values.items():
             out[f"{name}@{k}"] = torch.where(has_rel, v, nan)
     return out
+
+
+def full_ranking_metrics(scores: Tensor, targets: Tensor, ks: Sequence[int] = (10,),
+                         exclude: Tensor | None = None) -> dict[str, Tensor]:
+    """Per-user metrics ``{"ndcg@10": [B], ...}`` for a batch of users.
+
+    Args:
+        scores: ``[B, N]`` scores of every item.
+        targets: ``[B, N]`` bool, the relevant (held-out) items of each user.
+        ks: cut-offs, all computed from one ``topk(max(ks))``.
+        exclude: ``[B, N]`` bool, items that may not be recommended (seen in training, padding).
+
+    Users without any relevant item get NaN; the caller drops them (see :class:`RankingAccumulator`).
+    """
+    if scores.shape != targets.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and targets {tuple(targets.shape)} must have the same shape")
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be positive cut-offs, got {list(ks)}")
+    top, valid = top_k(scores, max(ks), exclude)
+    return metrics_from_top(top, valid, targets, ks)
 
 
 def sample_negatives(exclude: Tensor, num: int, generator: torch.Generator | None = None,
@@ -129,15 +139,18 @@ class RankingAccumulator:
         self.counts: dict[str, Tensor] = {}
 
     def update(self, values: dict[str, Tensor], prefix: str = "") -> None:
-        for name, v in values.items():
+        if not values:
+            return
+        stacked = torch.stack([v.double() for v in values.values()])  # one reduction for all metrics
+        ok = ~torch.isnan(stacked)
+        sums, counts = torch.where(ok, stacked, 0.0).sum(1), ok.sum(1).double()
+        for j, name in enumerate(values):
             key = prefix + name
-            ok = ~torch.isnan(v)
-            s, c = v[ok].double().sum(), ok.sum().double()
             if key in self.sums:
-                self.sums[key] = self.sums[key] + s
-                self.counts[key] = self.counts[key] + c
+                self.sums[key] = self.sums[key] + sums[j]
+                self.counts[key] = self.counts[key] + counts[j]
             else:
-                self.sums[key], self.counts[key] = s, c
+                self.sums[key], self.counts[key] = sums[j], counts[j]
 
     def compute(self) -> dict[str, float]:
         return {k: float(self.sums[k] / self.counts[k]) if float(self.counts[k]) > 0 else float("nan")

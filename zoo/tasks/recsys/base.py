@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.metrics.ranking import RankingAccumulator, full_ranking_metrics, sampled_ranking_metrics
+from zoo.metrics.ranking import RankingAccumulator, metrics_from_top, sampled_ranking_metrics, top_k
 from zoo.tasks.base import ZooTask
 
 
@@ -113,29 +113,41 @@ class RecommenderTask(ZooTask):
     def _history(self, stage: str, users: Tensor) -> Tensor | None:
         return None
 
-    def _scores_for(self, stage: str, users: Tensor) -> tuple[Tensor, Tensor]:
+    def _masks(self, stage: str, users: Tensor, device: Any) -> tuple[Tensor, Tensor | None]:
+        """Dense [B, N] exclusion (padding + seen items) and target masks; they do not change between
+        evaluations, so they are built once per stage and batch and kept while they are small."""
+        key = (stage, int(users[0]), int(users[-1]), len(users), str(device))
+        cache = self.__dict__.setdefault("_mask_cache", {})
+        if key in cache:
+            return cache[key]
         view = self._data.eval_view(stage)
-        scores = self.full_sort_scores(users, self._history(stage, users))
-        exclude = view.exclude.dense(users, self.num_items + 1, scores.device)
+        exclude = view.exclude.dense(users, self.num_items + 1)
         exclude[:, 0] = True
-        return scores, exclude
+        targets = view.targets.dense(users, self.num_items + 1) if view.targets is not None else None
+        out = (exclude.to(device), targets.to(device) if targets is not None else None)
+        if sum(v.numel() for t in cache.values() for v in t if v is not None) + 2 * exclude.numel() <= 512 * 2 ** 20:
+            cache[key] = out
+        return out
+
+    def _scores_for(self, stage: str, users: Tensor) -> tuple[Tensor, Tensor]:
+        scores = self.full_sort_scores(users, self._history(stage, users))
+        return scores, self._masks(stage, users, scores.device)[0]
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _eval_step(self, stage: str, batch: Any) -> Any:
         users = batch["user"]
         scores, exclude = self._scores_for(stage, users)
-        view = self._data.eval_view(stage)
-        targets = view.targets.dense(users, self.num_items + 1, scores.device)
+        targets = self._masks(stage, users, scores.device)[1]
         acc = self._acc.setdefault(stage, RankingAccumulator())
-        acc.update(full_ranking_metrics(scores, targets, self.ks, exclude))
+        top, valid = top_k(scores, max(self.ks), exclude)  # one topk shared by every metric and subset
+        acc.update(metrics_from_top(top, valid, targets, self.ks))
         if self.sampled_negatives > 0:
             g = torch.Generator(device=scores.device).manual_seed(1234 + int(users[0]))
             acc.update(sampled_ranking_metrics(scores, targets, self.sampled_negatives, self.ks, exclude, g))
         if stage == "test":
             counts = self.item_popularity.to(scores.device)
             for name, cold in (("cold", counts <= self.cold_threshold), ("cold0", counts == 0)):
-                cold_targets = targets & cold[None, :]
-                acc.update(full_ranking_metrics(scores, cold_targets, self.ks, exclude), prefix=f"{name}_")
+                acc.update(metrics_from_top(top, valid, targets & cold[None, :], self.ks), prefix=f"{name}_")
         return None
 
     def on_validation_epoch_start(self) -> None:
