@@ -157,3 +157,28 @@ def test_every_model_has_a_recipe():
 
     names = {p.stem.rsplit("_ml100k", 1)[0] for p in RECIPES}
     assert set(MODELS.list(tag="recsys")) <= names
+
+
+def test_lightgcn_adjacency_is_symmetrically_normalised():
+    import numpy as np
+
+    from zoo.tasks.recsys.lightgcn import normalized_adjacency
+
+    adj = normalized_adjacency(np.array([0, 0, 1]), np.array([1, 2, 2]), num_users=2, num_items=3).to_dense()
+    # nodes: users 0,1 then items 0..3; user 0 has degree 2, item 1 degree 1, item 2 degree 2
+    assert adj[0, 2 + 1].item() == pytest.approx(1 / 2 ** 0.5)
+    assert adj[0, 2 + 2].item() == pytest.approx(0.5)
+    assert torch.equal(adj, adj.T)
+
+
+def test_two_tower_log_q_lowers_popular_items_logits():
+    from zoo.tasks.recsys import TwoTower
+
+    model = TwoTower(embedding_dim=4, tower_layers=(), num_users=3, num_items=3)
+    batch = {"user": torch.tensor([0, 1]), "pos": torch.tensor([1, 2])}
+    emb = model.embed(batch)
+    plain = model.forward_embedded(emb, batch)
+    model.item_popularity = torch.tensor([0.0, 9.0, 1.0, 0.0])
+    corrected = model.forward_embedded(emb, batch)
+    # item 1 has q = 0.9, item 2 q = 0.1: the correction adds -log q per column
+    assert torch.allclose(corrected - plain, -torch.log(torch.tensor([0.9, 0.1]))[None, :].expand(2, 2))

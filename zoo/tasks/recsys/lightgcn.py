@@ -25,11 +25,13 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, num_users: int, n
     rows = np.concatenate([pairs[:, 0], num_users + pairs[:, 1]])
     cols = np.concatenate([num_users + pairs[:, 1], pairs[:, 0]])
     deg = np.bincount(rows, minlength=n).astype(np.float64)
-    inv = np.where(deg > 0, deg ** -0.5, 0.0)
+    inv = np.zeros_like(deg)
+    np.power(deg, -0.5, out=inv, where=deg > 0)
     vals = inv[rows] * inv[cols]
-    coo = torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(vals).float(), (n, n))
     with warnings.catch_warnings():  # "sparse CSR support is in beta": sparse @ dense is all we use
         warnings.simplefilter("ignore", UserWarning)
+        coo = torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(vals).float(),
+                                      (n, n), check_invariants=True)
         return coo.coalesce().to_sparse_csr()
 
 
