@@ -474,7 +474,7 @@ class InteractionDataModule(pl.LightningDataModule):
         seed: int = 42,
         batch_size: int = 2048,
         eval_batch_size: int = 4096,
-        predict_users: list[str] | str | None = None,
+        predict_users: list[str | int] | str | None = None,
         unknown_users: str = "error",
     ) -> None:
         super().__init__()
