@@ -185,7 +185,8 @@ def run_zoo(model: Any, data: Any, workdir: Path, epochs: int, repeats: int, pat
             "epoch_cpu_s": statistics.median(timer.epochs_cpu),
             "eval_cpu_s": statistics.median(timer.tests_cpu[1:] or timer.tests_cpu),
             "eval_call_s": statistics.median(calls),
-            "cold": {k: report.get(f"cold_{k}") for k in METRICS}, "cold_users": report.get("cold_users")}
+            "cold": {k: report.get(f"cold_{k}") for k in METRICS},
+            "cold_among_cold": {k: report.get(f"coldonly_{k}") for k in METRICS}, "cold_users": report.get("cold_users")}
 
 
 def table(rows: list[tuple[str, str, str, str]]) -> str:
@@ -251,6 +252,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for k in METRICS:
                 f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
                 rows.append((f"cold<=5 {k}", f(zb["cold"][k]), f(lg["cold"][k]), f(ta["cold"][k])))
+            for k in METRICS:
+                rows.append((f"cold<=5 among cold {k}", f(zb["cold_among_cold"][k]), f(lg["cold_among_cold"][k]),
+                             f(ta["cold_among_cold"][k])))
             rows.append(("cold<=5 users", str(zb["cold_users"]), str(lg["cold_users"]), str(ta["cold_users"])))
             rows.append(("s / train epoch", f"{zb['epoch_s']:.4f}", f"{lg['epoch_s']:.4f}", f"{ta['epoch_s']:.4f}"))
             print(table(rows), flush=True)

@@ -148,6 +148,11 @@ class RecommenderTask(ZooTask):
             counts = self.item_popularity.to(scores.device)
             for name, cold in (("cold", counts <= self.cold_threshold), ("cold0", counts == 0)):
                 acc.update(metrics_from_top(top, valid, targets & cold[None, :], self.ks), prefix=f"{name}_")
+            # cold held-out items ranked among the cold items only: popular items no longer crowd them out, so
+            # this tells whether a model orders rare items sensibly at all
+            cold = counts <= self.cold_threshold
+            ctop, cvalid = top_k(scores, max(self.ks), exclude | ~cold[None, :])
+            acc.update(metrics_from_top(ctop, cvalid, targets & cold[None, :], self.ks), prefix="coldonly_")
         return None
 
     def on_validation_epoch_start(self) -> None:
@@ -184,12 +189,15 @@ class RecommenderTask(ZooTask):
                   "all": {k: v for k, v in t.items() if "@" in k and not k.startswith("cold")},
                   f"cold_items_le_{self.cold_threshold}": {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("cold_") and "@" in k},
                   "cold_items_0": {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("cold0_") and "@" in k},
+                  f"cold_items_le_{self.cold_threshold}_ranked_among_cold_items":
+                      {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("coldonly_") and "@" in k},
                   "evaluated_users": t.get("evaluated_users", 0), "cold_users": t.get("cold_users", 0),
                   "cold0_users": t.get("cold0_users", 0)}
         report = json.loads(json.dumps(report, default=float).replace("NaN", "null"))
         lines = [f"{report['model']} test report ({report['protocol']})", ""]
         for section, users in (("all", "evaluated_users"), (f"cold_items_le_{self.cold_threshold}", "cold_users"),
-                               ("cold_items_0", "cold0_users")):
+                               ("cold_items_0", "cold0_users"),
+                               (f"cold_items_le_{self.cold_threshold}_ranked_among_cold_items", "cold_users")):
             lines.append(f"[{section}] users: {report[users]}")
             for k, v in sorted(report[section].items(), key=lambda kv: (kv[0].split("@")[0], int(kv[0].split("@")[1]))):
                 lines.append(f"  {k:<16} {'n/a' if v is None else f'{v:.4f}'}")
