@@ -35,11 +35,13 @@ class TextAwareRecommender(RecommenderTask):
         cache_dir: where encodings are cached (default ``$ZOO_CACHE_DIR`` or ``~/.cache/zoo``).
         projection_layers: hidden sizes of the text projection MLP (empty = linear).
         id_dropout: probability of dropping an item's ID embedding in a training example.
+        mask_unseen_ids: at scoring time, ignore the ID embedding of items without training positives (it was
+            only ever pushed down as a sampled negative); False keeps it.
     """
 
     def __init__(self, embedding_dim: int = 64, text_encoder: str = "minilm", text_dim: int | None = None,
                  max_length: int = 64, cache_dir: str | None = None, projection_layers: tuple[int, ...] = (),
-                 id_dropout: float = 0.3, num_negatives: int = 1, num_users: int | None = None,
+                 id_dropout: float = 0.3, mask_unseen_ids: bool = True, num_negatives: int = 1, num_users: int | None = None,
                  num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10,
                  sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3, weight_decay: float = 0.0,
                  optimizer: str = "adam", scheduler: str = "none", warmup_ratio: float = 0.0) -> None:
@@ -51,6 +53,7 @@ class TextAwareRecommender(RecommenderTask):
         self.embedding_dim, self.text_encoder, self.text_dim = embedding_dim, text_encoder, text_dim
         self.max_length, self.cache_dir = max_length, cache_dir
         self.projection_layers, self.id_dropout, self.num_negatives = tuple(projection_layers), id_dropout, num_negatives
+        self.mask_unseen_ids = mask_unseen_ids
         self._features: Tensor | None = None
         if num_users is not None and num_items is not None and text_dim is not None:
             self._build()
@@ -71,7 +74,8 @@ class TextAwareRecommender(RecommenderTask):
     def after_build(self, datamodule: Any) -> None:
         with torch.no_grad():
             self.text_features.copy_(self._features.to(self.text_features))
-        self.id_available = (self.item_popularity > 0).float()
+        if self.mask_unseen_ids:
+            self.id_available = (self.item_popularity > 0).float()
 
     def build_network(self) -> None:
         d = self.embedding_dim
