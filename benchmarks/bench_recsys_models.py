@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", nargs="+", default=["bpr", "lightgcn", "text_aware"])
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--text-aware-args", default="{}", help="JSON of extra TextAwareRecommender arguments")
     args = parser.parse_args(argv)
     import torch
@@ -30,9 +31,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from zoo.data.recsys import InteractionDataModule
     from zoo.tasks.recsys import BPR, LightGCN, TextAwareRecommender
 
-    builders = {"bpr": lambda: BPR(embedding_dim=64, lr=1e-3, ks=(10,)),
-                "lightgcn": lambda: LightGCN(embedding_dim=64, num_layers=2, lr=1e-3, ks=(10,)),
-                "text_aware": lambda: TextAwareRecommender(embedding_dim=64, text_encoder="minilm", lr=1e-3, ks=(10,),
+    builders = {"bpr": lambda: BPR(embedding_dim=64, lr=args.lr, ks=(10,)),
+                "lightgcn": lambda: LightGCN(embedding_dim=64, num_layers=2, lr=args.lr, ks=(10,)),
+                "text_aware": lambda: TextAwareRecommender(embedding_dim=64, text_encoder="minilm", lr=args.lr, ks=(10,),
                                                            **json.loads(args.text_aware_args))}
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,8 +3,9 @@ description), so an item with few or no training interactions still gets a meani
 
 * The text encoder runs once per distinct catalogue (frozen; cached on disk, see ``text_features``); the
   features are a buffer of the model, so a checkpoint ranks without re-encoding.
-* ID embeddings of items never seen in training are switched off at scoring time (they were never trained), and
-  ``id_dropout`` drops item IDs during training so the text path learns to stand on its own.
+* Optionally (``mask_unseen_ids``) the ID embeddings of items without training positives are switched off at
+  scoring time, and ``id_dropout`` drops item IDs during training so the text path learns to stand on its own.
+  Both are off by default: on ml-100k they lowered every metric, including on rare items (see docs/recsys.md).
 * Loss: BPR, like the ID-only ``bpr`` model it is compared with on cold items.
 """
 
@@ -41,7 +42,7 @@ class TextAwareRecommender(RecommenderTask):
 
     def __init__(self, embedding_dim: int = 64, text_encoder: str = "minilm", text_dim: int | None = None,
                  max_length: int = 64, cache_dir: str | None = None, projection_layers: tuple[int, ...] = (),
-                 id_dropout: float = 0.3, mask_unseen_ids: bool = True, num_negatives: int = 1, num_users: int | None = None,
+                 id_dropout: float = 0.0, mask_unseen_ids: bool = False, num_negatives: int = 1, num_users: int | None = None,
                  num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10,
                  sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3, weight_decay: float = 0.0,
                  optimizer: str = "adam", scheduler: str = "none", warmup_ratio: float = 0.0) -> None:
