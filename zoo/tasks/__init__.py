@@ -12,3 +12,4 @@ __all__ = [
     "ZooTask",
     "load_checkpoint",
 ]
+from zoo.tasks import recsys  # noqa: E402,F401  (registers the recommenders)

@@ -1,0 +1,184 @@
+"""Recommenders beyond the generic registry test: no seen item recommended, checkpoints keep id maps,
+unknown users, the cold-start report, the text encoders, APR through the embed contract, recipes parse."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import quiet_trainer
+from zoo.callbacks.base import ZooTechnique
+from zoo.data.recsys import InteractionDataModule
+from zoo.tasks.base import load_checkpoint
+from zoo.tasks.recsys import BPR, RecsysModelError
+from zoo.tasks.recsys.base import synthetic_data
+
+RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes" / "recsys").glob("*.yaml"))
+
+
+def _known_items(dm: InteractionDataModule) -> dict[str, set[str]]:
+    view = dm.eval_view("predict")
+    owner, items = view.exclude.gather(torch.arange(dm.num_users))
+    known: dict[str, set[str]] = {u: set() for u in dm.user_ids}
+    for o, i in zip(owner.tolist(), items.tolist()):
+        known[dm.user_ids[o]].add(dm.item_ids[i])
+    return known
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """BPR trained briefly on the synthetic log, with a checkpoint on disk."""
+    out = tmp_path_factory.mktemp("bpr")
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    data = synthetic_data(dataset_kwargs={"per_user": 30})
+    model = BPR(embedding_dim=16, lr=0.05, top_k=60)
+    ckpt = ModelCheckpoint(dirpath=str(out), filename="m", monitor="val/ndcg@10", mode="max")
+    trainer = quiet_trainer(max_epochs=4, enable_checkpointing=True, callbacks=[ckpt], num_sanity_val_steps=0)
+    trainer.fit(model, data)
+    return model, data, ckpt.best_model_path
+
+
+def test_seen_items_are_never_recommended(trained):
+    model, data, _ = trained
+    rows = [r for batch in quiet_trainer().predict(model, data) for r in batch]
+    known = _known_items(data)
+    assert {r["user"] for r in rows} == set(data.user_ids)
+    # 30 interactions per user of 80 items: top 60 would reach seen items if they were not masked
+    assert all(r["item"] not in known[r["user"]] for r in rows)
+    per_user = [r for r in rows if r["user"] == data.user_ids[0]]
+    assert [r["rank"] for r in per_user] == list(range(1, 51))  # 80 - 30 seen = 50 left
+    assert [r["score"] for r in per_user] == sorted((r["score"] for r in per_user), reverse=True)
+
+
+def test_checkpoint_keeps_id_maps_and_reloads(trained, tmp_path):
+    model, data, path = trained
+    ck = torch.load(path, weights_only=True)
+    assert ck["zoo_recsys"]["item_ids"][1:] == data.item_ids[1:]
+    loaded = load_checkpoint(path)
+    assert isinstance(loaded, BPR) and loaded.item_ids == data.item_ids
+    rows = quiet_trainer().predict(loaded, synthetic_data(dataset_kwargs={"per_user": 30}))
+    assert rows[0][0]["user"] == data.user_ids[0]
+    other = synthetic_data(dataset_kwargs={"per_user": 30, "num_users": 40})
+    with pytest.raises(RecsysModelError, match="built for 50 users x 80 items, the data has 40 x 80"):
+        quiet_trainer().predict(load_checkpoint(path), other)
+    renamed = load_checkpoint(path)
+    renamed.user_ids = [u + "x" for u in renamed.user_ids]
+    with pytest.raises(RecsysModelError, match="id maps in the checkpoint differ"):
+        quiet_trainer().predict(renamed, synthetic_data(dataset_kwargs={"per_user": 30}))
+
+
+def test_unknown_user_popularity_fallback(trained):
+    model, _, path = trained
+    data = synthetic_data(dataset_kwargs={"per_user": 30}, predict_users=["ghost"], unknown_users="popular")
+    rows = quiet_trainer().predict(load_checkpoint(path), data)[0]
+    counts = data.item_train_counts
+    assert [r["user"] for r in rows][:1] == ["ghost"]
+    assert counts[data.item_ids.index(rows[0]["item"])] == counts[1:].max()
+
+
+def test_test_report_has_cold_start_sections(trained, tmp_path):
+    model, data, _ = trained
+    quiet_trainer().test(model, data, verbose=False)
+    paths = model.write_test_report(tmp_path)
+    import json
+
+    report = json.loads(Path(paths[0]).read_text())
+    assert {"all", "cold_items_le_5", "cold_items_0"} <= set(report)
+    assert 0.0 <= report["all"]["ndcg@10"] <= 1.0
+    assert "cold_items_le_5" in Path(paths[1]).read_text()
+
+
+class _PerturbUsers(ZooTechnique):
+    """A minimal APR-like term: the task loss again with every embedding nudged along its gradient."""
+
+    name = "adv"
+    needs_embedding_grad = True
+
+    def loss_terms(self, module, batch, emb, out, loss):
+        grads = torch.autograd.grad(loss, list(emb.values()), retain_graph=True)
+        adv = {k: v + 0.1 * g.sign() for (k, v), g in zip(emb.items(), grads)}
+        return {"adv": module.task_loss(module.forward_embedded(adv, batch), batch)}
+
+
+def test_embed_dict_supports_adversarial_terms():
+    model = BPR(embedding_dim=8, lr=0.01)
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=0, callbacks=[_PerturbUsers()])
+    trainer.fit(model, synthetic_data())
+    assert "train/loss_adv" in trainer.callback_metrics
+
+
+def test_text_features_are_cached_by_content(tmp_path):
+    from zoo.tasks.recsys.text_features import encode_texts
+
+    a = encode_texts(["red thing", "blue thing"], "hashing", tmp_path, dim=16)
+    b = encode_texts(["red thing", "blue thing"], "hashing", tmp_path, dim=16)
+    encode_texts(["red thing", "green thing"], "hashing", tmp_path, dim=16)
+    assert torch.equal(a, b) and a.shape == (2, 16)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
+def test_text_features_from_a_local_hf_encoder(tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "blue", "thing", "title", ":", "."]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path / "enc")
+    BertModel(BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16)).save_pretrained(tmp_path / "enc")
+    from zoo.tasks.recsys.text_features import encode_texts
+
+    feats = encode_texts(["title: red thing.", "title: blue thing."], str(tmp_path / "enc"), tmp_path / "cache")
+    assert feats.shape == (2, 8)
+    assert torch.allclose(feats.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_text_aware_needs_item_text(tmp_path):
+    from zoo.tasks.recsys import TextAwareRecommender
+
+    inter = tmp_path / "log.csv"
+    inter.write_text("user_id,item_id\nu,a\nu,b\nu,c\nv,a\nv,b\nv,c\n")
+    model = TextAwareRecommender(text_encoder="hashing", cache_dir=str(tmp_path))
+    with pytest.raises(RecsysModelError, match="items_path"):
+        model.configure_from_data(InteractionDataModule(path=str(inter), split="loo"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipes_parse(recipe):
+    from zoo.cli import ZooCLI
+
+    cli = ZooCLI(args=["--config", str(recipe)], run=False)
+    assert getattr(cli.model, "monitor", None) == "val/ndcg@10"
+    assert isinstance(cli.datamodule, InteractionDataModule)
+
+
+def test_every_model_has_a_recipe():
+    from zoo.registry import MODELS
+
+    names = {p.stem.rsplit("_ml100k", 1)[0] for p in RECIPES}
+    assert set(MODELS.list(tag="recsys")) <= names
+
+
+def test_lightgcn_adjacency_is_symmetrically_normalised():
+    import numpy as np
+
+    from zoo.tasks.recsys.lightgcn import normalized_adjacency
+
+    adj = normalized_adjacency(np.array([0, 0, 1]), np.array([1, 2, 2]), num_users=2, num_items=3).to_dense()
+    # nodes: users 0,1 then items 0..3; user 0 has degree 2, item 1 degree 1, item 2 degree 2
+    assert adj[0, 2 + 1].item() == pytest.approx(1 / 2 ** 0.5)
+    assert adj[0, 2 + 2].item() == pytest.approx(0.5)
+    assert torch.equal(adj, adj.T)
+
+
+def test_two_tower_log_q_lowers_popular_items_logits():
+    from zoo.tasks.recsys import TwoTower
+
+    model = TwoTower(embedding_dim=4, tower_layers=(), num_users=3, num_items=3)
+    batch = {"user": torch.tensor([0, 1]), "pos": torch.tensor([1, 2])}
+    emb = model.embed(batch)
+    plain = model.forward_embedded(emb, batch)
+    model.item_popularity = torch.tensor([0.0, 9.0, 1.0, 0.0])
+    corrected = model.forward_embedded(emb, batch)
+    # item 1 has q = 0.9, item 2 q = 0.1: the correction adds -log q per column
+    assert torch.allclose(corrected - plain, -torch.log(torch.tensor([0.9, 0.1]))[None, :].expand(2, 2))

@@ -1,0 +1,264 @@
+"""``RecommenderTask``: what every recommender shares.
+
+* Data-dependent sizes (``num_users``, ``num_items``) come from the datamodule in ``configure_from_data`` and are
+  written into the hyper-parameters, so ``load_from_checkpoint`` rebuilds the same network; the id maps
+  (index -> original id) travel in the checkpoint under ``checkpoint["zoo_recsys"]``.
+* Validation / test rank ALL items for each evaluated user (``full_sort_scores``), with the items the user has
+  already seen masked (training items at validation; training + validation items at test), and log HR / Recall /
+  Precision / NDCG / MRR at ``ks`` (``val/ndcg@10`` is the headline). ``sampled_negatives > 0`` adds the
+  sampled-negatives protocol under ``sampled<n>_`` names.
+* Test also reports cold items: metrics restricted to held-out items with <= ``cold_threshold`` (and 0) training
+  interactions, written by ``write_test_report``.
+* ``predict_step`` returns ``{user, rank, item, score}`` rows in original ids, never an item the user has seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from zoo.metrics.ranking import RankingAccumulator, metrics_from_top, sampled_ranking_metrics, top_k
+from zoo.tasks.base import ZooTask
+
+
+class RecsysModelError(ValueError):
+    """A recommender used with data it was not built for (sizes or id maps differ), or misconfigured."""
+
+
+class RecommenderTask(ZooTask):
+    monitor = "val/ndcg@10"
+    monitor_mode = "max"
+
+    def __init__(self, num_users: int | None = None, num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20),
+                 top_k: int = 10, sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3,
+                 weight_decay: float = 0.0, optimizer: str = "adam", scheduler: str = "none",
+                 warmup_ratio: float = 0.0) -> None:
+        super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
+                         warmup_ratio=warmup_ratio)
+        if not ks or min(ks) < 1 or top_k < 1:
+            raise RecsysModelError(f"model.ks and model.top_k must be positive; got ks={ks}, top_k={top_k}")
+        if 10 not in ks:
+            ks = tuple(sorted(set(ks) | {10}))  # the headline metric is @10
+        self.num_users, self.num_items = num_users, num_items
+        self.ks, self.top_k = tuple(ks), top_k
+        self.sampled_negatives, self.cold_threshold = sampled_negatives, cold_threshold
+        self.user_ids: list[str] | None = None
+        self.item_ids: list[str] | None = None
+        self._acc: dict[str, RankingAccumulator] = {}
+        self._last_test: dict[str, float] = {}
+        self._built = False
+        self._data: Any = None
+        self.register_buffer("item_popularity", torch.zeros(0), persistent=False)
+
+    # -- building -----------------------------------------------------------------------------------
+    def build_network(self) -> None:
+        raise NotImplementedError
+
+    def _build(self) -> None:
+        if not self._built:
+            self.build_network()
+            self._built = True
+
+    def configure_from_data(self, datamodule: Any) -> None:
+        if datamodule is None or not hasattr(datamodule, "eval_view"):
+            if not self._built:
+                raise RecsysModelError(f"{type(self).__name__} needs an InteractionDataModule (or num_users / num_items)")
+            return
+        datamodule.prepare()
+        self._data = datamodule
+        if self._built and (self.num_users, self.num_items) != (datamodule.num_users, datamodule.num_items):
+            raise RecsysModelError(f"the model was built for {self.num_users} users x {self.num_items} items, the data "
+                                   f"has {datamodule.num_users} x {datamodule.num_items}; use the data it was trained on")
+        self._check_id_maps(datamodule.user_ids, datamodule.item_ids, "the datamodule")
+        self.user_ids, self.item_ids = list(datamodule.user_ids), list(datamodule.item_ids)
+        self.num_users, self.num_items = datamodule.num_users, datamodule.num_items
+        self.hparams["num_users"], self.hparams["num_items"] = self.num_users, self.num_items
+        self.item_popularity = datamodule.item_train_counts.float().to(self.device)
+        self.prepare_data_dependent(datamodule)
+        self._build()
+        self.after_build(datamodule)
+
+    def prepare_data_dependent(self, datamodule: Any) -> None:
+        """Hook: read what the network needs from the data before it is built (text features, ...)."""
+
+    def after_build(self, datamodule: Any) -> None:
+        """Hook: read what the built network needs from the data (graphs, histories)."""
+
+    def _check_id_maps(self, user_ids: list[str], item_ids: list[str], where: str) -> None:
+        if self.user_ids is not None and (self.user_ids != list(user_ids) or self.item_ids != list(item_ids)):
+            raise RecsysModelError(f"the id maps in the checkpoint differ from those of {where}: the model was "
+                                   "trained on other interactions (or other filtering / k-core options)")
+
+    def train_batch_spec(self) -> dict[str, Any]:
+        """What the datamodule's train loader yields for this model."""
+        return {"kind": "pairs"}
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        # batches are flat dicts of tensors (and id lists); Lightning's generic collection walk costs more than
+        # the whole BPR step on CPU
+        if isinstance(batch, dict):
+            return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    # -- scoring ------------------------------------------------------------------------------------
+    def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
+        """``[B, num_items + 1]`` scores of every item (column 0 is padding) for the given user indices."""
+        raise NotImplementedError
+
+    def _history(self, stage: str, users: Tensor) -> Tensor | None:
+        return None
+
+    def _masks(self, stage: str, users: Tensor, device: Any) -> tuple[Tensor, Tensor | None]:
+        """Dense [B, N] exclusion (padding + seen items) and target masks; they do not change between
+        evaluations, so they are built once per stage and batch and kept while they are small."""
+        key = (stage, int(users[0]), int(users[-1]), len(users), str(device))
+        cache = self.__dict__.setdefault("_mask_cache", {})
+        if key in cache:
+            return cache[key]
+        view = self._data.eval_view(stage)
+        exclude = view.exclude.dense(users, self.num_items + 1)
+        exclude[:, 0] = True
+        targets = view.targets.dense(users, self.num_items + 1) if view.targets is not None else None
+        out = (exclude.to(device), targets.to(device) if targets is not None else None)
+        if sum(v.numel() for t in cache.values() for v in t if v is not None) + 2 * exclude.numel() <= 512 * 2 ** 20:
+            cache[key] = out
+        return out
+
+    def _scores_for(self, stage: str, users: Tensor) -> tuple[Tensor, Tensor]:
+        scores = self.full_sort_scores(users, self._history(stage, users))
+        return scores, self._masks(stage, users, scores.device)[0]
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def _eval_step(self, stage: str, batch: Any) -> Any:
+        users = batch["user"]
+        scores, exclude = self._scores_for(stage, users)
+        targets = self._masks(stage, users, scores.device)[1]
+        acc = self._acc.setdefault(stage, RankingAccumulator())
+        top, valid = top_k(scores, max(self.ks), exclude)  # one topk shared by every metric and subset
+        acc.update(metrics_from_top(top, valid, targets, self.ks))
+        if self.sampled_negatives > 0:
+            g = torch.Generator(device=scores.device).manual_seed(1234 + int(users[0]))
+            acc.update(sampled_ranking_metrics(scores, targets, self.sampled_negatives, self.ks, exclude, g))
+        if stage == "test":
+            counts = self.item_popularity.to(scores.device)
+            for name, cold in (("cold", counts <= self.cold_threshold), ("cold0", counts == 0)):
+                acc.update(metrics_from_top(top, valid, targets & cold[None, :], self.ks), prefix=f"{name}_")
+            # cold held-out items ranked among the cold items only: popular items no longer crowd them out, so
+            # this tells whether a model orders rare items sensibly at all
+            cold = counts <= self.cold_threshold
+            ctop, cvalid = top_k(scores, max(self.ks), exclude | ~cold[None, :])
+            acc.update(metrics_from_top(ctop, cvalid, targets & cold[None, :], self.ks), prefix="coldonly_")
+        return None
+
+    def on_validation_epoch_start(self) -> None:
+        self._acc.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._acc.pop("test", None)
+
+    def log_epoch_metrics(self, stage: str) -> None:
+        acc = self._acc.pop(stage, None)
+        if acc is None:
+            return
+        values = acc.compute()
+        for key, value in values.items():
+            if key.startswith("cold"):
+                continue  # in the test report; NaN when there are no cold items would upset loggers
+            self.log(f"{stage}/{key}", value, prog_bar=key == "ndcg@10")
+        if stage == "test":
+            self._last_test = dict(values)
+            self._last_test["evaluated_users"] = acc.count("ndcg@10")
+            self._last_test["cold_users"] = acc.count("cold_ndcg@10")
+            self._last_test["cold0_users"] = acc.count("cold0_ndcg@10")
+
+    def write_test_report(self, out_dir: Any) -> list[Any]:
+        if not self._last_test:
+            return []
+        from zoo.reporting.io import atomic_write_text
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        t = self._last_test
+        report = {"model": type(self).__name__, "protocol": "full ranking, seen items masked",
+                  "cold_threshold": self.cold_threshold,
+                  "all": {k: v for k, v in t.items() if "@" in k and not k.startswith("cold")},
+                  f"cold_items_le_{self.cold_threshold}": {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("cold_") and "@" in k},
+                  "cold_items_0": {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("cold0_") and "@" in k},
+                  f"cold_items_le_{self.cold_threshold}_ranked_among_cold_items":
+                      {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("coldonly_") and "@" in k},
+                  "evaluated_users": t.get("evaluated_users", 0), "cold_users": t.get("cold_users", 0),
+                  "cold0_users": t.get("cold0_users", 0)}
+        report = json.loads(json.dumps(report, default=float).replace("NaN", "null"))
+        lines = [f"{report['model']} test report ({report['protocol']})", ""]
+        for section, users in (("all", "evaluated_users"), (f"cold_items_le_{self.cold_threshold}", "cold_users"),
+                               ("cold_items_0", "cold0_users"),
+                               (f"cold_items_le_{self.cold_threshold}_ranked_among_cold_items", "cold_users")):
+            lines.append(f"[{section}] users: {report[users]}")
+            for k, v in sorted(report[section].items(), key=lambda kv: (kv[0].split("@")[0], int(kv[0].split("@")[1]))):
+                lines.append(f"  {k:<16} {'n/a' if v is None else f'{v:.4f}'}")
+            lines.append("")
+        json_path, txt_path = out / "recsys_test_report.json", out / "recsys_test_report.txt"
+        atomic_write_text(json_path, json.dumps(report, indent=2))
+        atomic_write_text(txt_path, "\n".join(lines))
+        return [json_path, txt_path]
+
+    # -- prediction ---------------------------------------------------------------------------------
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        users, ids = batch["user"], batch.get("user_id")
+        if self._data is None or self.item_ids is None:
+            raise RecsysModelError("predict needs the InteractionDataModule the model was trained with")
+        known = users >= 0
+        k = min(self.top_k, self.num_items)
+        rows: list[dict[str, Any]] = []
+        top_items = torch.zeros(len(users), k, dtype=torch.long)
+        top_scores = torch.zeros(len(users), k)
+        if bool(known.any()):
+            ku = users[known]
+            scores, exclude = self._scores_for("predict", ku)
+            s, i = scores.float().masked_fill(exclude, float("-inf")).topk(k, dim=1)
+            top_items[known.cpu()], top_scores[known.cpu()] = i.cpu(), s.cpu()
+        if bool((~known).any()):
+            # documented fallback (data.unknown_users: popular): most popular training items, score = count
+            s, i = self.item_popularity.cpu().index_fill(0, torch.tensor([0]), -1.0).topk(k)
+            top_items[~known.cpu()], top_scores[~known.cpu()] = i, s
+        for b in range(len(users)):
+            uid = ids[b] if ids is not None else self.user_ids[int(users[b])]
+            for r in range(k):
+                score = float(top_scores[b, r])
+                if not math.isfinite(score):
+                    break  # the user has seen (almost) everything
+                rows.append({"user": uid, "rank": r + 1, "item": self.item_ids[int(top_items[b, r])],
+                             "score": round(score, 6)})
+        return rows
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["zoo_recsys"] = {"user_ids": self.user_ids, "item_ids": self.item_ids}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        maps = checkpoint.get("zoo_recsys") or {}
+        if maps.get("user_ids") is not None:
+            self._check_id_maps(maps["user_ids"], maps["item_ids"], "the checkpoint")
+            self.user_ids, self.item_ids = list(maps["user_ids"]), list(maps["item_ids"])
+
+
+def bpr_loss(pos: Tensor, neg: Tensor) -> Tensor:
+    """-log sigmoid(pos - neg), averaged; ``neg`` may carry several negatives per positive."""
+    if neg.ndim > pos.ndim:
+        pos = pos.unsqueeze(-1)
+    return -torch.nn.functional.logsigmoid(pos - neg).mean()
+
+
+def synthetic_data(tmp_dir: Any = None, **kwargs: Any) -> Any:
+    from zoo.data.recsys import InteractionDataModule
+
+    defaults = dict(dataset="synthetic_interactions", split="loo", batch_size=128, eval_batch_size=64, seed=0)
+    defaults.update(kwargs)
+    return InteractionDataModule(**defaults)

@@ -1,0 +1,103 @@
+"""LightGCN (He et al. 2020): embeddings smoothed over the normalised user-item graph, no feature transforms or
+non-linearities; the final vector is the mean over layers 0..K. BPR loss plus L2 on the layer-0 vectors."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from zoo.registry import MODELS
+from zoo.tasks.recsys.base import RecommenderTask, bpr_loss, synthetic_data
+
+
+def tiny_case(tmp_dir: Any = None) -> tuple[Any, Any]:
+    return LightGCN(embedding_dim=16, num_layers=2, lr=0.01), synthetic_data(tmp_dir)
+
+
+def normalized_adjacency(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int) -> Tensor:
+    """D^-1/2 A D^-1/2 of the bipartite graph (users first, then items 0..num_items), as a sparse CSR tensor."""
+    n = num_users + num_items + 1
+    pairs = np.unique(np.stack([users, items], 1), axis=0)
+    rows = np.concatenate([pairs[:, 0], num_users + pairs[:, 1]])
+    cols = np.concatenate([num_users + pairs[:, 1], pairs[:, 0]])
+    deg = np.bincount(rows, minlength=n).astype(np.float64)
+    inv = np.zeros_like(deg)
+    np.power(deg, -0.5, out=inv, where=deg > 0)
+    vals = inv[rows] * inv[cols]
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": sparse @ dense is all we use
+        warnings.simplefilter("ignore", UserWarning)
+        coo = torch.sparse_coo_tensor(torch.from_numpy(np.stack([rows, cols])), torch.from_numpy(vals).float(),
+                                      (n, n), check_invariants=True)
+        return coo.coalesce().to_sparse_csr()
+
+
+@MODELS.register("lightgcn", tags=("recsys",), tiny_case=tiny_case, summary="LightGCN graph collaborative filtering")
+class LightGCN(RecommenderTask):
+    """Args: ``embedding_dim``, ``num_layers`` (propagation steps; RecBole's default 2), ``reg_weight``
+    (L2 on the batch's layer-0 vectors, RecBole's 1e-5). ``embed`` returns the propagated vectors of the batch,
+    so an adversarial callback perturbs the final representations."""
+
+    def __init__(self, embedding_dim: int = 64, num_layers: int = 2, reg_weight: float = 1e-5,
+                 num_users: int | None = None, num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20),
+                 top_k: int = 10, sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3,
+                 weight_decay: float = 0.0, optimizer: str = "adam", scheduler: str = "none",
+                 warmup_ratio: float = 0.0) -> None:
+        super().__init__(num_users, num_items, ks, top_k, sampled_negatives, cold_threshold, lr, weight_decay,
+                         optimizer, scheduler, warmup_ratio)
+        self.save_hyperparameters()
+        self.embedding_dim, self.num_layers, self.reg_weight = embedding_dim, num_layers, reg_weight
+        self.adj: Tensor | None = None
+        self._cache: tuple[int, Tensor] | None = None
+        if num_users is not None and num_items is not None:
+            self._build()
+
+    def build_network(self) -> None:
+        self.user_emb = nn.Embedding(self.num_users, self.embedding_dim)
+        self.item_emb = nn.Embedding(self.num_items + 1, self.embedding_dim)
+        nn.init.xavier_uniform_(self.user_emb.weight)
+        nn.init.xavier_uniform_(self.item_emb.weight)
+
+    def after_build(self, datamodule: Any) -> None:
+        users, items = datamodule.train_pairs()
+        self.adj = normalized_adjacency(users, items, self.num_users, self.num_items)
+        self._cache = None
+
+    def propagate(self) -> Tensor:
+        if self.adj is None:
+            raise RuntimeError("LightGCN needs its training graph: run it with the InteractionDataModule")
+        adj = self.adj.to(self.device)
+        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        total = x
+        for _ in range(self.num_layers):
+            x = adj @ x
+            total = total + x
+        return total / (self.num_layers + 1)
+
+    def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        allv = self.propagate()
+        u, i = allv[:self.num_users], allv[self.num_users:]
+        return {"user": u[batch["user"]], "pos": i[batch["pos"]], "neg": i[batch["neg"]]}
+
+    def forward_embedded(self, emb: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        u = emb["user"]
+        neg_u = u.unsqueeze(1) if emb["neg"].ndim == 3 else u
+        ego = [self.user_emb(batch["user"]), self.item_emb(batch["pos"]), self.item_emb(batch["neg"])]
+        return {"pos": (u * emb["pos"]).sum(-1), "neg": (neg_u * emb["neg"]).sum(-1),
+                "reg": sum(e.pow(2).sum() for e in ego) / u.shape[0]}
+
+    def task_loss(self, out: dict[str, Tensor], batch: Any) -> Tensor:
+        return bpr_loss(out["pos"], out["neg"]) + self.reg_weight * out["reg"]
+
+    def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
+        # propagate once per evaluation (the weights do not change between evaluation batches)
+        if self._cache is None or self._cache[0] != self.global_step or self.training:
+            self._cache = (self.global_step, self.propagate())
+        allv = self._cache[1]
+        return allv[:self.num_users][users] @ allv[self.num_users:].T
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._cache = None

