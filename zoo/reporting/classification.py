@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.reporting.io import atomic_write_text
+from zoo.reporting.io import atomic_write_text, save_figure
 
 
 def per_class_scores(confusion: Tensor, class_names: list[str]) -> dict[str, Any]:
@@ -88,13 +88,7 @@ def plot_confusion_matrix(confusion: Tensor, class_names: list[str], path: Path,
                 if count:
                     ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
                             color="white" if shown[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_classification_report(confusion: Tensor, class_names: list[str], out_dir: Path) -> list[Path]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zoo.reporting.io import save_figure
+
 
 def plot_curves(history: list[dict[str, float]], path: Path, keys: list[str], title: str) -> Path | None:
     """One subplot per metric name (without its stage prefix); train and val share a subplot."""
@@ -28,10 +30,4 @@ def plot_curves(history: list[dict[str, float]], path: Path, keys: list[str], ti
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=100)
