@@ -66,12 +66,17 @@ def detach(tree: Any) -> Any:
 
 @contextmanager
 def frozen_buffers(module: nn.Module) -> Iterator[None]:
-    """Extra forwards (adversarial, R-Drop, SMART) must not move BatchNorm running statistics: they describe
-    the clean data the model is evaluated on. Buffers are restored after the block."""
-    saved = [(b, b.detach().clone()) for b in module.buffers() if b.is_floating_point() or b.dtype == torch.long]
+    """Extra forwards (adversarial, R-Drop, SMART) must not move BatchNorm running statistics: they describe the
+    clean data the model is evaluated on. Restoring them afterwards would not do: the in-place update bumps the
+    tensors' version and breaks the clean forward's graph, so norm layers stop tracking for the block (they
+    still normalise with batch statistics in train mode, as in the clean forward)."""
+    from torch.nn.modules.batchnorm import _NormBase
+
+    norms = [m for m in module.modules() if isinstance(m, _NormBase) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
     try:
         yield
     finally:
-        with torch.no_grad():
-            for buf, value in saved:
-                buf.copy_(value)
+        for m in norms:
+            m.track_running_stats = True
