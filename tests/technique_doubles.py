@@ -53,7 +53,14 @@ class ListDataModule(pl.LightningDataModule):
             self.class_names = class_names
 
     def _loader(self, items: list) -> DataLoader:
-        return DataLoader(ListDataset(items), batch_size=self.batch_size, shuffle=False)
+        dataset = ListDataset(items)
+        sampler = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Lightning's own distributed sampler always shuffles training data; keep the order instead
+            from torch.utils.data.distributed import DistributedSampler
+
+            sampler = DistributedSampler(dataset, shuffle=False)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train)
