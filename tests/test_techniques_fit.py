@@ -12,9 +12,23 @@ import torch
 from torch import nn
 
 from tests.helpers import quiet_trainer
-from tests.technique_doubles import ListDataModule, PlainContractModule, TinyTextClassifier, text_case, text_items
-from zoo.callbacks import (EMA, FGM, L2SP, AdversarialEvaluation, Distillation, TaskEarlyStopping,
-                           TeacherMismatchError, TechniqueNotApplicableError)
+from tests.technique_doubles import (
+    ListDataModule,
+    PlainContractModule,
+    TinyTextClassifier,
+    text_case,
+    text_items,
+)
+from zoo.callbacks import (
+    EMA,
+    FGM,
+    L2SP,
+    AdversarialEvaluation,
+    Distillation,
+    TaskEarlyStopping,
+    TeacherMismatchError,
+    TechniqueNotApplicableError,
+)
 from zoo.registry import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,8 +136,8 @@ def test_adversarial_evaluation_logs_robust_accuracy(tmp_path):
     pl.seed_everything(0, verbose=False)
     model, data = MODELS.entry("image_classifier").meta["tiny_case"](tmp_path)
     quiet_trainer(max_steps=4, limit_val_batches=0).fit(model, data)
-    evaluation = AdversarialEvaluation(eps=[1e-7, 1.0], steps=2)
-    res = quiet_trainer(limit_test_batches=2, callbacks=[evaluation]).test(model, data, verbose=False)[0]
+    evaluation = AdversarialEvaluation(eps=[1e-7, 1.0], steps=1)
+    res = quiet_trainer(limit_test_batches=1, callbacks=[evaluation]).test(model, data, verbose=False)[0]
     clean = res["test/acc"]
     assert res["test/robust_acc@1e-07"] == pytest.approx(clean, abs=1e-6)
     assert res["test/robust_acc@1"] <= clean
@@ -164,8 +178,8 @@ def test_robust_recipe_runs_from_yaml_with_registry_names(tmp_path):
     from zoo.cli import main
 
     recipe = REPO / "recipes" / "vision" / "digits_robust.yaml"
-    main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "2", "--trainer.enable_progress_bar", "false"])
-    main(["test", "--config", str(recipe), "--trainer.limit_test_batches", "1",
-          "--trainer.enable_progress_bar", "false"])
+    small = ["--data.init_args.batch_size", "16", "--trainer.enable_progress_bar", "false"]
+    main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "2", *small])
+    main(["test", "--config", str(recipe), "--trainer.limit_test_batches", "1", *small])
     header = next(Path("runs/digits_robust").glob("version_*/metrics.csv")).read_text().splitlines()[0]
     assert "test/robust_acc@0.05" in header and "test/robust_acc@0.1" in header and "test/acc" in header

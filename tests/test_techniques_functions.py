@@ -9,9 +9,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.callbacks import (FGM, PGD, SMART, AdversarialEvaluation, Distillation, FreeLB, L2SP, Mixup, RDrop,
-                           TechniqueConfigError)
-from zoo.callbacks.adversarial import apply_delta, embedding_grad, fgm_perturb, normalize_direction, pgd_delta, project
+from zoo.callbacks import (
+    FGM,
+    L2SP,
+    PGD,
+    SMART,
+    AdversarialEvaluation,
+    Distillation,
+    FreeLB,
+    Mixup,
+    RDrop,
+    TechniqueConfigError,
+)
+from zoo.callbacks.adversarial import (
+    apply_delta,
+    embedding_grad,
+    fgm_perturb,
+    normalize_direction,
+    pgd_delta,
+    project,
+)
 from zoo.callbacks.distillation import distillation_term
 from zoo.callbacks.regularization import cutmix_box, l2sp_penalty, mix_embeddings, mix_targets, paste_box
 from zoo.callbacks.tensors import output_divergence

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.callbacks.adversarial import check_positive
-from zoo.callbacks.base import TechniqueNotApplicableError, ZooTechnique
+from zoo.callbacks.base import ZooTechnique
 from zoo.callbacks.regularization import ensure_built
 from zoo.callbacks.tensors import output_divergence
 from zoo.registry import CALLBACKS
