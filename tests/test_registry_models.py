@@ -6,10 +6,9 @@ import pytest
 import torch
 
 import zoo
+from tests.helpers import quiet_trainer
 from zoo.registry import MODELS
 from zoo.tasks.base import ZooTask, implements_contract
-
-from tests.helpers import quiet_trainer
 
 ALL_MODELS = MODELS.list()
 

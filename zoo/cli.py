@@ -8,7 +8,10 @@
 Defaults added to every run (each only when the config has none of its kind): a CSV logger writing to
 ``runs/<recipe name>/version_N``, a ``ModelCheckpoint`` on the model's headline metric (``best.ckpt`` and
 ``last.ckpt``), a :class:`~zoo.callbacks.reporting.RunReport` (curves, confusion matrix, report) and, for
-``predict``, a :class:`~zoo.callbacks.reporting.PredictionWriter` to ``--output`` (standard output by default).
+``predict``, a :class:`~zoo.callbacks.reporting.PredictionWriter` to ``--output`` (standard output by default),
+and a Rich progress bar with samples/s. Before the Trainer is built, :mod:`zoo.scale` checks the precision /
+strategy against the hardware and installed extras (one message naming the overlay), and a W&B logger gets the
+recipe name as its group and task / backbone / technique tags.
 """
 
 from __future__ import annotations
@@ -41,34 +44,83 @@ def list_recipes() -> list[str]:
 
 
 class ZooArgumentParser(LightningArgumentParser):
-    """Adds close-match suggestions to jsonargparse's errors about unknown keys."""
+    """Reports a bad key or value in one short message, with close matches, instead of a page of usage."""
 
-    def error(self, message: str, *args: Any, **kwargs: Any) -> Any:
-        return super().error(_explain(message, self), *args, **kwargs)
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        from jsonargparse._common import debug_mode_active
+
+        if not self.exit_on_error or debug_mode_active():
+            return super().error(message, ex)
+        sub = getattr(ex, "subcommand_parser", None)
+        prog = (sub or self).prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {_explain(message, self)}\n")
+        sys.stderr.write(f"Run `{prog} --help` for the accepted keys (`--model.help CLASS` for a model's).\n")
+        self.exit(2)
 
 
-def _known_keys(parser: Any) -> list[str]:
+def _known_keys(parser: Any, seen: set[int] | None = None) -> list[str]:
+    seen = seen if seen is not None else set()
+    if id(parser) in seen:
+        return []
+    seen.add(id(parser))
     keys = []
     for action in getattr(parser, "_actions", []):
+        choices = getattr(action, "choices", None)
+        if isinstance(choices, dict):
+            for sub in choices.values():
+                keys += _known_keys(sub, seen)
         dest = getattr(action, "dest", "")
-        if dest and dest not in ("help", "config", "print_config"):
+        if dest and dest not in ("help", "config", "print_config", "==SUPPRESS=="):
             keys.append(dest)
     return keys
 
 
+def _init_params(class_path: str) -> list[str]:
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return []
+
+
+_UNKNOWN_KEY_PATTERNS = (
+    r"""[Oo]ption ["']([\w.\-]+)["'] is not accepted""",
+    r"""does not accept option ["']([\w.\-]+)["']""",
+    r"""[Kk]ey ["']([\w.\-]+)["'] is not expected""",
+    r"""No action for key ["']([\w.\-]+)["']""",
+    r"""unrecognized arguments: --([\w.\-]+)""",
+)
+
+
+def _unknown_keys(message: str) -> list[str]:
+    return [m for pattern in _UNKNOWN_KEY_PATTERNS for m in re.findall(pattern, message)]
+
+
 def _explain(message: str, parser: Any) -> str:
     hints = []
-    for bad in re.findall(r"""(?:key|Key|keys|argument)s?\s+["']([\w.\-]+)["']""", message):
-        leaf = bad.rsplit(".", 1)[-1]
-        candidates = _known_keys(parser)
-        close = difflib.get_close_matches(bad, candidates, n=3, cutoff=0.6)
-        close += [c for c in difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1] for k in candidates], n=3, cutoff=0.7)
-                  if c not in close]
+    candidates = sorted(set(_known_keys(parser)))
+    class_match = re.search(r"class_path '([\w.]+)'", message)
+    for bad in dict.fromkeys(_unknown_keys(message)):
+        if bad in candidates:
+            continue
+        if class_match and "." not in bad:
+            params = _init_params(class_match.group(1))
+            close = difflib.get_close_matches(bad, params, n=3, cutoff=0.6)
+            accepted = ", ".join(params)
+            hints.append(f"'{bad}' is not an argument of {class_match.group(1).rsplit('.', 1)[-1]}"
+                         + (f"; did you mean: {', '.join(close)}?" if close else "") + f" Accepted: {accepted}")
+            continue
+        close = difflib.get_close_matches(bad, candidates, n=3, cutoff=0.75)
+        if not close:
+            leaf = bad.rsplit(".", 1)[-1]
+            close = [c for c in candidates if difflib.SequenceMatcher(None, leaf, c.rsplit(".", 1)[-1]).ratio() > 0.8][:3]
         if close:
             hints.append(f"'{bad}' is not an accepted key; did you mean: {', '.join(close)}?")
-    if hints:
-        message = message.rstrip() + "\n" + "\n".join(hints)
-    return message + "\nRun `zoo <subcommand> --help` (e.g. `zoo fit --help`, `zoo fit --model.help ImageClassifier`) for accepted keys."
+    return "\n".join([message.strip(), *hints])
 
 
 class ZooCLI(LightningCLI):
@@ -92,6 +144,14 @@ class ZooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--output", type=str, default="-", help="predict: CSV file for predictions ('-' = stdout)")
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # Build data-dependent layers now rather than in setup(): callbacks such as BackboneFinetuning touch
+        # the network in their own setup, which Lightning runs before the module's.
+        configure = getattr(self.model, "configure_from_data", None)
+        if configure is not None and self.datamodule is not None:
+            configure(self.datamodule)
+
     def _recipe_name(self) -> str:
         cfg = self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
         configs = cfg.get("config") or []
@@ -105,8 +165,12 @@ class ZooCLI(LightningCLI):
         from lightning.pytorch.loggers import CSVLogger
 
         from zoo.callbacks.reporting import PredictionWriter, RunReport
+        from zoo.scale import check_precision, check_strategy
 
         trainer_cfg = self._get(self.config_init, "trainer", default={})
+        check_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"))
+        check_strategy(trainer_cfg.get("strategy"), trainer_cfg.get("accelerator", "auto"),
+                       bool(trainer_cfg.get("sync_batchnorm", False)))
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if not any(isinstance(c, RunReport) for c in callbacks):
             callbacks.append(RunReport())
@@ -122,10 +186,24 @@ class ZooCLI(LightningCLI):
             if not any(isinstance(c, PredictionWriter) for c in callbacks):
                 output = self._get(self.config, "output", default="-")
                 callbacks.append(PredictionWriter(output=output))
+        elif trainer_cfg.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+
+            if _RICH_AVAILABLE:
+                from zoo.callbacks.progress import ZooProgressBar
+
+                callbacks.append(ZooProgressBar())
         kwargs["callbacks"] = callbacks
         if trainer_cfg.get("logger") in (None, True):
             root = trainer_cfg.get("default_root_dir") or "runs"
             kwargs["logger"] = CSVLogger(save_dir=root, name=self._recipe_name())
+        else:
+            from zoo.callbacks.tracking import WandbLogger, run_tags
+
+            loggers = trainer_cfg.get("logger")
+            for logger in loggers if isinstance(loggers, list) else [loggers]:
+                if isinstance(logger, WandbLogger):
+                    logger.describe_run(group=self._recipe_name(), tags=run_tags(self.model, callbacks))
         return super().instantiate_trainer(**kwargs)
 
 
@@ -183,8 +261,30 @@ def main(argv: list[str] | None = None) -> Any:
     if argv and argv[0] in ("--version", "-V"):
         print(f"zoo {__version__}")
         return 0
-    ZooCLI(args=argv)
+    import os
+
+    from zoo.errors import ZooError
+
+    try:
+        ZooCLI(args=argv if argv != sys.argv[1:] else None)
+    except Exception as err:
+        cause = _zoo_error_in_chain(err, ZooError)
+        if cause is None or os.environ.get("ZOO_DEBUG"):
+            raise
+        print(f"zoo: error: {cause}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _zoo_error_in_chain(err: BaseException | None, kind: type) -> BaseException | None:
+    """jsonargparse wraps errors raised while instantiating classes; find ours in the chain."""
+    seen = 0
+    while err is not None and seen < 20:
+        if isinstance(err, kind):
+            return err
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return None
 
 
 if __name__ == "__main__":

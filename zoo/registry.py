@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoo.errors import ZooError
 
-class UnknownNameError(KeyError):
+
+class UnknownNameError(ZooError, KeyError):
     """A name that is not in a registry; the message lists close matches."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable

@@ -12,13 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.errors import ConfigError, ZooError
 from zoo.registry import BACKBONES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class PackagedWeightsMissingError(RuntimeError):
+class PackagedWeightsMissingError(ZooError, RuntimeError):
     pass
 
 
@@ -30,11 +31,20 @@ def _tag(module: nn.Module, num_features: int, mean: tuple[float, ...], std: tup
 
 
 @BACKBONES.register("small_cnn", tags=("vision",), summary="3-block CNN (about 0.1M params) for small images and fast tests")
-def small_cnn(in_channels: int = 3, pretrained: bool = False, width: int = 32, dropout: float = 0.0) -> nn.Module:
+def small_cnn(in_channels: int = 3, pretrained: bool = False, width: int = 32, dropout: float = 0.0,
+              norm: str = "batch") -> nn.Module:
+    # norm="group": per-sample GroupNorm, so results do not depend on how a batch is split over DDP ranks
+    # (SyncBatchNorm, the BatchNorm answer to that, needs GPUs)
+    if norm not in ("batch", "group"):
+        raise ValueError(f"small_cnn: norm must be 'batch' or 'group', got {norm!r}")
+
+    def norm_layer(c: int) -> nn.Module:
+        return nn.BatchNorm2d(c) if norm == "batch" else nn.GroupNorm(min(4, c), c)
+
     def block(cin: int, cout: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cin, cout, 3, padding=1, bias=False), norm_layer(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), norm_layer(cout), nn.ReLU(inplace=True),
         )
 
     net = nn.Sequential(
@@ -94,7 +104,7 @@ def timm_backbone(name: str, in_channels: int = 3, pretrained: bool = False, **k
     try:
         net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels, **kwargs)
     except RuntimeError as err:
-        raise ValueError(f"timm has no model {name!r} ({err}); see timm.list_models()") from None
+        raise ConfigError(f"timm has no model {name!r} ({err}); see timm.list_models()") from None
     cfg = getattr(net, "pretrained_cfg", {}) or {}
     mean = tuple(cfg.get("mean", IMAGENET_MEAN))
     std = tuple(cfg.get("std", IMAGENET_STD))

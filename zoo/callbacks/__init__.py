@@ -1,5 +1,6 @@
 """Training techniques and run reporting as Lightning callbacks."""
 
+from zoo.callbacks import progress, scale, tracking  # noqa: F401  (register throughput, compile, W&B callbacks)
 from zoo.callbacks.adversarial import FGM, PGD, SMART, AdversarialEvaluation, FreeLB, TechniqueConfigError
 from zoo.callbacks.base import TechniqueNotApplicableError, ZooTechnique
 from zoo.callbacks.distillation import Distillation, TeacherMismatchError

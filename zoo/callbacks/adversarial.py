@@ -22,13 +22,14 @@ from torch import Tensor
 
 from zoo.callbacks.base import TechniqueNotApplicableError, ZooTechnique
 from zoo.callbacks.tensors import float_leaves, frozen_buffers, output_divergence, rebuild, tree_map
+from zoo.errors import ConfigError
 from zoo.registry import CALLBACKS
 
 NORMS = ("l2", "linf")
 Bounds = tuple[float, float] | None
 
 
-class TechniqueConfigError(ValueError):
+class TechniqueConfigError(ConfigError):
     """A technique argument out of range; the message names the argument and what is accepted."""
 
 

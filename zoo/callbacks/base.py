@@ -15,11 +15,13 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from zoo.errors import ConfigError, ZooError
+
 if TYPE_CHECKING:
     from zoo.tasks.base import ZooTask
 
 
-class TechniqueNotApplicableError(TypeError, ValueError):
+class TechniqueNotApplicableError(ZooError, TypeError, ValueError):
     """A technique was configured on a module it cannot work with."""
 
 
@@ -31,11 +33,11 @@ class ZooTechnique(pl.Callback):
 
     def __init__(self, start_step: int = 0, every_n_steps: int = 1, probability: float = 1.0) -> None:
         if start_step < 0:
-            raise ValueError(f"{type(self).__name__}: start_step must be >= 0, got {start_step}")
+            raise ConfigError(f"{type(self).__name__}: start_step must be >= 0, got {start_step}")
         if every_n_steps < 1:
-            raise ValueError(f"{type(self).__name__}: every_n_steps must be >= 1, got {every_n_steps}")
+            raise ConfigError(f"{type(self).__name__}: every_n_steps must be >= 1, got {every_n_steps}")
         if not 0.0 <= probability <= 1.0:
-            raise ValueError(f"{type(self).__name__}: probability must be in [0, 1], got {probability}")
+            raise ConfigError(f"{type(self).__name__}: probability must be in [0, 1], got {probability}")
         self.start_step = start_step
         self.every_n_steps = every_n_steps
         self.probability = probability

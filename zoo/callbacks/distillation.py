@@ -15,10 +15,11 @@ from zoo.callbacks.adversarial import check_positive
 from zoo.callbacks.base import ZooTechnique
 from zoo.callbacks.regularization import ensure_built
 from zoo.callbacks.tensors import output_divergence
+from zoo.errors import ConfigError
 from zoo.registry import CALLBACKS
 
 
-class TeacherMismatchError(ValueError):
+class TeacherMismatchError(ConfigError):
     """The teacher cannot teach this student (other classes, unreadable path)."""
 
 

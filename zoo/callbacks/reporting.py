@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.utilities import rank_zero_only
+import torch
 
 from zoo.registry import CALLBACKS
 
@@ -17,7 +17,16 @@ LOSS_KEYS = ["loss"]
 
 
 def run_dir(trainer: pl.Trainer) -> Path:
-    """Where a run's artifacts go: the first logger's versioned folder, else ``default_root_dir``."""
+    """Where a run's artifacts go: the first logger's versioned folder, else ``default_root_dir``.
+
+    Loggers without a versioned folder of their own (W&B: ``trainer.log_dir`` is the shared ``save_dir``) use
+    ``save_dir/name/version``, the folder Lightning's ModelCheckpoint puts their checkpoints in."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    logger = trainer.logger
+    if logger is not None and not isinstance(logger, CSVLogger | TensorBoardLogger) and logger.save_dir:
+        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+        return Path(logger.save_dir) / str(logger.name) / version
     return Path(trainer.log_dir or trainer.default_root_dir)
 
 
@@ -54,25 +63,25 @@ class RunReport(pl.Callback):
         if trainer.state.fn == "fit":
             self._record(trainer)
 
-    @rank_zero_only
+    # not @rank_zero_only: trainer.log_dir is a broadcast under DDP, so every rank must ask for it
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.history or trainer.fast_dev_run:
+        out = run_dir(trainer)
+        if not trainer.is_global_zero or not self.history or trainer.fast_dev_run:
             return
         from zoo.reporting.curves import plot_curves
 
-        out = run_dir(trainer)
         plot_curves(self.history, out / "curves_loss.png", LOSS_KEYS, "loss")
         keys = self.metric_keys or sorted(
             {k.split("/", 1)[1] for row in self.history for k in row if "/" in k and "loss" not in k and k.count("/") == 1}
         )
         plot_curves(self.history, out / "curves_metrics.png", keys, "metrics")
 
-    @rank_zero_only
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        out = run_dir(trainer)  # a collective under DDP: every rank
         writer = getattr(pl_module, "write_test_report", None)
-        if writer is None:
+        if writer is None or not trainer.is_global_zero:
             return
-        paths = writer(run_dir(trainer))
+        paths = writer(out)
         for path in paths:
             print(f"zoo: wrote {path}", file=sys.stderr)
 
@@ -85,19 +94,29 @@ class RunReport(pl.Callback):
 
 @CALLBACKS.register("prediction_writer", summary="write predict_step rows as CSV to a file or stdout")
 class PredictionWriter(pl.callbacks.BasePredictionWriter):
-    """Writes the dict rows that ``predict_step`` returns as CSV; ``output='-'`` means standard output."""
+    """Writes the dict rows that ``predict_step`` returns as CSV; ``output='-'`` means standard output.
+
+    Under DDP every rank predicts a shard; the rows are gathered to rank 0, put back in dataset order by
+    their sample index and written once, so the file is the same as a single-process run's (Lightning's
+    predict sampler pads no sample; any duplicate index is still dropped).
+    """
 
     def __init__(self, output: str = "-") -> None:
         super().__init__(write_interval="epoch")
         self.output = output
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any) -> None:
+        local = indexed_rows(predictions, batch_indices)
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, local)
+            local = [item for part in gathered for item in part]
         if trainer.global_rank != 0:
             return
-        rows = [row for batch in _flatten(predictions) for row in batch]
+        rows = merge_indexed_rows(local)
         if not rows:
             return
-        fields = list(rows[0])
+        fields = list(dict.fromkeys(k for row in rows for k in row))
         if self.output == "-":
             writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
             writer.writeheader()
@@ -115,8 +134,33 @@ class PredictionWriter(pl.callbacks.BasePredictionWriter):
         print(f"zoo: wrote {len(rows)} predictions to {path}", file=sys.stderr)
 
 
-def _flatten(predictions: Any) -> list[list[dict[str, Any]]]:
-    # one dataloader: list of batches; several: list of lists of batches
-    if predictions and isinstance(predictions[0], list) and predictions[0] and isinstance(predictions[0][0], list):
-        return [b for dl in predictions for b in dl]
-    return list(predictions)
+def _per_dataloader(items: Any) -> list[list[Any]]:
+    """Lightning gives one dataloader's batches as a flat list and several as a list of such lists."""
+    if items and isinstance(items[0], list) and items[0] and isinstance(items[0][0], list):
+        return [list(dl) for dl in items]
+    return [list(items or [])]
+
+
+def indexed_rows(predictions: Any, batch_indices: Any) -> list[tuple[int, int | None, int, dict[str, Any]]]:
+    """``(dataloader, sample index or None, order on this rank, row)`` for every predicted row."""
+    preds = _per_dataloader(predictions)
+    indices = _per_dataloader(batch_indices) if batch_indices else [[] for _ in preds]
+    out = []
+    order = 0
+    for dl, batches in enumerate(preds):
+        dl_indices = indices[dl] if dl < len(indices) else []
+        for b, batch in enumerate(batches):
+            idx = dl_indices[b] if b < len(dl_indices) else None
+            for j, row in enumerate(batch):
+                sample = int(idx[j]) if idx is not None and j < len(idx) else None
+                out.append((dl, sample, order, row))
+                order += 1
+    return out
+
+
+def merge_indexed_rows(items: list[tuple[int, int | None, int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows in dataset order, one per (dataloader, sample index); rows without an index keep their order."""
+    if all(sample is not None for _, sample, _, _ in items):
+        unique = {(dl, sample): row for dl, sample, _, row in reversed(items)}
+        return [unique[key] for key in sorted(unique)]
+    return [row for _, _, _, row in items]

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.errors import ZooError
 from zoo.registry import DATASETS
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(ZooError, RuntimeError):
     pass
 
 
@@ -27,6 +28,9 @@ class ArrayImageSet:
     class_names: list[str]
     #: indices of a published test split, if the dataset has one
     test_index: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
     @property
     def in_channels(self) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.errors import ZooError
 from zoo.registry import DATAMODULES, DATASETS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -28,7 +29,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 _FLOAT_ONLY = {"RandomErasing", "GaussianNoise", "Normalize"}
 
 
-class ImageDataError(ValueError):
+class ImageDataError(ZooError, ValueError):
     """Bad image input: the message names the file, row or option and what was expected."""
 
 
@@ -333,8 +334,11 @@ class ImageDataModule(pl.LightningDataModule):
         ds = self.splits[name]
         if len(ds) == 0:
             raise ImageDataError(f"the {name} split is empty; raise data.{'val' if name == 'val' else 'test'}_fraction")
+        from zoo.data.distributed import eval_sampler
+
+        sampler = None if shuffle else eval_sampler(ds)  # unpadded DDP shards: each sample evaluated once
         return DataLoader(ds, batch_size=self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          sampler=sampler, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           drop_last=shuffle and len(ds) > self.batch_size)
 
     def train_dataloader(self) -> DataLoader:

@@ -13,18 +13,19 @@ rewrite the batch and add named loss terms; the sum is returned and Lightning ru
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
 from zoo import __version__
+from zoo.errors import ConfigError, ZooError
 
 CONTRACT = ("embed", "forward_embedded", "task_loss")
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(ZooError, ValueError):
     """A checkpoint written by another task class."""
 
 
@@ -84,19 +85,19 @@ class ZooTask(pl.LightningModule):
         self,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: str = "adamw",
-        scheduler: str = "none",
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
+        scheduler: Literal["none", "cosine", "linear"] = "none",
         warmup_ratio: float = 0.0,
     ) -> None:
         super().__init__()
         if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+            raise ConfigError(f"lr must be > 0, got {lr}")
         if optimizer not in ("adamw", "adam", "sgd"):
-            raise ValueError(f"optimizer must be one of adamw, adam, sgd; got {optimizer!r}")
+            raise ConfigError(f"optimizer must be one of adamw, adam, sgd; got {optimizer!r}")
         if scheduler not in ("none", "cosine", "linear"):
-            raise ValueError(f"scheduler must be one of none, cosine, linear; got {scheduler!r}")
+            raise ConfigError(f"scheduler must be one of none, cosine, linear; got {scheduler!r}")
         if not 0.0 <= warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
         self.lr = lr
         self.weight_decay = weight_decay
         self.optimizer_name = optimizer
@@ -241,7 +242,7 @@ def contract_training_step(module: pl.LightningModule, batch: Any) -> Tensor:
     for technique in techniques:
         for key, value in technique.loss_terms(module, batch, emb, out, loss).items():
             if key in terms:
-                raise ValueError(f"two techniques both add a loss term named {key!r}")
+                raise ConfigError(f"two techniques both add a loss term named {key!r}")
             terms[key] = value
     total = torch.stack([t.float() for t in terms.values()]).sum()
     bs = batch_size_of(batch)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
+from typing import Any, Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,10 +17,11 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from zoo.errors import ConfigError, ZooError
 from zoo.tasks.base import ZooTask
 
 
-class ClassDataMismatchError(ValueError):
+class ClassDataMismatchError(ZooError, ValueError):
     """The model's classes disagree with the data's."""
 
 
@@ -53,6 +53,9 @@ class ClassificationTask(ZooTask):
     monitor = "val/f1_macro"
     monitor_mode = "max"
     target_key = "label"
+    #: how many misclassified test examples to keep in ``self.misclassified`` (0: none; a tracking callback
+    #: such as ``WandbReports`` raises it)
+    max_misclassified: int = 0
 
     def __init__(
         self,
@@ -61,13 +64,13 @@ class ClassificationTask(ZooTask):
         label_smoothing: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: str = "adamw",
-        scheduler: str = "none",
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
+        scheduler: Literal["none", "cosine", "linear"] = "none",
         warmup_ratio: float = 0.0,
     ) -> None:
         super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if class_names is not None and num_classes is not None and len(class_names) != num_classes:
             raise ClassDataMismatchError(f"num_classes={num_classes} but {len(class_names)} class_names were given")
         self.label_smoothing = label_smoothing
@@ -128,6 +131,29 @@ class ClassificationTask(ZooTask):
         self.metrics[f"{stage}_metrics"].update(probs, target)
         if stage == "test":
             self.test_confusion.update(probs, target)
+            if len(getattr(self, "misclassified", ())) < self.max_misclassified:
+                self._keep_misclassified(probs, target, batch)
+
+    def _keep_misclassified(self, probs: Tensor, target: Tensor, batch: dict[str, Any]) -> None:
+        if not hasattr(self, "misclassified"):
+            self.misclassified: list[dict[str, Any]] = []
+        conf, pred = probs.max(-1)
+        names = self.class_names or [str(i) for i in range(probs.shape[-1])]
+        for i in (pred != target).nonzero().flatten().tolist():
+            if len(self.misclassified) >= self.max_misclassified:
+                break
+            row = {"id": _plain(batch["id"][i]) if "id" in batch else i, "label": names[int(target[i])],
+                   "predicted": names[int(pred[i])], "confidence": float(conf[i])}
+            row.update(self.example_inputs(batch, i))
+            self.misclassified.append(row)
+
+    def example_inputs(self, batch: dict[str, Any], i: int) -> dict[str, Any]:
+        """What a person needs to see example ``i`` of ``batch`` (an ``image`` tensor or a ``text``)."""
+        if isinstance(batch.get("image"), Tensor):
+            return {"image": batch["image"][i].detach().cpu()}
+        if isinstance(batch.get("text"), list | tuple):
+            return {"text": str(batch["text"][i])}
+        return {}
 
     def log_epoch_metrics(self, stage: str) -> None:
         collection = self.metrics[f"{stage}_metrics"]
@@ -137,6 +163,7 @@ class ClassificationTask(ZooTask):
 
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
+        self.misclassified = []
 
     def on_test_epoch_end(self) -> None:
         self.last_test_confusion = self.test_confusion.compute().cpu()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from zoo.errors import ConfigError
 from zoo.registry import MODELS
 from zoo.tasks.classification import ClassificationTask
 
@@ -57,8 +58,8 @@ class ImageClassifier(ClassificationTask):
         label_smoothing: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 0.01,
-        optimizer: str = "adamw",
-        scheduler: str = "cosine",
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
+        scheduler: Literal["none", "cosine", "linear"] = "cosine",
         warmup_ratio: float = 0.0,
     ) -> None:
         super().__init__(num_classes=num_classes, class_names=class_names, label_smoothing=label_smoothing, lr=lr,
@@ -82,7 +83,7 @@ class ImageClassifier(ClassificationTask):
         data_channels = getattr(datamodule, "in_channels", None) if datamodule is not None else None
         if data_channels is not None:
             if self._built and self.in_channels != data_channels:
-                raise ValueError(f"the model was built for {self.in_channels}-channel images, the data has {data_channels}")
+                raise ConfigError(f"the model was built for {self.in_channels}-channel images, the data has {data_channels}")
             self.in_channels = data_channels
         if self.in_channels is None:
             self.in_channels = 3

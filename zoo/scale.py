@@ -1,0 +1,162 @@
+"""Scaling helpers: checks that turn hardware / package mismatches into one clear message, the FSDP auto-wrap
+policy per backbone family, and an FSDP strategy that applies it to whatever model it is given.
+
+The overlays under ``recipes/overlays/`` set Trainer flags only; everything here is what those flags need
+beyond stock Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import torch
+from lightning.pytorch.strategies import FSDPStrategy
+from torch import nn
+
+OVERLAYS = "recipes/overlays"
+
+
+class ScaleConfigError(ValueError):
+    """A precision / strategy setting this machine or environment cannot run."""
+
+
+# -- checks run by ZooCLI before the Trainer is built ------------------------------------------------------
+def resolved_accelerator(accelerator: Any) -> str:
+    """``cpu`` / ``gpu`` / ``mps`` / other for a Trainer ``accelerator`` flag (``auto`` resolved here)."""
+    name = accelerator if isinstance(accelerator, str) else type(accelerator).__name__.lower().replace("accelerator", "")
+    name = (name or "auto").lower()
+    if name == "cuda":
+        return "gpu"
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "gpu"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    return name
+
+
+def check_precision(precision: Any, accelerator: Any) -> None:
+    """Refuse precisions the resolved hardware cannot do, naming the overlay and what it needs.
+
+    Lightning itself silently swaps ``16-mixed`` for ``bf16-mixed`` on CPU; a run that asked for fp16 should
+    not quietly train in another number format, so zoo stops instead.
+    """
+    if precision is None:
+        return
+    value = str(precision)
+    device = resolved_accelerator(accelerator)
+    if value in ("16-mixed", "16", "16-true") and device == "cpu":
+        raise ScaleConfigError(
+            f"trainer.precision={value!r} ({OVERLAYS}/precision/16-mixed.yaml) needs a CUDA GPU: fp16 autocast "
+            f"with loss scaling does not run on CPU. On CPU use {OVERLAYS}/precision/bf16-mixed.yaml "
+            "(AVX512-BF16 / AMX CPUs speed it up) or precision 32."
+        )
+    if value.startswith("bf16") and device == "gpu" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise ScaleConfigError(
+            f"trainer.precision={value!r} ({OVERLAYS}/precision/bf16-mixed.yaml) needs a GPU with bfloat16 "
+            f"(NVIDIA Ampere or newer); this GPU ({torch.cuda.get_device_name()}) has none. "
+            f"Use {OVERLAYS}/precision/16-mixed.yaml instead."
+        )
+
+
+def strategy_name(strategy: Any) -> str:
+    if isinstance(strategy, str):
+        return strategy
+    return type(strategy).__name__ if strategy is not None else "auto"
+
+
+def check_strategy(strategy: Any, accelerator: Any = "auto", sync_batchnorm: bool = False) -> None:
+    """DeepSpeed is an optional extra; say how to get it instead of Lightning's generic import error.
+    SyncBatchNorm needs GPUs; say so before DDP fails deep inside its setup."""
+    if sync_batchnorm and resolved_accelerator(accelerator) == "cpu":
+        raise ScaleConfigError(
+            "trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm has no CPU implementation); on CPU "
+            "drop it, or use a per-sample normalisation (e.g. small_cnn's backbone_kwargs norm: group)"
+        )
+    name = strategy_name(strategy).lower()
+    if "deepspeed" in name and importlib.util.find_spec("deepspeed") is None:
+        stage = "3" if "3" in name else "2"
+        raise ScaleConfigError(
+            f"trainer.strategy={strategy_name(strategy)!r} ({OVERLAYS}/strategy/deepspeed_zero{stage}.yaml) needs "
+            "the optional DeepSpeed package, which is not installed: `pip install 'zoo[deepspeed]'` "
+            "(DeepSpeed also needs CUDA GPUs and a compiler toolchain). Without it use "
+            f"{OVERLAYS}/strategy/fsdp.yaml for sharded training."
+        )
+
+
+# -- FSDP auto-wrap policy per backbone family -------------------------------------------------------------
+_HF_BLOCK_SUFFIXES = ("Layer", "Block")
+_TIMM_BLOCK_SUFFIXES = ("Block", "Stage", "Layer", "Bottleneck", "BasicBlock", "Conv")
+
+
+def backbone_family(module: nn.Module) -> str:
+    """``hf`` (transformers), ``timm``, ``torchvision`` or ``other``, from where the model's classes live."""
+    origins = {type(m).__module__.split(".", 1)[0] for m in module.modules()}
+    for family, root in (("hf", "transformers"), ("timm", "timm"), ("torchvision", "torchvision")):
+        if root in origins:
+            return family
+    return "other"
+
+
+def _repeated_children(module: nn.Module) -> set[type]:
+    """Classes that fill a ModuleList / Sequential of two or more same-class, non-builtin modules."""
+    found: set[type] = set()
+    for m in module.modules():
+        if isinstance(m, nn.ModuleList | nn.Sequential) and len(m) >= 2:
+            kinds = {type(c) for c in m}
+            if len(kinds) == 1:
+                kind = next(iter(kinds))
+                if not kind.__module__.startswith("torch.") and any(True for _ in m[0].parameters()):
+                    found.add(kind)
+    return found
+
+
+def fsdp_block_classes(module: nn.Module) -> set[type]:
+    """The block classes FSDP should wrap one unit each, so that a layer's parameters are gathered only while
+    that layer runs: the transformer layers of an HF encoder (``BertLayer``...), the blocks / stages of a
+    timm model, the residual blocks of a torchvision ResNet. An empty set means: wrap the model as one unit
+    (right for small models, where per-block sharding costs more communication than it saves)."""
+    family = backbone_family(module)
+    if family == "hf":
+        return {type(m) for m in module.modules()
+                if type(m).__module__.startswith("transformers.") and type(m).__name__.endswith(_HF_BLOCK_SUFFIXES)
+                and not type(m).__name__.endswith(("Model", "Encoder")) and _inside_module_list(module, m)}
+    if family in ("timm", "torchvision"):
+        root = "timm." if family == "timm" else "torchvision."
+        named = {type(m) for m in module.modules()
+                 if type(m).__module__.startswith(root) and type(m).__name__.endswith(_TIMM_BLOCK_SUFFIXES)
+                 and _inside_module_list(module, m)}
+        return named | {k for k in _repeated_children(module) if k.__module__.startswith(root)}
+    return _repeated_children(module)
+
+
+def _inside_module_list(root: nn.Module, target: nn.Module) -> bool:
+    for m in root.modules():
+        if isinstance(m, nn.ModuleList | nn.Sequential) and any(c is target for c in m):
+            return True
+    return False
+
+
+def fsdp_auto_wrap_policy(module: nn.Module) -> Any:
+    """A ``ModuleWrapPolicy`` over :func:`fsdp_block_classes`, or None when the model has no repeated blocks."""
+    from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+    classes = fsdp_block_classes(module)
+    return ModuleWrapPolicy(classes) if classes else None
+
+
+class ZooFSDPStrategy(FSDPStrategy):
+    """Lightning's FSDP with the auto-wrap policy chosen from the model at wrap time (the block classes are
+    only known once a task has built its network in ``setup``). An explicit ``auto_wrap_policy`` wins."""
+
+    def _setup_model(self, model: nn.Module) -> nn.Module:
+        if "auto_wrap_policy" not in self.kwargs:
+            policy = fsdp_auto_wrap_policy(model)
+            if policy is not None:
+                self.kwargs["auto_wrap_policy"] = policy
+        return super()._setup_model(model)
+
+
+__all__ = ["ScaleConfigError", "ZooFSDPStrategy", "backbone_family", "check_precision", "check_strategy",
+           "fsdp_auto_wrap_policy", "fsdp_block_classes", "resolved_accelerator"]
