@@ -55,7 +55,10 @@ class _HFTeacher(nn.Module):
         super().__init__()
         self.model = model
         id2label = getattr(model.config, "id2label", None) or {}
-        self.class_names = [str(id2label[i]) for i in sorted(id2label)] if id2label else None
+        names = [str(id2label[i]) for i in sorted(id2label)] if id2label else None
+        # transformers' placeholder names (LABEL_0, ...) say nothing about the classes: compare counts only
+        generic = names is not None and names == [f"LABEL_{i}" for i in range(len(names))]
+        self.class_names = None if generic else names
         self.num_classes = model.config.num_labels
 
     def forward(self, batch: dict[str, Any]) -> Tensor:
