@@ -80,9 +80,12 @@ def check_same_classes(teacher: Any, student: Any, source: str) -> None:
     if t_count is None or s_count is None:
         return
     if t_count != s_count or (t_names is not None and s_names is not None and t_names != s_names):
+        def show(count: int, names: list[str] | None) -> str:
+            return f"{count} classes" + (f" ({', '.join(names)})" if names else "")
+
         raise TeacherMismatchError(
-            f"Distillation: teacher {source} predicts {t_count} classes ({', '.join(t_names or [])}) but the student "
-            f"has {s_count} ({', '.join(s_names or [])}); a teacher must have the student's classes in the same order")
+            f"Distillation: teacher {source} predicts {show(t_count, t_names)} but the student has "
+            f"{show(s_count, s_names)}; a teacher must have the student's classes in the same order")
 
 
 @CALLBACKS.register("distillation", tags=("technique", "distillation"),
