@@ -171,7 +171,13 @@ DOC_COLUMNS = {"image": "model:image_classifier", "text": "double:text", "recsys
 
 def doc_table() -> dict[str, dict[str, bool]]:
     rows: dict[str, dict[str, bool]] = {}
-    lines = [line for line in DOC.read_text().splitlines() if line.startswith("|")]
+    text = DOC.read_text().split("## Settings table", 1)[1]
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:  # the first table ends here
+            break
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     for line in lines[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
