@@ -218,10 +218,10 @@ def _install_registry_names() -> None:
 
     def resolve(cls: Any, name: str) -> str:
         if isinstance(name, str) and "." not in name:
-            from zoo.registry import DATAMODULES, MODELS
+            from zoo.registry import CALLBACKS, DATAMODULES, MODELS
 
-            for registry in (MODELS, DATAMODULES):
-                if name in registry:
+            for registry in (MODELS, DATAMODULES, CALLBACKS):
+                if name in registry and (registry is not CALLBACKS or isinstance(registry.get(name), type)):
                     target = registry.get(name)
                     return f"{target.__module__}.{target.__qualname__}"
         return original(cls, name)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from zoo.tasks.base import ZooTask
 
 
-class TechniqueNotApplicableError(ZooError, TypeError):
+class TechniqueNotApplicableError(ZooError, TypeError, ValueError):
     """A technique was configured on a module it cannot work with."""
 
 
@@ -70,6 +70,10 @@ class ZooTechnique(pl.Callback):
     # -- the two things a technique may do ------------------------------------------------------------
     def transform_batch(self, module: ZooTask, batch: Any) -> Any:
         return batch
+
+    def transform_embedding(self, module: ZooTask, batch: Any, emb: Any) -> Any:
+        """Rewrite what ``embed`` returned (mixup of token embeddings); never in place."""
+        return emb
 
     def loss_terms(self, module: ZooTask, batch: Any, emb: Any, out: Any, loss: Tensor) -> dict[str, Tensor]:
         return {}

@@ -133,35 +133,10 @@ class ZooTask(pl.LightningModule):
 
     # -- the one training step ------------------------------------------------------------------------
     def active_techniques(self) -> list[Any]:
-        from zoo.callbacks.base import ZooTechnique
-
-        trainer = self._trainer
-        if trainer is None:
-            return []
-        return [cb for cb in trainer.callbacks if isinstance(cb, ZooTechnique) and cb.is_active(self)]
+        return active_techniques(self)
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        techniques = self.active_techniques()
-        for technique in techniques:
-            batch = technique.transform_batch(self, batch)
-        emb = self.embed(batch)
-        if any(t.needs_embedding_grad for t in techniques):
-            emb = with_grad(emb)
-        out = self.forward_embedded(emb, batch)
-        loss = self.task_loss(out, batch)
-        terms: dict[str, Tensor] = {"task": loss}
-        for technique in techniques:
-            for key, value in technique.loss_terms(self, batch, emb, out, loss).items():
-                if key in terms:
-                    raise ConfigError(f"two techniques both add a loss term named {key!r}")
-                terms[key] = value
-        total = torch.stack([t.float() for t in terms.values()]).sum()
-        bs = batch_size_of(batch)
-        self.log("train/loss", total, prog_bar=True, batch_size=bs)
-        for key, value in terms.items():
-            self.log(f"train/loss_{key}", value.detach(), batch_size=bs)
-        self.update_metrics("train", _detach(out), batch)
-        return total
+        return contract_training_step(self, batch)
 
     def _eval_step(self, stage: str, batch: Any) -> Any:
         out = self(batch)
@@ -233,6 +208,51 @@ class ZooTask(pl.LightningModule):
             check_checkpoint_task(peek, cls, source=str(checkpoint_path))
         kwargs.setdefault("weights_only", True)
         return super().load_from_checkpoint(checkpoint_path, map_location=map_location, **kwargs)
+
+
+def active_techniques(module: pl.LightningModule) -> list[Any]:
+    """The technique callbacks of ``module``'s trainer whose warm-up / frequency / probability gates let them run now."""
+    from zoo.callbacks.base import ZooTechnique
+
+    trainer = module._trainer
+    if trainer is None:
+        return []
+    return [cb for cb in trainer.callbacks if isinstance(cb, ZooTechnique) and cb.is_active(module)]
+
+
+def contract_training_step(module: pl.LightningModule, batch: Any) -> Tensor:
+    """The one training step of the zoo contract, usable from any LightningModule that implements ``embed``,
+    ``forward_embedded`` and ``task_loss``: ``def training_step(self, batch, i): return contract_training_step(self, batch)``.
+
+    Techniques may rewrite the batch (mixup), the embedding (mixup on token embeddings) and add named loss
+    terms; the terms are summed, each logged as ``train/loss_<name>``, and the sum is returned so Lightning
+    runs a single backward.
+    """
+    techniques = active_techniques(module)
+    for technique in techniques:
+        batch = technique.transform_batch(module, batch)
+    emb = module.embed(batch)
+    for technique in techniques:
+        emb = technique.transform_embedding(module, batch, emb)
+    if any(t.needs_embedding_grad for t in techniques):
+        emb = with_grad(emb)
+    out = module.forward_embedded(emb, batch)
+    loss = module.task_loss(out, batch)
+    terms: dict[str, Tensor] = {"task": loss}
+    for technique in techniques:
+        for key, value in technique.loss_terms(module, batch, emb, out, loss).items():
+            if key in terms:
+                raise ConfigError(f"two techniques both add a loss term named {key!r}")
+            terms[key] = value
+    total = torch.stack([t.float() for t in terms.values()]).sum()
+    bs = batch_size_of(batch)
+    module.log("train/loss", total, prog_bar=True, batch_size=bs)
+    for key, value in terms.items():
+        module.log(f"train/loss_{key}", value.detach(), batch_size=bs)
+    update_metrics = getattr(module, "update_metrics", None)
+    if callable(update_metrics):
+        update_metrics("train", _detach(out), batch)
+    return total
 
 
 def check_checkpoint_task(checkpoint: dict[str, Any], cls: type, source: str) -> None:

@@ -41,6 +41,10 @@ class ImageClassifier(ClassificationTask):
         label_smoothing: cross-entropy label smoothing.
     """
 
+    #: what ``embed`` returns, for techniques: pixels, clamped to this range after adversarial perturbation
+    embedding_kind = "pixels"
+    embedding_bounds = (0.0, 1.0)
+
     def __init__(
         self,
         backbone: str = "small_cnn",

@@ -1,0 +1,185 @@
+"""Techniques in small fits: a plain LightningModule, bad modules and teachers, early stopping defaults,
+robust evaluation, EMA, warm-up gates and the YAML recipe."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+
+from tests.helpers import quiet_trainer
+from tests.technique_doubles import (
+    ListDataModule,
+    PlainContractModule,
+    TinyTextClassifier,
+    text_case,
+    text_items,
+)
+from zoo.callbacks import (
+    EMA,
+    FGM,
+    L2SP,
+    AdversarialEvaluation,
+    Distillation,
+    TaskEarlyStopping,
+    TeacherMismatchError,
+    TechniqueNotApplicableError,
+)
+from zoo.registry import MODELS
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _text_data(batch_size=8):
+    return ListDataModule(text_items(32), text_items(16, seed=1), text_items(16, seed=2), batch_size)
+
+
+def test_plain_lightning_module_gets_fgm_through_contract_training_step(monkeypatch):
+    pl.seed_everything(0, verbose=False)
+    model = PlainContractModule()
+    from zoo.tasks.base import ZooTask
+
+    assert not isinstance(model, ZooTask)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    calls = []
+    original = torch.autograd.backward
+    monkeypatch.setattr(torch.autograd, "backward", lambda *a, **k: (calls.append(1), original(*a, **k))[1])
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=0, log_every_n_steps=1, callbacks=[FGM(eps=0.5)])
+    trainer.fit(model, _text_data())
+    monkeypatch.setattr(torch.autograd, "backward", original)
+    assert len(calls) == 2
+    fgm = float(trainer.callback_metrics["train/loss_fgm"])
+    assert math.isfinite(fgm) and fgm > float(trainer.callback_metrics["train/loss_task"]) - 1.0
+    assert any(not torch.equal(before[k], v) for k, v in model.named_parameters())
+
+
+class NoEmbed(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(6, 3)
+
+    def training_step(self, batch, i):
+        return self.layer(batch["input_ids"].float()).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_technique_on_a_module_without_embed_is_refused_at_setup():
+    with pytest.raises(TechniqueNotApplicableError, match=r"FGM needs .*NoEmbed lacks embed, forward_embedded, task_loss"):
+        quiet_trainer(max_steps=1, callbacks=[FGM(eps=0.1)]).fit(NoEmbed(), _text_data())
+
+
+def test_mixup_on_a_recommender_is_refused_at_setup():
+    from tests.technique_doubles import recsys_case
+    from zoo.callbacks import Mixup
+
+    model, data = recsys_case()
+    with pytest.raises(TechniqueNotApplicableError, match="Mixup .*TinyRecommender does not take soft targets"):
+        quiet_trainer(max_steps=1, callbacks=[Mixup()]).fit(model, data)
+
+
+def _save_text_checkpoint(tmp_path, num_classes, class_names=None) -> Path:
+    pl.seed_everything(0, verbose=False)
+    model = TinyTextClassifier(num_classes=num_classes, class_names=class_names)
+    items = [dict(it, label=it["label"] % num_classes) for it in text_items(16)]
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(model, ListDataModule(items, items, items, 8))
+    path = tmp_path / f"teacher{num_classes}.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def test_teacher_with_other_classes_is_refused(tmp_path):
+    path = _save_text_checkpoint(tmp_path, num_classes=4)
+    student, data = text_case()
+    with pytest.raises(TeacherMismatchError, match=r"teacher .*teacher4.ckpt predicts 4 classes .* student has 3"):
+        quiet_trainer(max_steps=1, callbacks=[Distillation(teacher=str(path))]).fit(student, data)
+    other_names = TinyTextClassifier(class_names=["x", "y", "z"])
+    with pytest.raises(TeacherMismatchError, match=r"x, y, z.*a, b, c"):
+        quiet_trainer(max_steps=1, callbacks=[Distillation(teacher=other_names)]).fit(text_case()[0], data)
+
+
+def test_distillation_from_a_checkpoint_keeps_the_teacher_out_of_the_student(tmp_path):
+    path = _save_text_checkpoint(tmp_path, num_classes=3, class_names=["a", "b", "c"])
+    student, data = text_case()
+    distill = Distillation(teacher=str(path), temperature=2.0)
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=0, log_every_n_steps=1, callbacks=[distill])
+    trainer.fit(student, data)
+    assert float(trainer.callback_metrics["train/loss_distill"]) > 0
+    assert not distill.teacher.training and not any(p.requires_grad for p in distill.teacher.parameters())
+    trainer.save_checkpoint(tmp_path / "student.ckpt")
+    ckpt = torch.load(tmp_path / "student.ckpt", weights_only=True)
+    assert set(ckpt["state_dict"]) == set(student.state_dict())
+    states = [v for k, v in ckpt["callbacks"].items() if "Distillation" in k]
+    assert states and not any(isinstance(v, dict) and any(torch.is_tensor(t) and t.ndim > 1 for t in v.values())
+                              for v in states)
+
+
+def test_task_early_stopping_reads_the_monitor_from_the_task():
+    model, data = text_case(lr=1e-12)  # nothing improves: stops after patience epochs
+    stop = TaskEarlyStopping(patience=1)
+    trainer = quiet_trainer(max_epochs=6, callbacks=[stop], num_sanity_val_steps=0)
+    trainer.fit(model, data)
+    assert stop.monitor == "val/f1_macro" and stop.mode == "max" and stop.min_delta >= 0
+    assert trainer.current_epoch < 6 and stop.stopped_epoch > 0
+    explicit = TaskEarlyStopping(monitor="val/loss", mode="min")
+    explicit.setup(trainer, model, "fit")
+    assert explicit.monitor == "val/loss" and explicit.mode == "min"
+
+
+def test_adversarial_evaluation_logs_robust_accuracy(tmp_path):
+    pl.seed_everything(0, verbose=False)
+    model, data = MODELS.entry("image_classifier").meta["tiny_case"](tmp_path)
+    quiet_trainer(max_steps=4, limit_val_batches=0).fit(model, data)
+    evaluation = AdversarialEvaluation(eps=[1e-7, 1.0], steps=1)
+    res = quiet_trainer(limit_test_batches=1, callbacks=[evaluation]).test(model, data, verbose=False)[0]
+    clean = res["test/acc"]
+    assert res["test/robust_acc@1e-07"] == pytest.approx(clean, abs=1e-6)
+    assert res["test/robust_acc@1"] <= clean
+    assert 0.0 <= res["test/robust_acc@1"] <= 1.0
+
+
+def test_adversarial_evaluation_needs_a_classifier():
+    from tests.technique_doubles import recsys_case
+
+    model, data = recsys_case()
+    with pytest.raises(TechniqueNotApplicableError, match="not a classifier"):
+        quiet_trainer(callbacks=[AdversarialEvaluation(eps=0.1)]).test(model, data, verbose=False)
+
+
+def test_ema_and_l2sp_on_a_lazily_built_image_model(tmp_path):
+    pl.seed_everything(0, verbose=False)
+    model, data = MODELS.entry("image_classifier").meta["tiny_case"](tmp_path)
+    l2sp = L2SP(alpha=0.1)
+    ema = EMA(decay=0.5)
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=1,
+                            callbacks=[l2sp, ema])
+    trainer.fit(model, data)
+    assert float(trainer.callback_metrics["train/loss_l2sp"]) > 0
+    assert set(l2sp.state_dict()["reference"]) == {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_warm_up_gate_skips_the_first_steps():
+    model, data = text_case()
+    fgm = FGM(eps=0.5, start_step=1)
+    seen = []
+    original = fgm.loss_terms
+    fgm.loss_terms = lambda module, *a: (seen.append(module.global_step), original(module, *a))[1]
+    quiet_trainer(max_steps=3, limit_val_batches=0, callbacks=[fgm]).fit(model, data)
+    assert seen == [1, 2]
+
+
+def test_robust_recipe_runs_from_yaml_with_registry_names(tmp_path):
+    from zoo.cli import main
+
+    recipe = REPO / "recipes" / "vision" / "digits_robust.yaml"
+    small = ["--data.init_args.batch_size", "16", "--trainer.enable_progress_bar", "false"]
+    main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "2", *small])
+    main(["test", "--config", str(recipe), "--trainer.limit_test_batches", "1", *small])
+    header = next(Path("runs/digits_robust").glob("version_*/metrics.csv")).read_text().splitlines()[0]
+    assert "test/robust_acc@0.05" in header and "test/robust_acc@0.1" in header and "test/acc" in header
