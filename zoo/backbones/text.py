@@ -171,7 +171,12 @@ def tiny_bert_dir(root: str | os.PathLike[str] | None = None, words: list[str] |
     pieces = ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'$-")
     vocab = list(dict.fromkeys(specials + base + pieces))
     (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True)
+    try:  # transformers >= 5 takes the vocabulary itself; 4.x reads the file
+        tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    except TypeError:
+        tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True)
+    if len(tok) != len(vocab):
+        tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
     torch.manual_seed(0)

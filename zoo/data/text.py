@@ -286,7 +286,7 @@ class _TextDataBase(pl.LightningDataModule):
         collate = DynamicPadCollator(self.tokenizer.pad_token_id or 0)
         bs = self.batch_size if train else self.eval_batch_size
         common = dict(collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
-        if self.group_by_length and grouped:
+        if self.group_by_length and grouped and not _distributed():
             sampler = LengthGroupedBatchSampler(ds.lengths, bs, shuffle=train, seed=self.seed,
                                                 drop_last=train and len(ds) > bs)
             return DataLoader(ds, batch_sampler=sampler, **common)
@@ -306,6 +306,12 @@ class _TextDataBase(pl.LightningDataModule):
         if self.predict_path and "predict" not in self.splits:
             self.setup("predict")
         return self._loader("predict" if "predict" in self.splits else "test", train=False, grouped=False)
+
+
+def _distributed() -> bool:
+    # Lightning shards plain samplers across ranks but cannot rebuild a custom batch sampler, so under DDP the
+    # loaders fall back to shuffled batches (still dynamically padded)
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
 
 
 def _split(n: int, labels: list[Any] | None, val_fraction: float, test_fraction: float, seed: int,
@@ -491,6 +497,8 @@ class TextDataModule(_TextDataBase):
     # -- tokenizing -----------------------------------------------------------------------------------
     def _tokenize(self, table: dict[str, Any], split: str) -> TokenizedSet:
         texts, pairs = table["text"], table.get("pair")
+        if not texts:
+            return TokenizedSet([])
 
         def build() -> tuple[dict[str, list[list[int]]], dict[str, Any]]:
             tok = self.tokenizer
@@ -746,6 +754,8 @@ class TokenDataModule(_TextDataBase):
     def _tokenize_words(self, items: list[tuple[list[str], list[tuple[int, int]], str, list[str] | None, str]],
                         split: str) -> TokenizedSet:
         lookup = {t: k for k, t in enumerate(self._tags or [])}
+        if not items:
+            return TokenizedSet([])
 
         def build() -> tuple[dict[str, list[list[int]]], dict[str, Any]]:
             enc = self.tokenizer([w for w, *_ in items], is_split_into_words=True, truncation=True,

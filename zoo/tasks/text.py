@@ -240,7 +240,7 @@ class TextClassifier(EncoderMixin, ClassificationTask):
                     "exact_match": MultilabelExactMatch(num_classes),
                 })
 
-            self._ml_metrics = nn.ModuleDict({s: collection() for s in ("train", "val", "test")})
+            self._ml_metrics = nn.ModuleDict({f"{s}_ml": collection() for s in ("train", "val", "test")})
             self.test_label_stats = MultilabelStatScores(num_classes, average=None)
 
     def _class_weight_tensor(self, num_classes: int) -> Tensor | None:
@@ -284,16 +284,16 @@ class TextClassifier(EncoderMixin, ClassificationTask):
             return
         preds = (out.float().sigmoid() >= self.thresholds).long()
         target = batch[self.target_key].round().long()
-        self._ml_metrics[stage].update(preds, target)
+        self._ml_metrics[f"{stage}_ml"].update(preds, target)
         if stage == "test":
             self.test_label_stats.update(preds, target)
 
     def log_epoch_metrics(self, stage: str) -> None:
         if not self.multi_label:
             return super().log_epoch_metrics(stage)
-        values = self._ml_metrics[stage].compute()
+        values = self._ml_metrics[f"{stage}_ml"].compute()
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val")
-        self._ml_metrics[stage].reset()
+        self._ml_metrics[f"{stage}_ml"].reset()
 
     def on_test_epoch_start(self) -> None:
         self._test_rows = []
