@@ -318,20 +318,23 @@ def _split(n: int, labels: list[Any] | None, val_fraction: float, test_fraction:
            need_test: bool) -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
-    idx = np.arange(n)
-    strat = None
-    if labels is not None:
-        _, counts = np.unique(np.asarray(labels), return_counts=True)
-        strat = np.asarray(labels) if counts.min() >= 3 else None
+    def cut(idx: np.ndarray, size: float, rs: int) -> tuple[np.ndarray, np.ndarray]:
+        strat = None
+        if labels is not None:
+            sub = np.asarray(labels)[idx]
+            _, counts = np.unique(sub, return_counts=True)
+            # stratify when every class can appear on both sides of the cut
+            if counts.min() >= 2 and min(int(size * len(idx)), len(idx) - int(size * len(idx))) >= len(counts):
+                strat = sub
+        return train_test_split(idx, test_size=size, random_state=rs, stratify=strat)
+
+    rest = np.arange(n)
     test = np.asarray([], dtype=np.int64)
-    rest = idx
     if need_test and test_fraction > 0:
-        rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+        rest, test = cut(rest, test_fraction, seed)
     val = np.asarray([], dtype=np.int64)
     if val_fraction > 0:
-        share = val_fraction / (1.0 - (test_fraction if need_test else 0.0))
-        rest, val = train_test_split(rest, test_size=share, random_state=seed + 1,
-                                     stratify=strat[rest] if strat is not None else None)
+        rest, val = cut(rest, val_fraction / (1.0 - (test_fraction if need_test else 0.0)), seed + 1)
     return {"train": np.sort(rest), "val": np.sort(val), "test": np.sort(test)}
 
 
