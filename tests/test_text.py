@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import re
 import shlex
 from pathlib import Path
@@ -299,3 +298,27 @@ def test_text_recipe_fast_dev_runs_with_tiny_encoder(recipe, tiny, tmp_path):
           "--model.init_args.encoder", tiny, "--data.init_args.tokenizer", tiny,
           "--data.init_args.cache_dir", str(tmp_path / "cache"), "--trainer.enable_progress_bar", "false",
           "--trainer.enable_model_summary", "false", *overrides])
+
+
+def test_cli_fit_then_predict_raw_sentences_with_lora_checkpoint(tiny, tmp_path):
+    from zoo.cli import main
+
+    recipe = next(p for p in RECIPES if p.stem == "ner_lora")
+    common = ["--config", str(recipe), "--model.init_args.encoder", tiny, "--data.init_args.tokenizer", tiny,
+              "--data.init_args.cache_dir", str(tmp_path / "cache"), "--data.init_args.max_samples", "32",
+              "--trainer.precision", "32-true", "--trainer.enable_progress_bar", "false",
+              "--trainer.enable_model_summary", "false"]
+    main(["fit", *common, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"])
+    ckpt = tmp_path / "runs" / "ner_lora" / "version_0" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["zoo"]["adapter_only"] and all("lora_" in k or k.startswith("head.") for k in saved["state_dict"])
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("John Smith paid 5 million dollars to Acme Corp in Paris.\n\nMary visited London.\n", encoding="utf-8")
+    main(["predict", *common, "--ckpt_path", str(ckpt), "--data.init_args.predict", str(sentences),
+          "--output", str(tmp_path / "preds.csv")])
+    with open(tmp_path / "preds.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["text"] for r in rows] == ["John Smith paid 5 million dollars to Acme Corp in Paris.", "Mary visited London."]
+    for r in rows:
+        for e in json.loads(r["entities"]):
+            assert r["text"][e["start"]:e["end"]] == e["text"] and e["type"] in {"PER", "ORG", "LOC", "MONEY"}

@@ -351,7 +351,7 @@ class TextDataModule(_TextDataBase):
         text_column / text_pair_column / label_column: column names.
         label_separator: makes the task multi-label: labels in one cell separated by this string (e.g. ``|``);
             JSONL / Parquet cells may also hold lists.
-        class_names: fix the label set and its order (default: sorted labels of the training data).
+        labels: fix the label set and its order (default: sorted labels of the training data).
         tokenizer: registered text backbone (``minilm``) or local HF directory; use the model's encoder.
         max_length: tokens per text (pairs: both together); longer texts are truncated and counted.
         max_samples: use a deterministic random subset of this many rows from each file (quick runs).
@@ -371,7 +371,7 @@ class TextDataModule(_TextDataBase):
         text_pair_column: str | None = None,
         label_column: str = "label",
         label_separator: str | None = None,
-        class_names: list[str] | None = None,
+        labels: list[str] | None = None,
         tokenizer: str = "minilm",
         max_length: int = 128,
         max_samples: int | None = None,
@@ -398,7 +398,7 @@ class TextDataModule(_TextDataBase):
         self.dataset = dataset
         self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
         self.label_separator = label_separator
-        self.fixed_class_names = list(class_names) if class_names else None
+        self.fixed_class_names = list(labels) if labels else None
         self.max_samples = max_samples
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.encoding = encoding
@@ -479,7 +479,7 @@ class TextDataModule(_TextDataBase):
             extra = [x for x in seen if x not in self.fixed_class_names]
             if extra:
                 raise TextDataError(f"{tables['train']['source']}: label(s) {', '.join(extra[:10])} are not in "
-                                    f"data.class_names ({', '.join(self.fixed_class_names)})")
+                                    f"data.labels ({', '.join(self.fixed_class_names)})")
             self._class_names = list(self.fixed_class_names)
         else:
             self._class_names = seen
@@ -676,7 +676,7 @@ class TokenDataModule(_TextDataBase):
         train / val / test: files; without val / test, random splits of ``train``.
         dataset: a built-in tagged set (``ner_demo``).
         predict: a text file with one raw sentence per line, for ``zoo predict`` (default: the test split).
-        tag_names: fix the tag set (default: sorted tags seen in training).
+        tags: fix the tag set (default: sorted tags seen in training).
         max_length: sub-word tokens per sentence; words cut off are counted and logged.
     """
 
@@ -687,7 +687,7 @@ class TokenDataModule(_TextDataBase):
         test: str | None = None,
         dataset: str | None = None,
         predict: str | None = None,
-        tag_names: list[str] | None = None,
+        tags: list[str] | None = None,
         tokenizer: str = "minilm",
         max_length: int = 128,
         max_samples: int | None = None,
@@ -707,7 +707,7 @@ class TokenDataModule(_TextDataBase):
         self.save_hyperparameters()
         self.train_path, self.val_path, self.test_path, self.predict_path = train, val, test, predict
         self.dataset = dataset
-        self.fixed_tags = list(tag_names) if tag_names else None
+        self.fixed_tags = list(tags) if tags else None
         self.max_samples = max_samples
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.encoding = encoding
