@@ -322,3 +322,15 @@ def test_cli_fit_then_predict_raw_sentences_with_lora_checkpoint(tiny, tmp_path)
     for r in rows:
         for e in json.loads(r["entities"]):
             assert r["text"][e["start"]:e["end"]] == e["text"] and e["type"] in {"PER", "ORG", "LOC", "MONEY"}
+
+
+def test_worst_misclassified_table_orders_by_confidence(tmp_path):
+    from zoo.reporting.text import write_worst_examples
+
+    rows = [{"id": f"r{i}", "true": "a", "predicted": "b", "confidence": c, "p_true": 1 - c, "text": f"text | {i}"}
+            for i, c in enumerate([0.55, 0.91, 0.7])]
+    csv_path, md_path = write_worst_examples(rows, tmp_path, top=2)
+    with open(csv_path, encoding="utf-8") as fh:
+        assert [r["id"] for r in csv.DictReader(fh)] == ["r1", "r2"]
+    md = md_path.read_text()
+    assert "The 2 most confident of 3 test errors" in md and "| r1 | a | b | 0.910 | 0.090 | text / 1 |" in md

@@ -15,6 +15,7 @@ from zoo.reporting.io import atomic_write_text
 
 def write_worst_examples(rows: list[dict[str, Any]], out_dir: Path, top: int = 25) -> list[Path]:
     """The misclassified test examples the model was most confident about (CSV + markdown table)."""
+    total = len(rows)
     rows = sorted(rows, key=lambda r: -r["confidence"])[:top]
     fields = ["id", "true", "predicted", "confidence", "p_true", "text"]
     buf = io.StringIO()
@@ -22,7 +23,7 @@ def write_worst_examples(rows: list[dict[str, Any]], out_dir: Path, top: int = 2
     writer.writeheader()
     writer.writerows(rows)
     lines = ["# Worst-misclassified test examples", "",
-             f"{len(rows)} most confident mistakes (of all test errors), highest confidence first.", "",
+             f"The {len(rows)} most confident of {total} test errors, highest confidence first.", "",
              "| id | true | predicted | confidence | p(true) | text |", "|---|---|---|---|---|---|"]
     for r in rows:
         text = " ".join(str(r["text"]).split())
