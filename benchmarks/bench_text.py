@@ -77,10 +77,11 @@ def run_hf_trainer(args: Any, data: Any, lr: float) -> dict[str, Any]:
         return [{"input_ids": r["input_ids"], "labels": r["label"]} for r in data.splits[split].rows]
 
     train, test = rows("train"), rows("test")
+    # warmup_steps below 1 is a ratio of the total steps (transformers 5 dropped warmup_ratio)
     targs = TrainingArguments(
         output_dir=os.path.join(os.environ.get("TMPDIR", "/tmp"), "zoo_bench_text_hf"), per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=64, num_train_epochs=args.epochs, learning_rate=lr, weight_decay=0.01,
-        lr_scheduler_type="linear", warmup_ratio=0.06, bf16=args.precision == "bf16", use_cpu=not torch.cuda.is_available(),
+        lr_scheduler_type="linear", warmup_steps=0.06, bf16=args.precision == "bf16", use_cpu=not torch.cuda.is_available(),
         report_to=[], save_strategy="no", eval_strategy="no", logging_strategy="no", seed=args.seed,
         dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
     )
