@@ -179,8 +179,9 @@ def tiny_bert_dir(root: str | os.PathLike[str] | None = None, words: list[str] |
         tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(str(root))
+    with torch.random.fork_rng(devices=[]):  # a fixed model, without moving the caller's random stream
+        torch.manual_seed(0)
+        BertModel(config).save_pretrained(str(root))
     tok.save_pretrained(str(root))
     return root
 
