@@ -80,7 +80,11 @@ def load_encoder(name_or_path: str | os.PathLike[str]) -> nn.Module:
     from transformers import AutoModel
 
     path = resolve_encoder(name_or_path)
-    return AutoModel.from_pretrained(str(path), local_files_only=True)
+    encoder = AutoModel.from_pretrained(str(path), local_files_only=True)
+    if getattr(encoder, "pooler", None) is not None:
+        # zoo pools token states itself: an unused pooler gets no gradient, which DDP rejects as unused parameters
+        encoder.pooler = None
+    return encoder
 
 
 def peft_config(spec: dict[str, Any] | None) -> Any:

@@ -290,7 +290,12 @@ class _TextDataBase(pl.LightningDataModule):
             sampler = LengthGroupedBatchSampler(ds.lengths, bs, shuffle=train, seed=self.seed,
                                                 drop_last=train and len(ds) > bs)
             return DataLoader(ds, batch_sampler=sampler, **common)
-        return DataLoader(ds, batch_size=bs, shuffle=train, drop_last=train and len(ds) > bs, **common)
+        if not train:
+            from zoo.data.distributed import eval_sampler
+
+            # unpadded DDP shards: each sample evaluated once (Lightning's DistributedSampler repeats some)
+            return DataLoader(ds, batch_size=bs, sampler=eval_sampler(ds), **common)
+        return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -481,6 +481,14 @@ class TokenClassifier(EncoderMixin, ZooTask):
         from seqeval.scheme import IOB2
 
         gold, pred = self._seqs.pop(stage, ([], []))
+        from zoo.data.distributed import distributed_world
+
+        world, _ = distributed_world()
+        if world > 1:  # seqeval is no torchmetrics metric: every rank scores the sequences of all ranks
+            parts: list[Any] = [None] * world
+            torch.distributed.all_gather_object(parts, (gold, pred))
+            gold = [s for g, _ in parts for s in g]
+            pred = [s for _, p in parts for s in p]
         if not gold:
             return
         kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
