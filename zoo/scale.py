@@ -14,10 +14,12 @@ import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
+from zoo.errors import ZooError
+
 OVERLAYS = "recipes/overlays"
 
 
-class ScaleConfigError(ValueError):
+class ScaleConfigError(ZooError, ValueError):
     """A precision / strategy setting this machine or environment cannot run."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.errors import ZooError
 from zoo.registry import BACKBONES
 
 PEFT_METHODS = ("none", "lora", "ia3", "adalora")
@@ -31,7 +32,7 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", 
 POOLINGS = ("cls", "mean")
 
 
-class TextBackboneError(ValueError):
+class TextBackboneError(ZooError, ValueError):
     """A text encoder that cannot be used: missing directory, missing tokenizer, bad PEFT settings."""
 
 

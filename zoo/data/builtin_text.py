@@ -14,12 +14,13 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from zoo.errors import ZooError
 from zoo.registry import DATASETS
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 
 
-class TextDatasetUnavailableError(RuntimeError):
+class TextDatasetUnavailableError(ZooError, RuntimeError):
     pass
 
 

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from zoo.errors import ZooError
 from zoo.registry import DATAMODULES, DATASETS
 
 log = logging.getLogger("zoo.data.text")
 CACHE_VERSION = 1
 
 
-class TextDataError(ValueError):
+class TextDataError(ZooError, ValueError):
     """Bad text input: the message names the file, row or option and what was expected."""
 
 
