@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.helpers import quiet_trainer
-from zoo.callbacks.reporting import PredictionWriter, indexed_rows, merge_indexed_rows
+from zoo.callbacks.reporting import SAMPLE_KEY, PredictionWriter, indexed_rows, merge_indexed_rows
 from zoo.registry import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,6 +64,13 @@ def test_prediction_rows_merge_in_dataset_order_without_duplicates():
     rank0 = indexed_rows([[{"id": "a"}, {"id": "c"}], [{"id": "e"}]], [[0, 2], [4]])
     rank1 = indexed_rows([[{"id": "b"}, {"id": "d"}], [{"id": "a"}]], [[1, 3], [0]])
     assert [r["id"] for r in merge_indexed_rows(rank0 + rank1)] == ["a", "b", "c", "d", "e"]
+    # several rows per sample (a recommender's top-k) name their sample's position in the batch
+    r0 = indexed_rows([[{"u": "a", "r": 1, SAMPLE_KEY: 0}, {"u": "a", "r": 2, SAMPLE_KEY: 0},
+                        {"u": "c", "r": 1, SAMPLE_KEY: 1}]], [[0, 2]])
+    r1 = indexed_rows([[{"u": "b", "r": 1, SAMPLE_KEY: 0}, {"u": "b", "r": 2, SAMPLE_KEY: 0}]], [[1]])
+    merged = merge_indexed_rows(r1 + r0)
+    assert [(r["u"], r["r"]) for r in merged] == [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("c", 1)]
+    assert all(SAMPLE_KEY not in r for r in merged)
     # without indices the rank order is kept
     assert [r["id"] for r in merge_indexed_rows(indexed_rows([[{"id": "z"}, {"id": "y"}]], None))] == ["z", "y"]
 

@@ -95,6 +95,10 @@ class RunReport(pl.Callback):
         self.history = list(state_dict.get("history", []))
 
 
+#: key of a predicted row naming the position, in its batch, of the sample the row belongs to (not written)
+SAMPLE_KEY = "_sample"
+
+
 @CALLBACKS.register("prediction_writer", summary="write predict_step rows as CSV to a file or stdout")
 class PredictionWriter(pl.callbacks.BasePredictionWriter):
     """Writes the dict rows that ``predict_step`` returns as CSV; ``output='-'`` means standard output.
@@ -144,8 +148,10 @@ def _per_dataloader(items: Any) -> list[list[Any]]:
     return [list(items or [])]
 
 
-def indexed_rows(predictions: Any, batch_indices: Any) -> list[tuple[int, int | None, int, dict[str, Any]]]:
-    """``(dataloader, sample index or None, order on this rank, row)`` for every predicted row."""
+def indexed_rows(predictions: Any, batch_indices: Any) -> list[tuple[int, int | None, int, int, dict[str, Any]]]:
+    """``(dataloader, sample index or None, row of that sample, order on this rank, row)`` for every predicted
+    row. A row is the batch's j-th sample's by default; a ``predict_step`` giving several rows per sample (a
+    recommender's top-k) names the sample's position in the batch under the key ``SAMPLE_KEY``."""
     preds = _per_dataloader(predictions)
     indices = _per_dataloader(batch_indices) if batch_indices else [[] for _ in preds]
     out = []
@@ -154,16 +160,22 @@ def indexed_rows(predictions: Any, batch_indices: Any) -> list[tuple[int, int | 
         dl_indices = indices[dl] if dl < len(indices) else []
         for b, batch in enumerate(batches):
             idx = dl_indices[b] if b < len(dl_indices) else None
+            seen: dict[int, int] = {}
             for j, row in enumerate(batch):
+                if SAMPLE_KEY in row:
+                    row = dict(row)
+                    j = int(row.pop(SAMPLE_KEY))
                 sample = int(idx[j]) if idx is not None and j < len(idx) else None
-                out.append((dl, sample, order, row))
+                sub = seen[j] = seen.get(j, -1) + 1
+                out.append((dl, sample, sub, order, row))
                 order += 1
     return out
 
 
-def merge_indexed_rows(items: list[tuple[int, int | None, int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Rows in dataset order, one per (dataloader, sample index); rows without an index keep their order."""
-    if all(sample is not None for _, sample, _, _ in items):
-        unique = {(dl, sample): row for dl, sample, _, row in reversed(items)}
+def merge_indexed_rows(items: list[tuple[int, int | None, int, int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows in dataset order, one per (dataloader, sample index, row of the sample); rows without an index
+    keep their order."""
+    if all(sample is not None for _, sample, _, _, _ in items):
+        unique = {(dl, sample, sub): row for dl, sample, sub, _, row in reversed(items)}
         return [unique[key] for key in sorted(unique)]
-    return [row for _, _, _, row in items]
+    return [row for _, _, _, _, row in items]

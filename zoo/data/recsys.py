@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from zoo.data.distributed import eval_sampler
 from zoo.registry import DATAMODULES, DATASETS
 
 SPLITS = ("random", "temporal", "loo", "column")
@@ -402,20 +403,21 @@ class SequenceBatches(IterableDataset):
 
 
 class UserBatches(Dataset):
-    """Evaluation / prediction batches of user indices (``batch_size=None`` loaders: one item = one batch)."""
+    """Evaluation / prediction users, one sample per user (the loader batches them): a sampler can then shard
+    users over DDP ranks without padding (:func:`zoo.data.distributed.eval_sampler`), and the prediction writer
+    can put each user's rows back in dataset order."""
 
-    def __init__(self, users: torch.Tensor, batch_size: int, user_ids: list[str] | None = None) -> None:
-        self.users, self.batch_size, self.user_ids = users, batch_size, user_ids
+    def __init__(self, users: torch.Tensor, user_ids: list[str] | None = None) -> None:
+        self.users, self.user_ids = users, user_ids
 
     def __len__(self) -> int:
-        return (len(self.users) + self.batch_size - 1) // self.batch_size
+        return len(self.users)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        s = slice(i * self.batch_size, (i + 1) * self.batch_size)
-        batch: dict[str, Any] = {"user": self.users[s]}
+        sample: dict[str, Any] = {"user": self.users[i]}
         if self.user_ids is not None:
-            batch["user_id"] = self.user_ids[s]
-        return batch
+            sample["user_id"] = self.user_ids[i]
+        return sample
 
 
 @dataclass
@@ -653,7 +655,10 @@ class InteractionDataModule(pl.LightningDataModule):
         view = self.eval_view(stage)
         if len(view.users) == 0:
             raise RecsysDataError(f"no user has a {stage} item with split {self.split!r} and ratios {self.split_ratios}")
-        return DataLoader(UserBatches(view.users, self.eval_batch_size), batch_size=None)
+        return self._user_loader(UserBatches(view.users))
+
+    def _user_loader(self, ds: UserBatches) -> DataLoader:
+        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, sampler=eval_sampler(ds))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -682,4 +687,4 @@ class InteractionDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         users, ids = self.resolve_predict_users()
-        return DataLoader(UserBatches(users, self.eval_batch_size, ids), batch_size=None)
+        return self._user_loader(UserBatches(users, ids))

@@ -152,6 +152,18 @@ class RankingAccumulator:
             else:
                 self.sums[key], self.counts[key] = sums[j], counts[j]
 
+    def sync(self) -> None:
+        """Sum the per-rank sums and counts over the DDP process group (every rank must call it, having seen
+        the same metric names); a no-op in a single process."""
+        dist = torch.distributed
+        if not self.sums or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        keys = sorted(self.sums)
+        both = torch.stack([torch.stack([self.sums[k] for k in keys]), torch.stack([self.counts[k] for k in keys])])
+        dist.all_reduce(both)
+        for j, k in enumerate(keys):
+            self.sums[k], self.counts[k] = both[0, j], both[1, j]
+
     def compute(self) -> dict[str, float]:
         return {k: float(self.sums[k] / self.counts[k]) if float(self.counts[k]) > 0 else float("nan")
                 for k in self.sums}

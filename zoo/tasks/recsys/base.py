@@ -9,7 +9,9 @@
   sampled-negatives protocol under ``sampled<n>_`` names.
 * Test also reports cold items: metrics restricted to held-out items with <= ``cold_threshold`` (and 0) training
   interactions, written by ``write_test_report``.
-* ``predict_step`` returns ``{user, rank, item, score}`` rows in original ids, never an item the user has seen.
+* ``predict_step`` returns ``{user, rank, item, score}`` rows in original ids, never an item the user has seen
+  (plus the user's position in the batch under ``zoo.callbacks.reporting.SAMPLE_KEY``, which the prediction
+  writer uses to put DDP shards back in dataset order and does not write).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from zoo.callbacks.reporting import SAMPLE_KEY
 from zoo.metrics.ranking import RankingAccumulator, metrics_from_top, sampled_ranking_metrics, top_k
 from zoo.tasks.base import ZooTask
 
@@ -116,7 +119,7 @@ class RecommenderTask(ZooTask):
     def _masks(self, stage: str, users: Tensor, device: Any) -> tuple[Tensor, Tensor | None]:
         """Dense [B, N] exclusion (padding + seen items) and target masks; they do not change between
         evaluations, so they are built once per stage and batch and kept while they are small."""
-        key = (stage, int(users[0]), int(users[-1]), len(users), str(device))
+        key = (stage, users.cpu().numpy().tobytes(), str(device))
         cache = self.__dict__.setdefault("_mask_cache", {})
         if key in cache:
             return cache[key]
@@ -165,6 +168,7 @@ class RecommenderTask(ZooTask):
         acc = self._acc.pop(stage, None)
         if acc is None:
             return
+        acc.sync()  # each DDP rank ranked its own shard of users
         values = acc.compute()
         for key, value in values.items():
             if key.startswith("cold"):
@@ -233,7 +237,7 @@ class RecommenderTask(ZooTask):
                 if not math.isfinite(score):
                     break  # the user has seen (almost) everything
                 rows.append({"user": uid, "rank": r + 1, "item": self.item_ids[int(top_items[b, r])],
-                             "score": round(score, 6)})
+                             "score": round(score, 6), SAMPLE_KEY: b})
         return rows
 
     # -- checkpoints --------------------------------------------------------------------------------

@@ -50,7 +50,9 @@ class LightGCN(RecommenderTask):
                          optimizer, scheduler, warmup_ratio)
         self.save_hyperparameters()
         self.embedding_dim, self.num_layers, self.reg_weight = embedding_dim, num_layers, reg_weight
-        self.adj: Tensor | None = None
+        # the graph as plain CSR parts (crow, col, values): a sparse CSR tensor kept on the module would make
+        # it impossible to deep-copy (a distillation teacher, an EMA copy); the sparse view is made on use
+        self._adj_parts: tuple[Tensor, Tensor, Tensor] | None = None
         self._cache: tuple[int, Tensor] | None = None
         if num_users is not None and num_items is not None:
             self._build()
@@ -63,13 +65,25 @@ class LightGCN(RecommenderTask):
 
     def after_build(self, datamodule: Any) -> None:
         users, items = datamodule.train_pairs()
-        self.adj = normalized_adjacency(users, items, self.num_users, self.num_items)
+        adj = normalized_adjacency(users, items, self.num_users, self.num_items)
+        self._adj_parts = (adj.crow_indices().clone(), adj.col_indices().clone(), adj.values().clone())
         self._cache = None
+
+    @property
+    def adj(self) -> Tensor | None:
+        """The normalised adjacency (sparse CSR), built from its parts (no copy) on the module's device."""
+        if self._adj_parts is None:
+            return None
+        parts = self._adj_parts = tuple(t.to(self.device) for t in self._adj_parts)  # move once, then keep
+        n = self.num_users + self.num_items + 1
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(*parts, size=(n, n), check_invariants=False)
 
     def propagate(self) -> Tensor:
         if self.adj is None:
             raise RuntimeError("LightGCN needs its training graph: run it with the InteractionDataModule")
-        adj = self.adj.to(self.device)
+        adj = self.adj
         x = torch.cat([self.user_emb.weight, self.item_emb.weight])
         total = x
         for _ in range(self.num_layers):

@@ -17,6 +17,9 @@ from zoo.registry import MODELS
 from zoo.tasks.recsys.base import RecommenderTask, synthetic_data
 
 
+MASKED_LOGIT = -1e4  # exp underflows to 0 in float32 and fits float16
+
+
 def tiny_case(tmp_dir: Any = None) -> tuple[Any, Any]:
     return TwoTower(embedding_dim=16, tower_layers=(16,), lr=0.01), synthetic_data(tmp_dir, batch_size=64)
 
@@ -75,9 +78,11 @@ class TwoTower(RecommenderTask):
         if self.logq_correction and self.item_popularity.numel():
             q = self.item_popularity[items] / self.item_popularity.sum()
             logits = logits - torch.log(q.clamp(min=1e-12))[None, :]
-        # the same item twice in a batch is not a negative of itself
+        # the same item twice in a batch is not a negative of itself. A large finite logit, not -inf: its
+        # softmax weight is still exactly 0, but KL / MSE between two such outputs (R-Drop, SMART,
+        # distillation) stays finite, where -inf - -inf would give NaN
         same = (items[:, None] == items[None, :]) & ~torch.eye(len(items), dtype=torch.bool, device=items.device)
-        return logits.masked_fill(same, float("-inf"))
+        return logits.masked_fill(same, MASKED_LOGIT)
 
     def task_loss(self, out: Tensor, batch: Any) -> Tensor:
         return F.cross_entropy(out, torch.arange(out.shape[0], device=out.device))
