@@ -40,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from zoo.data.distributed import eval_sampler
+from zoo.errors import ZooError
 from zoo.registry import DATAMODULES, DATASETS
 
 SPLITS = ("random", "temporal", "loo", "column")
@@ -50,7 +51,7 @@ RATING_ALIASES = ("rating", "score", "Rating")
 TIME_ALIASES = ("timestamp", "time", "Timestamp", "ts")
 
 
-class RecsysDataError(ValueError):
+class RecsysDataError(ZooError, ValueError):
     """Bad interaction data or options: the message names the file, row or flag and what was expected."""
 
 

@@ -25,11 +25,12 @@ import torch
 from torch import Tensor
 
 from zoo.callbacks.reporting import SAMPLE_KEY
+from zoo.errors import ZooError
 from zoo.metrics.ranking import RankingAccumulator, metrics_from_top, sampled_ranking_metrics, top_k
 from zoo.tasks.base import ZooTask
 
 
-class RecsysModelError(ValueError):
+class RecsysModelError(ZooError, ValueError):
     """A recommender used with data it was not built for (sizes or id maps differ), or misconfigured."""
 
 

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from zoo.registry import MODELS
 from zoo.tasks.recsys.base import RecommenderTask, synthetic_data
 
-
 MASKED_LOGIT = -1e4  # exp underflows to 0 in float32 and fits float16
 
 
