@@ -154,3 +154,29 @@ def test_tensorboard_and_csv_loggers_get_the_same_scalars(tmp_path):
     for key in ("train/loss", "train/loss_task", "val/loss", "val/f1_macro", "train/device/samples_per_sec"):
         assert key in tb_keys, (key, sorted(tb_keys))
         assert key in csv_keys, (key, sorted(csv_keys))
+
+
+def test_offline_wandb_run_holds_recommender_top_k_samples(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    model, data = MODELS.entry("bpr").meta["tiny_case"](tmp_path)
+    logger = WandbLogger(save_dir=str(tmp_path / "wb"), project="zoo")
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=logger,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                         callbacks=[WandbReports(max_examples=4)])
+    trainer.fit(model, data)
+    trainer.test(model, data, verbose=False)
+    logger.experiment.finish()
+    wandb.teardown()
+
+    run_dir = next((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    table = json.loads(next((run_dir / "files" / "media" / "table" / "test").glob("top_k_samples_*.table.json")).read_text())
+    assert table["columns"] == ["user", "rank", "item", "score"]
+    users = {row[0] for row in table["data"]}
+    assert 1 <= len(users) <= 4
+    # original ids (not indices), ranks 1..k in order for each user, scores not increasing with rank
+    for user in users:
+        rows = [r for r in table["data"] if r[0] == user]
+        assert [r[1] for r in rows] == list(range(1, len(rows) + 1)) and len(rows) <= model.top_k
+        assert all(a[3] >= b[3] for a, b in zip(rows, rows[1:]))
+        assert all(str(r[2]) in set(map(str, model.item_ids)) for r in rows)
+        assert str(user) in set(map(str, model.user_ids))

@@ -5,8 +5,9 @@
 * :class:`WandbLogger` is Lightning's, offline unless ``WANDB_MODE`` says otherwise; ``ZooCLI`` groups its runs
   by recipe name.
 * :class:`WandbReports` adds what scalars cannot show: the resolved config, tags (task, backbone,
-  techniques), the test confusion matrix, a per-class precision / recall / F1 table and a table of
-  misclassified test examples (thumbnails for images, text for text).
+  techniques), the test confusion matrix, a per-class precision / recall / F1 table, a table of
+  misclassified test examples (thumbnails for images, text for text) and, for recommenders, a table of top-K
+  recommendations for sample test users.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -171,6 +173,9 @@ class WandbReports(pl.Callback):
             scores = per_class_scores(confusion, names)
             rows = [[name, s["precision"], s["recall"], s["f1"], s["support"]] for name, s in scores["classes"].items()]
             payload["test/per_class"] = wandb.Table(columns=["class", "precision", "recall", "f1", "support"], data=rows)
+        samples = recommendation_samples(trainer, pl_module, self.max_examples)
+        if samples:
+            payload["test/top_k_samples"] = wandb.Table(columns=list(samples[0]), data=[list(r.values()) for r in samples])
         examples = list(getattr(pl_module, "misclassified", None) or [])[: self.max_examples]
         if examples:
             columns, rows = misclassified_rows(examples)
@@ -180,6 +185,24 @@ class WandbReports(pl.Callback):
         if payload:
             for run in runs:
                 run.log(payload)
+
+
+def recommendation_samples(trainer: pl.Trainer, pl_module: pl.LightningModule, max_users: int) -> list[dict[str, Any]]:
+    """Top-K recommendations (original ids, seen items excluded) for the first ``max_users`` test users of a
+    recommender, from its own ``predict_step``; empty for other tasks."""
+    from zoo.callbacks.reporting import SAMPLE_KEY
+    from zoo.tasks.recsys.base import RecommenderTask
+
+    datamodule = getattr(trainer, "datamodule", None)
+    if not isinstance(pl_module, RecommenderTask) or datamodule is None or max_users <= 0:
+        return []
+    batch = next(iter(datamodule.test_dataloader()), None)
+    if not batch:
+        return []
+    batch = {k: (v[:max_users].to(pl_module.device) if hasattr(v, "to") else v[:max_users]) for k, v in batch.items()}
+    with torch.no_grad():
+        rows = pl_module.predict_step(batch, 0)
+    return [{k: v for k, v in row.items() if k != SAMPLE_KEY} for row in rows]
 
 
 def _to_hwc(image: Any) -> Any:
