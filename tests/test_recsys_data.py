@@ -128,3 +128,29 @@ def test_bad_options_name_the_flag():
         InteractionDataModule(dataset="synthetic_interactions", split="weird")
     with pytest.raises(RecsysDataError, match="exactly one of data.path or data.dataset"):
         InteractionDataModule()
+
+
+def test_training_batches_are_split_across_ddp_ranks_without_overlap(monkeypatch):
+    """Each rank keeps a strided share of the same global batch: together they see it exactly once."""
+    import numpy as np
+    import torch
+
+    from zoo.data.recsys import PairBatches
+
+    users = np.repeat(np.arange(10), 6)
+    items = np.tile(np.arange(1, 7), 10)
+
+    def batches(rank=None):
+        with monkeypatch.context() as m:
+            if rank is not None:
+                m.setattr(torch.distributed, "is_initialized", lambda: True)
+                m.setattr(torch.distributed, "get_rank", lambda: rank)
+                m.setattr(torch.distributed, "get_world_size", lambda: 2)
+            return list(PairBatches(users, items, num_items=20, batch_size=16, num_negatives=1, seed=3))
+
+    whole, r0, r1 = batches(), batches(0), batches(1)
+    assert len(whole) == len(r0) == len(r1) == 4
+    for full, a, b in zip(whole, r0, r1):
+        pairs = lambda batch: sorted(zip(batch["user"].tolist(), batch["pos"].tolist(), batch["neg"].tolist()))  # noqa: E731
+        assert pairs(full) == sorted(pairs(a) + pairs(b))
+        assert abs(len(a["user"]) - len(b["user"])) <= 1

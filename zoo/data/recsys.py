@@ -329,6 +329,16 @@ def concat_csr(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], num_u
 
 
 # -- datasets yielding whole batches (no per-sample Python work) ------------------------------------------
+def rank_shard(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Under DDP every rank builds the same shuffled global batch (same seed and epoch) and keeps its own
+    strided share, so the ranks together see each global batch once and DDP's gradient average is the
+    full-batch gradient; a single process keeps the whole batch."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return batch
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return {k: v[rank::world] for k, v in batch.items()}
+
+
 class PairBatches(IterableDataset):
     """Each epoch: shuffle the training interactions, draw negatives for all of them at once (vectorised
     rejection sampling against the user's training items), and yield ``{"user", "pos", "neg"}`` batches;
@@ -378,7 +388,7 @@ class PairBatches(IterableDataset):
         users_t, pos_t, neg_t = torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg)
         for s in range(0, len(users), self.batch_size):
             e = s + self.batch_size
-            yield {"user": users_t[s:e], "pos": pos_t[s:e], "neg": neg_t[s:e]}
+            yield rank_shard({"user": users_t[s:e], "pos": pos_t[s:e], "neg": neg_t[s:e]})
 
 
 class SequenceBatches(IterableDataset):
@@ -400,7 +410,7 @@ class SequenceBatches(IterableDataset):
         perm = torch.randperm(len(self.users), generator=g)
         for s in range(0, len(perm), self.batch_size):
             idx = perm[s:s + self.batch_size]
-            yield {"user": self.users[idx], "seq": self.seq[idx], "target": self.target[idx]}
+            yield rank_shard({"user": self.users[idx], "seq": self.seq[idx], "target": self.target[idx]})
 
 
 class UserBatches(Dataset):
