@@ -132,9 +132,6 @@ class ZooTask(pl.LightningModule):
         return []
 
     # -- the one training step ------------------------------------------------------------------------
-    def active_techniques(self) -> list[Any]:
-        return active_techniques(self)
-
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         return contract_training_step(self, batch)
 

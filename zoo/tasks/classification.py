@@ -77,6 +77,7 @@ class ClassificationTask(ZooTask):
         self.class_names: list[str] | None = list(class_names) if class_names is not None else None
         self.num_classes = len(class_names) if class_names is not None else num_classes
         self._built = False
+        self.misclassified: list[dict[str, Any]] = []
 
     # -- building -------------------------------------------------------------------------------------
     def build_network(self, num_classes: int) -> None:
@@ -131,12 +132,10 @@ class ClassificationTask(ZooTask):
         self.metrics[f"{stage}_metrics"].update(probs, target)
         if stage == "test":
             self.test_confusion.update(probs, target)
-            if len(getattr(self, "misclassified", ())) < self.max_misclassified:
+            if len(self.misclassified) < self.max_misclassified:
                 self._keep_misclassified(probs, target, batch)
 
     def _keep_misclassified(self, probs: Tensor, target: Tensor, batch: dict[str, Any]) -> None:
-        if not hasattr(self, "misclassified"):
-            self.misclassified: list[dict[str, Any]] = []
         conf, pred = probs.max(-1)
         names = self.class_names or [str(i) for i in range(probs.shape[-1])]
         for i in (pred != target).nonzero().flatten().tolist():
