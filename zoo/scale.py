@@ -7,6 +7,7 @@ beyond stock Lightning.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 from typing import Any
 
@@ -21,6 +22,30 @@ OVERLAYS = "recipes/overlays"
 
 class ScaleConfigError(ZooError, ValueError):
     """A precision / strategy setting this machine or environment cannot run."""
+
+
+# -- process-group teardown ------------------------------------------------------------------------------
+_teardown_registered = False
+
+
+def destroy_process_group_at_exit() -> None:
+    """Destroy the default process group before the interpreter finalises, whatever its backend.
+
+    Lightning registers this only for NCCL. A gloo (CPU) group left alive at exit keeps C++ worker threads that
+    sometimes abort the process ("terminate called without an active exception", SIGABRT) after a run that
+    otherwise succeeded. Called from ``ZooTask.setup``, so it also covers zoo modules in someone else's Trainer.
+    """
+    global _teardown_registered
+    if _teardown_registered:
+        return
+    _teardown_registered = True
+    atexit.register(_destroy_default_group)
+
+
+def _destroy_default_group() -> None:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 # -- checks run by ZooCLI before the Trainer is built ------------------------------------------------------

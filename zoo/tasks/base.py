@@ -158,6 +158,10 @@ class ZooTask(pl.LightningModule):
         self.log_epoch_metrics("test")
 
     def setup(self, stage: str) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            from zoo.scale import destroy_process_group_at_exit
+
+            destroy_process_group_at_exit()
         trainer = self._trainer
         self.configure_from_data(getattr(trainer, "datamodule", None) if trainer is not None else None)
 
