@@ -51,11 +51,16 @@ def recbole_environment(workdir: Path):
     torch.load = load
     sys.argv = [original_argv[0] if original_argv else "bench"]
     os.chdir(workdir)
+    # importing Lightning (done by zoo) sets this, which makes every torch optimizer step probe NVML; RecBole run
+    # on its own never has it, so run it as it would run alone
+    nvml_probe = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     try:
         yield
     finally:
         torch.load, sys.argv = original_load, original_argv
         os.chdir(original_cwd)
+        if nvml_probe is not None:
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml_probe
 
 
 def run_recbole(workdir: Path, epochs: int, repeats: int, seed: int) -> dict[str, Any]:
@@ -137,14 +142,19 @@ class EpochTimer:
             def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
                 self._t, self._c = time.perf_counter(), time.process_time()
 
+            def on_train_batch_end(self, *args: Any) -> None:
+                self._end, self._end_cpu = time.perf_counter(), time.process_time()
+
             def _close(self) -> None:
+                # the epoch ends with its last optimizer step, as RecBole's _train_epoch does: Lightning runs
+                # validation (and its set-up) before on_train_epoch_end, and that is evaluation, not training
                 if self._t is not None:
-                    self.epochs.append(time.perf_counter() - self._t)
-                    self.epochs_cpu.append(time.process_time() - self._c)
+                    self.epochs.append(self._end - self._t)
+                    self.epochs_cpu.append(self._end_cpu - self._c)
                     self._t = None
 
             def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-                self._close()  # Lightning validates inside the training epoch; time training only
+                self._close()
 
             def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
                 self._close()

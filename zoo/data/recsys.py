@@ -349,33 +349,36 @@ class PairBatches(IterableDataset):
         self.users, self.items = users.astype(np.int64), items.astype(np.int64)
         self.num_items, self.batch_size = num_items, batch_size
         self.num_negatives, self.seed, self.epoch = num_negatives, seed, 0
-        # membership test for rejection sampling: a dense bit matrix when it is small (one fancy-index per
-        # round), else sorted keys + searchsorted
-        if len(np.unique(self.users)) * (num_items + 1) <= 50_000_000:
-            self.seen_dense: np.ndarray | None = np.zeros((int(self.users.max()) + 1, num_items + 1), dtype=bool)
-            self.seen_dense[self.users, self.items] = True
+        # membership test for rejection sampling on the key user * (num_items + 1) + item: a flat bit array when
+        # it is small (one gather per round), else sorted keys + searchsorted
+        self.stride = num_items + 1
+        keys = self.users * self.stride + self.items
+        if (int(self.users.max()) + 1) * self.stride <= 50_000_000:
+            self.seen_flat: np.ndarray | None = np.zeros((int(self.users.max()) + 1) * self.stride, dtype=bool)
+            self.seen_flat[keys] = True
         else:
-            self.seen_dense = None
-            self.seen_keys = np.unique(self.users * (num_items + 1) + self.items)
+            self.seen_flat = None
+            self.seen_keys = np.unique(keys)
 
     def __len__(self) -> int:
         return (len(self.users) + self.batch_size - 1) // self.batch_size
 
     def sample_negatives(self, users: np.ndarray, rng: np.random.Generator, num: int) -> np.ndarray:
-        n = len(users)
-        neg = rng.integers(1, self.num_items + 1, size=(n, num))
-        rep_users = np.repeat(users, num).reshape(n, num)
-        for _ in range(100):
-            if self.seen_dense is not None:
-                bad = self.seen_dense[rep_users, neg]
+        neg = rng.integers(1, self.num_items + 1, size=len(users) * num)
+        base = np.repeat(users * self.stride, num) if num > 1 else users * self.stride
+        todo = np.arange(len(neg))
+        for _ in range(100):  # each round redraws only the draws that hit a training item of their user
+            keys = base[todo] + neg[todo]
+            if self.seen_flat is not None:
+                hit = self.seen_flat[keys]
             else:
-                keys = rep_users * (self.num_items + 1) + neg
                 pos = np.searchsorted(self.seen_keys, keys).clip(max=len(self.seen_keys) - 1)
-                bad = self.seen_keys[pos] == keys
-            if not bad.any():
+                hit = self.seen_keys[pos] == keys
+            todo = todo[hit]
+            if not len(todo):
                 break
-            neg[bad] = rng.integers(1, self.num_items + 1, size=int(bad.sum()))
-        return neg
+            neg[todo] = rng.integers(1, self.num_items + 1, size=len(todo))
+        return neg.reshape(len(users), num)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         rng = np.random.default_rng([self.seed, self.epoch])

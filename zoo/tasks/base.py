@@ -158,10 +158,11 @@ class ZooTask(pl.LightningModule):
         self.log_epoch_metrics("test")
 
     def setup(self, stage: str) -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            from zoo.scale import destroy_process_group_at_exit
+        from zoo.scale import destroy_process_group_at_exit, stop_gpu_probing_without_gpus
 
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
             destroy_process_group_at_exit()
+        stop_gpu_probing_without_gpus()
         trainer = self._trainer
         self.configure_from_data(getattr(trainer, "datamodule", None) if trainer is not None else None)
 
@@ -179,12 +180,13 @@ class ZooTask(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         groups = self.parameter_groups()
+        fused = {"fused": True} if self._can_fuse_optimizer(groups) else {}
         if self.optimizer_name == "sgd":
-            opt = torch.optim.SGD(groups, lr=self.lr, momentum=0.9, nesterov=True)
+            opt = torch.optim.SGD(groups, lr=self.lr, momentum=0.9, nesterov=True, **fused)
         elif self.optimizer_name == "adam":
-            opt = torch.optim.Adam(groups, lr=self.lr)
+            opt = torch.optim.Adam(groups, lr=self.lr, **fused)
         else:
-            opt = torch.optim.AdamW(groups, lr=self.lr)
+            opt = torch.optim.AdamW(groups, lr=self.lr, **fused)
         if self.scheduler_name == "none":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -192,6 +194,16 @@ class ZooTask(pl.LightningModule):
         schedule = _cosine if self.scheduler_name == "cosine" else _linear
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: schedule(step, warmup, total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _can_fuse_optimizer(self, groups: list[dict[str, Any]]) -> bool:
+        """torch's fused optimizer kernels (one kernel for all parameters instead of a Python loop over them) run
+        on CPU and CUDA floating-point tensors; DeepSpeed brings its own optimizer, so keep the plain one there."""
+        strategy = type(getattr(self._trainer, "strategy", None)).__name__ if self._trainer is not None else ""
+        if "DeepSpeed" in strategy:
+            return False
+        params = [p for g in groups for p in g["params"]]
+        return bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+                                    and not p.is_sparse for p in params)
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -221,6 +233,26 @@ def active_techniques(module: pl.LightningModule) -> list[Any]:
     return [cb for cb in trainer.callbacks if isinstance(cb, ZooTechnique) and cb.is_active(module)]
 
 
+def step_log_moment(module: pl.LightningModule) -> str:
+    """Which per-step training values to log now: ``"all"``, ``"loss"`` (only the progress bar's total) or ``""``.
+
+    Step-level values reach a logger only every ``log_every_n_steps``, but each ``self.log`` call costs
+    Lightning's bookkeeping on every step (about a quarter of a small recommender's step on CPU). So the terms are
+    logged on the steps a logger will see, on the last batch of an epoch and the last step of the run (so
+    ``callback_metrics`` ends each epoch with the same values as always), and the total on every step only
+    while a progress bar shows it.
+    """
+    trainer = module._trainer
+    connector = getattr(trainer, "_logger_connector", None)
+    if trainer is None or connector is None:
+        return "all"
+    epoch_loop = trainer.fit_loop.epoch_loop
+    if (connector.should_update_logs or epoch_loop.batch_progress.is_last_batch
+            or (trainer.max_steps > 0 and trainer.global_step + 1 >= trainer.max_steps)):
+        return "all"
+    return "loss" if trainer.progress_bar_callback is not None else ""
+
+
 def contract_training_step(module: pl.LightningModule, batch: Any) -> Tensor:
     """The one training step of the zoo contract, usable from any LightningModule that implements ``embed``,
     ``forward_embedded`` and ``task_loss``: ``def training_step(self, batch, i): return contract_training_step(self, batch)``.
@@ -246,10 +278,13 @@ def contract_training_step(module: pl.LightningModule, batch: Any) -> Tensor:
                 raise ConfigError(f"two techniques both add a loss term named {key!r}")
             terms[key] = value
     total = torch.stack([t.float() for t in terms.values()]).sum()
-    bs = batch_size_of(batch)
-    module.log("train/loss", total, prog_bar=True, batch_size=bs)
-    for key, value in terms.items():
-        module.log(f"train/loss_{key}", value.detach(), batch_size=bs)
+    when = step_log_moment(module)
+    if when:
+        bs = batch_size_of(batch)
+        module.log("train/loss", total, prog_bar=True, batch_size=bs)
+        if when == "all":
+            for key, value in terms.items():
+                module.log(f"train/loss_{key}", value.detach(), batch_size=bs)
     update_metrics = getattr(module, "update_metrics", None)
     if callable(update_metrics):
         update_metrics("train", _detach(out), batch)
