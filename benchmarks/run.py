@@ -1,8 +1,9 @@
-"""Run the side-by-side benchmarks: ``python -m benchmarks.run [name ...]`` (``make bench``).
+"""Run the side-by-side benchmarks: ``python -m benchmarks.run [name ...] [-- benchmark args]`` (``make bench``).
 
 Each ``benchmarks/bench_<name>.py`` has ``main(argv) -> dict`` that runs zoo and the tool a user would pick
 instead in one process, prints a table, and returns its figures; they are saved to
-``benchmarks/results/<name>.json`` with the machine they ran on.
+``benchmarks/results/<name>.json`` with the machine they ran on, the arguments, and the load average before and
+after (timings taken while other work loads the machine are not comparable with idle ones).
 """
 
 from __future__ import annotations
@@ -34,8 +35,16 @@ def machine() -> dict[str, object]:
     return info
 
 
+def _load() -> list[float] | None:
+    import os
+
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    names = list(sys.argv[1:] if argv is None else argv) or available()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    bench_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    names = (argv[:argv.index("--")] if "--" in argv else argv) or available()
     unknown = [n for n in names if n not in available()]
     if unknown:
         print(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available())}", file=sys.stderr)
@@ -44,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(exist_ok=True)
     for name in names:
         print(f"== benchmark {name}", flush=True)
-        start = time.time()
-        result = importlib.import_module(f"benchmarks.bench_{name}").main([])
-        record = {"benchmark": name, "seconds": round(time.time() - start, 1), "machine": machine(),
-                  "date": time.strftime("%Y-%m-%d %H:%M"), "result": result}
+        start, load_before = time.time(), _load()
+        result = importlib.import_module(f"benchmarks.bench_{name}").main(bench_args)
+        record = {"benchmark": name, "args": bench_args, "seconds": round(time.time() - start, 1), "machine": machine(),
+                  "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before_after": [load_before, _load()],
+                  "result": result}
         tmp = out_dir / f".{name}.json.tmp"
         tmp.write_text(json.dumps(record, indent=2))
         tmp.replace(out_dir / f"{name}.json")

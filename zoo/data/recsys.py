@@ -149,12 +149,13 @@ def standardise_items(raw: pd.DataFrame, source: str, item_column: str | None = 
                                   "set data.item_text_columns")
         cols = list(text_columns)
     else:
-        preferred = [c for c in ("movie_title", "title", "class", "genres", "genre", "description") if c in raw.columns]
+        preferred = [c for c in ("movie_title", "title", "release_year", "year", "class", "genres", "genre", "description")
+                     if c in raw.columns]
         cols = preferred or [c for c in raw.columns if c != i]
     text = pd.Series([""] * len(raw), index=raw.index)
     for c in cols:
         values = raw[c].fillna("").astype(str).str.replace("|", ", ", regex=False)
-        label = {"movie_title": "title", "class": "genres"}.get(c, c)
+        label = {"movie_title": "title", "release_year": "year", "class": "genres"}.get(c, c)
         text = text + np.where(values != "", label + ": " + values + ". ", "")
     items = pd.DataFrame({"item": raw[i].astype(str).str.strip(), "text": text.str.strip()})
     return items.drop_duplicates("item", keep="first")
@@ -455,7 +456,7 @@ class InteractionDataModule(pl.LightningDataModule):
             must be in it.
         format: ``auto`` (by file name), ``csv``, ``parquet``, ``udata``, ``atomic``.
         user_column / item_column / rating_column / time_column: column names (common aliases are tried).
-        item_text_columns: columns joined into the item text (default: title and genres when present).
+        item_text_columns: columns joined into the item text (default: title, release year and genres when present).
         implicit_threshold: keep only interactions with rating >= this (None keeps all as positives).
         user_core / item_core: k-core filtering minimum interactions per user / item.
         duplicates: a (user, item) pair occurring twice: ``error`` (default), ``first``, ``last``, ``keep``.

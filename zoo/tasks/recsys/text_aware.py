@@ -1,4 +1,4 @@
-"""Text-aware recommender: an item is its ID embedding plus a projection of its text encoding (title, genres,
+"""Text-aware recommender: an item is its ID embedding plus a projection of its text encoding (title, year, genres,
 description), so an item with few or no training interactions still gets a meaningful vector.
 
 * The text encoder runs once per distinct catalogue (frozen; cached on disk, see ``text_features``); the
