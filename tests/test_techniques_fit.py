@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from tests.helpers import quiet_trainer
 from tests.technique_doubles import (
@@ -183,3 +183,55 @@ def test_robust_recipe_runs_from_yaml_with_registry_names(tmp_path):
     main(["test", "--config", str(recipe), "--trainer.limit_test_batches", "1", *small])
     header = next(Path("runs/digits_robust").glob("version_*/metrics.csv")).read_text().splitlines()[0]
     assert "test/robust_acc@0.05" in header and "test/robust_acc@0.1" in header and "test/acc" in header
+
+
+def test_distillation_from_a_local_hf_directory(tmp_path):
+    """A transformers sequence classifier saved to disk teaches a zoo student (vocabulary of 40 ids: the tiny
+    BERT's is larger), with and without mixup on the token embeddings."""
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    from zoo.backbones.text import tiny_bert_dir
+    from zoo.callbacks import Mixup
+
+    base = tiny_bert_dir(tmp_path / "bert")
+    config = BertConfig.from_pretrained(str(base), num_labels=3)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(tmp_path / "teacher"))
+    for extra in ([], [Mixup(alpha=0.4)]):
+        student, data = text_case()
+        distill = Distillation(teacher=str(tmp_path / "teacher"), temperature=2.0)
+        trainer = quiet_trainer(max_steps=2, limit_val_batches=0, log_every_n_steps=1, callbacks=[*extra, distill])
+        trainer.fit(student, data)
+        term = float(trainer.callback_metrics["train/loss_distill"])
+        assert math.isfinite(term) and term > 0
+        assert not distill.teacher.training and not any(p.requires_grad for p in distill.teacher.parameters())
+        assert set(student.state_dict()) == set(TinyTextClassifier().state_dict())
+
+
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_distillation_teacher_sees_the_students_mixed_input(tmp_path, mix):
+    """Under mixup / cutmix the student learns on mixed pixels; the teacher's target must come from the same
+    mixed pixels, not from the clean batch."""
+    import copy
+
+    from zoo.callbacks import CutMix, Mixup
+
+    model, data = MODELS.entry("image_classifier").meta["tiny_case"](tmp_path)
+    data.prepare_data()
+    data.setup("fit")
+    model.configure_from_data(data)
+    teacher = copy.deepcopy(model)
+    seen: dict[str, list[Tensor]] = {"student": [], "teacher": []}
+    for name, module in (("student", model), ("teacher", teacher)):
+        original = module.forward_embedded
+
+        def spy(emb, batch, _original=original, _name=name):
+            seen[_name].append(emb.detach().clone())
+            return _original(emb, batch)
+
+        module.forward_embedded = spy
+    mixer = Mixup(alpha=1.0) if mix == "mixup" else CutMix(alpha=1.0)
+    quiet_trainer(max_steps=1, limit_val_batches=0, callbacks=[mixer, Distillation(teacher=teacher)]).fit(model, data)
+    student_input, teacher_input = seen["student"][0], seen["teacher"][0]
+    assert torch.equal(student_input, teacher_input)
+    assert mixer.replay is None  # cleared after the step

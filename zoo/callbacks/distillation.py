@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from zoo.callbacks.adversarial import check_positive
 from zoo.callbacks.base import ZooTechnique
-from zoo.callbacks.regularization import ensure_built
+from zoo.callbacks.regularization import _MixBase, ensure_built
 from zoo.callbacks.tensors import output_divergence
 from zoo.errors import ConfigError
 from zoo.registry import CALLBACKS
@@ -61,8 +61,15 @@ class _HFTeacher(nn.Module):
         self.class_names = None if generic else names
         self.num_classes = model.config.num_labels
 
+    def embed(self, batch: dict[str, Any]) -> Tensor:
+        return self.model.get_input_embeddings()(batch["input_ids"])
+
+    def forward_embedded(self, emb: Tensor, batch: dict[str, Any]) -> Tensor:
+        extra = {k: batch[k] for k in self.INPUT_KEYS[1:] if k in batch}
+        return self.model(inputs_embeds=emb, **extra).logits
+
     def forward(self, batch: dict[str, Any]) -> Tensor:
-        return self.model(**{k: batch[k] for k in self.INPUT_KEYS if k in batch}).logits
+        return self.forward_embedded(self.embed(batch), batch)
 
 
 def teacher_classes(module: Any) -> tuple[int | None, list[str] | None]:
@@ -131,14 +138,26 @@ class Distillation(ZooTechnique):
         self.teacher.eval()  # anything calling .train() on everything must not put dropout back in the teacher
 
     @torch.no_grad()
-    def teacher_outputs(self, batch: Any) -> Any:
+    def teacher_outputs(self, batch: Any, mixes: list[Any] = ()) -> Any:
+        """The teacher's outputs on the student's input: ``mixes`` re-apply this step's mixup / cutmix to the
+        teacher's own embedding (its token embeddings differ from the student's; pixels are pixels)."""
         teacher = self.teacher
         if hasattr(teacher, "embed") and hasattr(teacher, "forward_embedded"):
-            return teacher.forward_embedded(teacher.embed(batch), batch)
+            emb = teacher.embed(batch)
+            for mix in mixes:
+                emb = mix(emb)
+            return teacher.forward_embedded(emb, batch)
+        if mixes:
+            raise TeacherMismatchError(
+                f"Distillation: teacher {self.source} has no embed / forward_embedded, so it cannot be shown the "
+                "mixed input that mixup / cutmix give the student; drop the mixing technique or use a zoo teacher")
         return teacher(batch)
 
     def loss_terms(self, module: Any, batch: Any, emb: Any, out: Any, loss: Tensor) -> dict[str, Tensor]:
-        return {self.name: self.weight * distillation_term(out, self.teacher_outputs(batch), self.temperature)}
+        trainer = module._trainer
+        mixes = [cb.replay for cb in (trainer.callbacks if trainer is not None else [])
+                 if isinstance(cb, _MixBase) and cb.replay is not None]
+        return {self.name: self.weight * distillation_term(out, self.teacher_outputs(batch, mixes), self.temperature)}
 
 
 __all__ = ["Distillation", "TeacherMismatchError", "distillation_term", "load_teacher"]

@@ -7,6 +7,7 @@ arguments (``backbone_kwargs: {drop_path_rate: 0.1}`` for timm models, ``dropout
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -120,6 +121,12 @@ class _MixBase(ZooTechnique):
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._pending: tuple[Tensor, Any] | None = None
+        #: this step's mixing as a function of an embedding, so a distillation teacher can be shown the same
+        #: mixed input as the student (None outside a step that mixed)
+        self.replay: Callable[[Any], Any] | None = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self.replay = None
 
     def check_compatible(self, module: pl.LightningModule) -> None:
         super().check_compatible(module)
@@ -178,7 +185,8 @@ class Mixup(_MixBase):
             return emb
         perm, lam = self._pending
         self._pending = None
-        return mix_embeddings(emb, perm, lam)
+        self.replay = lambda e: mix_embeddings(e, perm, lam)
+        return self.replay(emb)
 
 
 @CALLBACKS.register("cutmix", tags=("technique", "regularization"), example={"alpha": 1.0},
@@ -221,7 +229,8 @@ class CutMix(_MixBase):
             return emb
         perm, box = self._pending
         self._pending = None
-        return paste_box(emb, perm, box)
+        self.replay = lambda e: paste_box(e, perm, box)
+        return self.replay(emb)
 
 
 @CALLBACKS.register("l2sp", tags=("technique", "regularization"), example={"alpha": 0.01},
