@@ -133,6 +133,40 @@ def test_text_features_from_a_local_hf_encoder(tmp_path):
     assert torch.allclose(feats.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
+def test_text_aware_with_lora_trains_adapters_only_and_reloads(tmp_path):
+    """``text_peft``: the item texts go through the adapted encoder at every step; the base encoder stays frozen;
+    the checkpoint holds adapters (not the base) and the reloaded model scores exactly as the trained one."""
+    from zoo.backbones.text import tiny_bert_dir
+    from zoo.tasks.recsys import TextAwareRecommender
+
+    enc = tiny_bert_dir(tmp_path / "bert")
+    torch.manual_seed(0)
+    model = TextAwareRecommender(embedding_dim=16, text_encoder=str(enc), text_peft={"method": "lora", "r": 4},
+                                 max_length=16, lr=0.01)
+    data = synthetic_data(tmp_path)
+    model.configure_from_data(data)
+    assert model.text_dim == 32 and int(model.item_attention_mask[1:].sum(1).min()) > 2  # real tokens per item
+    named = dict(model.named_parameters())
+    lora = {n for n in named if "lora_" in n}
+    base = {n for n in named if n.startswith("item_encoder.") and n not in lora}
+    assert lora and base and all(not named[n].requires_grad for n in base)
+    before = {n: p.detach().clone() for n, p in named.items()}
+    trainer = quiet_trainer(max_steps=3, limit_val_batches=1, num_sanity_val_steps=0, enable_checkpointing=False)
+    trainer.fit(model, data)
+    after = dict(model.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in lora if "lora_B" in n)  # B starts at 0, so moved
+    assert all(torch.equal(before[n], after[n]) for n in base)
+    path = tmp_path / "lora.ckpt"
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert not base & set(saved) and lora <= set(saved)
+    model.eval()
+    users = torch.arange(model.num_users)
+    expected = model.full_sort_scores(users)
+    reloaded = TextAwareRecommender.load_from_checkpoint(path).eval()
+    assert torch.allclose(reloaded.full_sort_scores(users), expected, atol=1e-5)
+
+
 def test_text_aware_needs_item_text(tmp_path):
     from zoo.tasks.recsys import TextAwareRecommender
 

@@ -142,6 +142,22 @@ def is_peft(encoder: nn.Module) -> bool:
     return isinstance(encoder, peft.PeftModel)
 
 
+def drop_frozen_weights(checkpoint: dict[str, Any], module: nn.Module) -> None:
+    """Keep only trainable tensors and buffers in ``checkpoint["state_dict"]`` (a PEFT model's adapters and head);
+    the frozen base comes back from the encoder directory on load (:func:`restore_frozen_weights`)."""
+    frozen = {n for n, p in module.named_parameters() if not p.requires_grad}
+    checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+    checkpoint.setdefault("zoo", {})["adapter_only"] = True
+
+
+def restore_frozen_weights(checkpoint: dict[str, Any], module: nn.Module) -> None:
+    """Fill the tensors :func:`drop_frozen_weights` left out from ``module``, freshly built from its encoder."""
+    if checkpoint.get("zoo", {}).get("adapter_only"):
+        own = module.state_dict()
+        missing = set(own) - set(checkpoint["state_dict"])
+        checkpoint["state_dict"] = {**{k: own[k] for k in missing}, **checkpoint["state_dict"]}
+
+
 def pool(hidden: Tensor, attention_mask: Tensor, method: str) -> Tensor:
     """Sentence vector from token states: the first ([CLS]) token or the mean over real tokens."""
     if method == "cls":

@@ -79,28 +79,20 @@ class EncoderMixin:
         return self.encoder(**kwargs).last_hidden_state
 
     # -- adapter-only checkpoints ----------------------------------------------------------------------
-    def _frozen_keys(self) -> set[str]:
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        params = {n for n, _ in self.named_parameters()}
-        return {k for k in params if k not in trainable}
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
-        if self.uses_peft:
-            frozen = self._frozen_keys()
-            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
-            checkpoint["zoo"]["adapter_only"] = True
-        from zoo.backbones.text import resolve_encoder
+        from zoo.backbones.text import drop_frozen_weights, resolve_encoder
 
+        if self.uses_peft:
+            drop_frozen_weights(checkpoint, self)  # type: ignore[arg-type]
         checkpoint["zoo"]["base_model"] = str(resolve_encoder(self.encoder_name))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
-        if checkpoint.get("zoo", {}).get("adapter_only"):
-            # the frozen base comes from the encoder directory named in the hyper-parameters
-            own = self.state_dict()
-            missing = set(own) - set(checkpoint["state_dict"])
-            checkpoint["state_dict"] = {**{k: own[k] for k in missing}, **checkpoint["state_dict"]}
+        from zoo.backbones.text import restore_frozen_weights
+
+        # the frozen base comes from the encoder directory named in the hyper-parameters
+        restore_frozen_weights(checkpoint, self)  # type: ignore[arg-type]
 
     # -- export ---------------------------------------------------------------------------------------
     def _export_encoder(self, out_dir: Path) -> None:
