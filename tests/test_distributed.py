@@ -154,9 +154,17 @@ def test_two_node_torchrun_matches_single_process(tmp_path):
         _check(proc, (tmp_path / f"node{node_rank}.log").read_text())
     two, one = _last_weights(tmp_path / "two_nodes"), _last_weights(tmp_path / "one")
     assert two.keys() == one.keys()
+    # Adam divides each element's step by its running gradient RMS, so an element whose gradient is ~0 takes a
+    # step whose sign rounding decides: a handful of such elements may differ by a few 1e-5 between a 2-process
+    # and a 1-process run (seen with fused AdamW). Wrong gradient averaging or batch splitting moves every
+    # element by ~1e-3 or more.
+    tight = total = 0
     for key in one:
         if one[key].is_floating_point():
-            assert torch.allclose(two[key], one[key], rtol=1e-4, atol=1e-5), key
+            assert torch.allclose(two[key], one[key], rtol=1e-4, atol=1e-4), key
+            tight += int((~torch.isclose(two[key], one[key], rtol=1e-4, atol=1e-6)).sum())
+            total += one[key].numel()
+    assert tight <= max(1, total // 1000), f"{tight} of {total} weights differ by more than 1e-6"
     # and it did train: weights moved away from a fresh model's
     from zoo.tasks.image import ImageClassifier
 

@@ -39,6 +39,10 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     state = _fit(GLOBAL_BATCH // world, strategy="ddp", devices=world, use_distributed_sampler=False)
     if rank == 0:
         torch.save(state, out)
+    # multiprocessing children leave through os._exit, which skips the atexit teardown zoo registers; a gloo
+    # group left alive can abort the process on its way out
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def _free_port() -> int:
