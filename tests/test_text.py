@@ -334,3 +334,27 @@ def test_worst_misclassified_table_orders_by_confidence(tmp_path):
         assert [r["id"] for r in csv.DictReader(fh)] == ["r1", "r2"]
     md = md_path.read_text()
     assert "The 2 most confident of 3 test errors" in md and "| r1 | a | b | 0.910 | 0.090 | text / 1 |" in md
+
+
+def test_adalora_adds_its_orthogonality_regulariser(tiny, tmp_path):
+    """peft adds AdaLoRA's ||PP^T - I|| penalty only when the wrapped model computes the loss; zoo computes it,
+    so the term is added by the task (logged as train/loss_adalora_orth) and equals peft's formula."""
+    from zoo.backbones.text import adalora_orthogonality
+
+    path = write_csv(tmp_path / "s.csv", sentiment_rows(32))
+    data = TextDataModule(train=str(path), tokenizer=tiny, max_length=16, batch_size=8, cache_dir=str(tmp_path / "c"))
+    model = TextClassifier(encoder=tiny, peft={"method": "adalora", "init_r": 4, "target_r": 2, "total_step": 10,
+                                               "orth_reg_weight": 0.3}, lr=1e-2)
+    trainer = quiet_trainer(max_steps=2, num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1)
+    trainer.fit(model, data)
+    assert float(trainer.callback_metrics["train/loss_adalora_orth"]) > 0
+    expected, count = 0.0, 0
+    for name, p in model.encoder.named_parameters():
+        if ("lora_A" in name or "lora_B" in name) and "default" in name:
+            cov = p @ p.T if "lora_A" in name else p.T @ p
+            expected += float(torch.norm(cov - torch.eye(cov.shape[0]), p="fro"))
+            count += 1
+    assert count > 0
+    assert float(adalora_orthogonality(model.encoder)) == pytest.approx(0.3 * expected / count, rel=1e-5)
+    lora = TextClassifier(encoder=tiny, peft={"method": "lora", "r": 4}, num_classes=2, multi_label=False)
+    assert adalora_orthogonality(lora.encoder) is None and lora.regularisation_terms() == {}

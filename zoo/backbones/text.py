@@ -142,6 +142,27 @@ def is_peft(encoder: nn.Module) -> bool:
     return isinstance(encoder, peft.PeftModel)
 
 
+def adalora_orthogonality(encoder: nn.Module) -> Tensor | None:
+    """AdaLoRA's orthogonality regulariser (Zhang et al. 2023), as peft adds it when the wrapped model computes
+    its own loss: ``orth_reg_weight`` x the mean over adapted layers of ``||A A^T - I||_F`` and ``||B^T B - I||_F``.
+    None for an encoder without AdaLoRA adapters (zoo computes the task loss itself, so peft never adds it)."""
+    configs = getattr(encoder, "peft_config", None)
+    if not configs or not is_peft(encoder):
+        return None
+    name = encoder.active_adapter if isinstance(encoder.active_adapter, str) else encoder.active_adapter[0]
+    config = configs[name]
+    if type(config).__name__ != "AdaLoraConfig" or config.orth_reg_weight <= 0:
+        return None
+    terms = []
+    for key, p in encoder.named_parameters():
+        if (".lora_A." in key or ".lora_B." in key) and key.endswith(f".{name}") and p.numel() > 0:
+            cov = p @ p.T if ".lora_A." in key else p.T @ p
+            terms.append(torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], device=cov.device, dtype=cov.dtype)))
+    if not terms:
+        return None
+    return config.orth_reg_weight * torch.stack(terms).mean()
+
+
 def drop_frozen_weights(checkpoint: dict[str, Any], module: nn.Module) -> None:
     """Keep only trainable tensors and buffers in ``checkpoint["state_dict"]`` (a PEFT model's adapters and head);
     the frozen base comes back from the encoder directory on load (:func:`restore_frozen_weights`)."""

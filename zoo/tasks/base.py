@@ -131,6 +131,10 @@ class ZooTask(pl.LightningModule):
         """Write a human-readable test report under ``out_dir``; returns the written paths."""
         return []
 
+    def regularisation_terms(self) -> dict[str, Tensor]:
+        """Penalties of the model itself, added to the loss once per training step as ``train/loss_<name>``."""
+        return {}
+
     # -- the one training step ------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         return contract_training_step(self, batch)
@@ -272,6 +276,9 @@ def contract_training_step(module: pl.LightningModule, batch: Any) -> Tensor:
     out = module.forward_embedded(emb, batch)
     loss = module.task_loss(out, batch)
     terms: dict[str, Tensor] = {"task": loss}
+    regularisation = getattr(module, "regularisation_terms", None)
+    if callable(regularisation):  # the model's own penalties (AdaLoRA orthogonality), once per step
+        terms.update(regularisation())
     for technique in techniques:
         for key, value in technique.loss_terms(module, batch, emb, out, loss).items():
             if key in terms:

@@ -78,6 +78,12 @@ class EncoderMixin:
             kwargs["token_type_ids"] = batch["token_type_ids"]
         return self.encoder(**kwargs).last_hidden_state
 
+    def regularisation_terms(self) -> dict[str, Tensor]:
+        from zoo.backbones.text import adalora_orthogonality
+
+        orth = adalora_orthogonality(self.encoder)
+        return {} if orth is None else {"adalora_orth": orth}
+
     # -- adapter-only checkpoints ----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)  # type: ignore[misc]
