@@ -193,6 +193,8 @@ def image_half(args: argparse.Namespace) -> dict[str, Any]:
             teacher_model.configure_from_data(data)
         return teacher_model
 
+    if args.skip_timing:
+        return result
     makers = techniques(args.train_eps)
     timing, na = _time_techniques(makers, lambda: (_model(), _data(args.batch_size)), teacher, args.timing_steps,
                                   args.rounds, skip=3)
@@ -261,8 +263,8 @@ def text_half(args: argparse.Namespace) -> dict[str, Any]:
                               | {"recipe": str(TEXT_RECIPE.relative_to(ROOT)), "precision": precision,
                                  "batch_size": bs, "seed": seed, "norm": "l2 per example"}}
 
-    def pair() -> tuple[Any, Any]:
-        return text_model(recipe), text_data(recipe, bs, args.text_max_train, args.text_max_test)
+    def pair(batch_size: int = bs) -> tuple[Any, Any]:
+        return text_model(recipe), text_data(recipe, batch_size, args.text_max_train, args.text_max_test)
 
     probe = pair()[1]
     result["setup"]["train_samples"] = len(probe.splits["train"])
@@ -282,9 +284,13 @@ def text_half(args: argparse.Namespace) -> dict[str, Any]:
             teacher_model.configure_from_data(data)
         return teacher_model
 
+    if args.skip_timing:
+        return result
     makers = text_techniques(args.text_train_eps)
-    timing, na = _time_techniques(makers, pair, teacher, args.text_timing_steps, args.text_rounds, skip=2,
-                                  precision=precision)
+    timing_bs = args.text_timing_batch_size or bs
+    result["setup"]["timing_batch_size"] = timing_bs
+    timing, na = _time_techniques(makers, lambda: pair(timing_bs), teacher, args.text_timing_steps, args.text_rounds,
+                                  skip=min(2, args.text_timing_steps - 1), precision=precision)
     result["step_time_ratio"] = _ratios(timing, na, list(makers))
     result["plain_step_ms"] = round(timing["plain"] * 1000, 1)
     return result
@@ -295,6 +301,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("image", "text", "all"), default="all")
     parser.add_argument("--skip-accuracy", action="store_true", help="timing only (both halves)")
+    parser.add_argument("--skip-timing", action="store_true", help="accuracy only (both halves)")
     parser.add_argument("--save", metavar="NAME", help="also write benchmarks/results/NAME.json (machine, load)")
     image = parser.add_argument_group("image half (digits)")
     image.add_argument("--epochs", type=int, default=8)
@@ -312,6 +319,7 @@ def _parser() -> argparse.ArgumentParser:
     text.add_argument("--text-eval-eps", type=float, nargs="+", default=[0.25, 0.5],
                       help="L2 per example attacks")
     text.add_argument("--text-timing-steps", type=int, default=6)
+    text.add_argument("--text-timing-batch-size", type=int, default=None, help="default: as for training")
     text.add_argument("--text-rounds", type=int, default=2)
     return parser
 
@@ -357,6 +365,8 @@ def _print(title: str, result: dict[str, Any]) -> None:
         print("training  | " + " | ".join(keys))
         for label, row in rows.items():
             print(f"{label:9} | " + " | ".join(str(row.get(k, "")) for k in keys))
+    if "step_time_ratio" not in result:
+        return
     print(f"\nplain step: {result['plain_step_ms']} ms; time per step as a ratio to plain:")
     for k, v in result["step_time_ratio"].items():
         print(f"  {k:13} {v}")
