@@ -26,9 +26,6 @@ class ScaleConfigError(ZooError, ValueError):
 
 
 # -- process-group teardown ------------------------------------------------------------------------------
-_teardown_registered = False
-
-
 def destroy_process_group_at_exit() -> None:
     """Destroy the default process group before the interpreter finalises, whatever its backend.
 
@@ -36,10 +33,7 @@ def destroy_process_group_at_exit() -> None:
     sometimes abort the process ("terminate called without an active exception", SIGABRT) after a run that
     otherwise succeeded. Called from ``ZooTask.setup``, so it also covers zoo modules in someone else's Trainer.
     """
-    global _teardown_registered
-    if _teardown_registered:
-        return
-    _teardown_registered = True
+    atexit.unregister(_destroy_default_group)  # once, however many fits set up
     atexit.register(_destroy_default_group)
 
 

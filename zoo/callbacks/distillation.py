@@ -4,6 +4,7 @@ of the student's ``state_dict`` or checkpoint, and it is not wrapped by DDP."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,7 @@ class Distillation(ZooTechnique):
         self.teacher.eval()  # anything calling .train() on everything must not put dropout back in the teacher
 
     @torch.no_grad()
-    def teacher_outputs(self, batch: Any, mixes: list[Any] = ()) -> Any:
+    def teacher_outputs(self, batch: Any, mixes: Sequence[Callable[[Any], Any]] = ()) -> Any:
         """The teacher's outputs on the student's input: ``mixes`` re-apply this step's mixup / cutmix to the
         teacher's own embedding (its token embeddings differ from the student's; pixels are pixels)."""
         teacher = self.teacher

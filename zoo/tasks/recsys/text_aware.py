@@ -24,14 +24,6 @@ from zoo.registry import MODELS
 from zoo.tasks.recsys.base import RecommenderTask, RecsysModelError, bpr_loss, synthetic_data
 
 
-def encoder_hidden_size(encoder: str) -> int:
-    from transformers import AutoConfig
-
-    from zoo.tasks.recsys.text_features import resolve_text_encoder
-
-    return int(AutoConfig.from_pretrained(str(resolve_text_encoder(encoder)), local_files_only=True).hidden_size)
-
-
 def tiny_case(tmp_dir: Any = None) -> tuple[Any, Any]:
     model = TextAwareRecommender(embedding_dim=16, text_encoder="hashing", text_dim=32, lr=0.01,
                                  cache_dir=str(tmp_dir) if tmp_dir else None)
@@ -83,22 +75,29 @@ class TextAwareRecommender(RecommenderTask):
         texts = getattr(datamodule, "item_texts", None)
         if texts is None:
             raise RecsysModelError("text_aware needs item descriptions: set data.items_path (or a dataset with items)")
-        from zoo.tasks.recsys.text_features import encode_texts, tokenize_texts
+        if self.text_peft:  # tokens only: the tuned encoder encodes them at every step
+            from transformers import AutoConfig
 
-        if self.text_peft:
-            self._tokens = tokenize_texts(texts, self.text_encoder, self.max_length)
-            feats = torch.zeros(len(texts), encoder_hidden_size(self.text_encoder))
+            from zoo.backbones.text import load_tokenizer, resolve_encoder
+
+            enc = load_tokenizer(self.text_encoder)(texts, padding="max_length", truncation=True,
+                                                    max_length=self.max_length, return_tensors="pt")
+            self._tokens = (enc["input_ids"].long(), enc["attention_mask"].long())
+            dim = int(AutoConfig.from_pretrained(str(resolve_encoder(self.text_encoder)), local_files_only=True).hidden_size)
         else:
-            feats = encode_texts(texts, self.text_encoder, self.cache_dir, self.max_length, self.text_dim or 64)
-        if self._built and feats.shape[1] != self.text_dim:
-            raise RecsysModelError(f"the model was built for {self.text_dim}-d text features, the encoder gives {feats.shape[1]}")
-        self.text_dim = feats.shape[1]
+            from zoo.tasks.recsys.text_features import encode_texts
+
+            self._features = encode_texts(texts, self.text_encoder, self.cache_dir, self.max_length, self.text_dim or 64)
+            dim = self._features.shape[1]
+        if self._built and dim != self.text_dim:
+            raise RecsysModelError(f"the model was built for {self.text_dim}-d text features, the encoder gives {dim}")
+        self.text_dim = dim
         self.hparams["text_dim"] = self.text_dim
-        self._features = feats
 
     def after_build(self, datamodule: Any) -> None:
         with torch.no_grad():
-            self.text_features.copy_(self._features.to(self.text_features))
+            if self._features is not None:
+                self.text_features.copy_(self._features.to(self.text_features))
             if self._tokens is not None:
                 self.item_input_ids.copy_(self._tokens[0])
                 self.item_attention_mask.copy_(self._tokens[1])
@@ -113,15 +112,14 @@ class TextAwareRecommender(RecommenderTask):
         nn.init.normal_(self.item_emb.weight, std=0.01)
         if self.text_peft:
             from zoo.backbones.text import apply_peft, load_encoder
-            from zoo.tasks.recsys.text_features import resolve_text_encoder
 
-            encoder = load_encoder(resolve_text_encoder(self.text_encoder))
+            encoder = load_encoder(self.text_encoder)
             encoder.train()
             self.item_encoder = apply_peft(encoder, self.text_peft)
             self.register_buffer("item_input_ids", torch.zeros(self.num_items + 1, self.max_length, dtype=torch.long))
             self.register_buffer("item_attention_mask", torch.zeros(self.num_items + 1, self.max_length, dtype=torch.long))
-        # frozen features (zeros and unused with text_peft, kept so both modes share one state layout)
-        self.register_buffer("text_features", torch.zeros(self.num_items + 1, self.text_dim))
+        else:
+            self.register_buffer("text_features", torch.zeros(self.num_items + 1, self.text_dim))
         self.register_buffer("id_available", torch.ones(self.num_items + 1), persistent=False)
         mods: list[nn.Module] = []
         width = self.text_dim
@@ -178,16 +176,11 @@ class TextAwareRecommender(RecommenderTask):
     def item_text_vectors(self) -> Tensor:
         if not self.text_peft:
             return self.text_features
-        if self.training:
-            return self.encode_items(torch.arange(self.num_items + 1, device=self.device))
-        # evaluation: encode the catalogue once per evaluation (the weights do not change between its batches)
+        # scoring: the catalogue is encoded once per optimizer step, so once per evaluation
         if self._eval_items is None or self._eval_items[0] != self.global_step:
             with torch.no_grad():
                 self._eval_items = (self.global_step, self.encode_items(torch.arange(self.num_items + 1, device=self.device)))
         return self._eval_items[1]
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self._eval_items = None
 
     def item_vectors(self) -> Tensor:
         return self.text_proj(self.item_text_vectors()) + self.item_emb.weight * self.id_available[:, None]

