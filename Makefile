@@ -27,8 +27,10 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# ruff, then the layer rules of docs/architecture.md (import-linter contracts in pyproject.toml)
 lint: venv
 	$(VENV)/bin/ruff check zoo tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) -m benchmarks.run

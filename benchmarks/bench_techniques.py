@@ -69,7 +69,7 @@ class StepTimer(pl.Callback):
 
 
 def robust_eval(model: Any, data: Any, epsilons: list[float], norm: str = "linf", **trainer_kw: Any) -> dict[str, float]:
-    from zoo.callbacks import AdversarialEvaluation
+    from zoo.techniques import AdversarialEvaluation
 
     out: dict[str, float] = {}
     for label, steps in (("fgsm", 1), ("pgd10", 10)):
@@ -84,7 +84,7 @@ def robust_eval(model: Any, data: Any, epsilons: list[float], norm: str = "linf"
 def _adversarial_training(make_pair: Callable[[], tuple[Any, Any]], train_eps: float, norm: str, seed: int,
                           eval_eps: list[float], **trainer_kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Plain, FGM and PGD(3) training with the same seed, data and epochs; clean / FGSM / PGD-10 accuracy."""
-    from zoo.callbacks import FGM, PGD
+    from zoo.techniques import FGM, PGD
 
     fit_kw = {k: v for k, v in trainer_kw.items() if k != "max_epochs"}
     rows: dict[str, Any] = {}
@@ -108,8 +108,8 @@ def _time_techniques(makers: dict[str, Any], make_pair: Callable[[], tuple[Any, 
                      teacher: Callable[[Any], Any], steps: int, rounds: int, skip: int,
                      **trainer_kw: Any) -> tuple[dict[str, float], dict[str, str]]:
     """Median step time per technique (min over interleaved rounds) and the techniques that do not apply."""
-    from zoo.callbacks import Distillation
-    from zoo.callbacks.base import TechniqueNotApplicableError
+    from zoo.contract import TechniqueNotApplicableError
+    from zoo.techniques import Distillation
 
     timing: dict[str, float] = {}
     not_applicable: dict[str, str] = {}
@@ -119,7 +119,7 @@ def _time_techniques(makers: dict[str, Any], make_pair: Callable[[], tuple[Any, 
                 continue
             pl.seed_everything(0, verbose=False)
             model, data = make_pair()
-            model.configure_from_data(data)
+            model.bind_data(data)
             if make == "teacher":
                 cb = [Distillation(teacher=teacher(data))]
             else:
@@ -164,7 +164,7 @@ def techniques(eps: float, norm: str = "linf") -> dict[str, Any]:
     for token embeddings); mixup mixes whatever ``embed`` returns (token embeddings for text); cutmix needs pixels
     and is reported as n/a, with the reason it raises, elsewhere; the distillation teacher is the plain-trained
     model of the accuracy part (same size as the student)."""
-    from zoo.callbacks import FGM, L2SP, PGD, SMART, CutMix, FreeLB, Mixup, RDrop
+    from zoo.techniques import FGM, L2SP, PGD, SMART, CutMix, FreeLB, Mixup, RDrop
 
     return {
         "plain": None,
@@ -194,7 +194,7 @@ def image_half(args: argparse.Namespace) -> dict[str, Any]:
         nonlocal teacher_model
         if teacher_model is None:
             teacher_model = _model()
-            teacher_model.configure_from_data(data)
+            teacher_model.bind_data(data)
         return teacher_model
 
     if args.skip_timing:
@@ -272,7 +272,7 @@ def text_half(args: argparse.Namespace) -> dict[str, Any]:
         nonlocal teacher_model
         if teacher_model is None:
             teacher_model = text_model(recipe)
-            teacher_model.configure_from_data(data)
+            teacher_model.bind_data(data)
         return teacher_model
 
     if args.skip_timing:

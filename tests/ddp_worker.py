@@ -19,7 +19,7 @@ def main() -> None:
     torch.set_num_threads(1)
     import lightning.pytorch as pl
 
-    from zoo.callbacks.reporting import PredictionWriter
+    from zoo.callbacks.prediction_writer import PredictionWriter
     from zoo.registry import MODELS
 
     out = Path(args.out)

@@ -84,9 +84,9 @@ class TinyTextClassifier(ClassificationTask):
         self.vocab_size, self.dim, self.dropout = vocab_size, dim, dropout
         self._forwards = 0
         if self.num_classes is not None:
-            self._build()
+            self.build()
 
-    def build_network(self, num_classes: int) -> None:
+    def build_classifier(self, num_classes: int) -> None:
         self.tokens = nn.Embedding(self.vocab_size, self.dim)
         self.head = nn.Linear(self.dim, num_classes)
 
@@ -186,7 +186,7 @@ class PlainContractModule(pl.LightningModule):
         return F.cross_entropy(out, batch["label"])
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        from zoo.tasks.base import contract_training_step
+        from zoo.contract import contract_training_step
 
         return contract_training_step(self, batch)
 

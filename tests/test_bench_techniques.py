@@ -15,7 +15,7 @@ def test_text_timing_covers_every_technique_and_names_why_cutmix_does_not_apply(
     def teacher(data: Any) -> Any:
         if not teachers:
             model, _ = tiny_text_case(tmp_path)
-            model.configure_from_data(data)
+            model.bind_data(data)
             teachers.append(model)
         return teachers[0]
 

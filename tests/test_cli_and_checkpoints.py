@@ -210,7 +210,7 @@ def test_bad_input_is_one_line_error_without_traceback(capsys):
 
 
 def test_run_report_history_aligns_train_and_val_epochs(tmp_path):
-    from zoo.callbacks.reporting import RunReport
+    from zoo.callbacks.run_report import RunReport
     from zoo.data.image import ImageDataModule
 
     report = RunReport()

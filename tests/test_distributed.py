@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from tests.helpers import quiet_trainer
-from zoo.callbacks.reporting import SAMPLE_KEY, PredictionWriter, indexed_rows, merge_indexed_rows
+from zoo.callbacks.prediction_writer import PredictionWriter, indexed_rows, merge_indexed_rows
+from zoo.contract import SAMPLE_KEY
 from zoo.registry import MODELS
 
 REPO = Path(__file__).resolve().parent.parent

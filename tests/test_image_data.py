@@ -56,7 +56,7 @@ def test_splits_are_deterministic_for_a_seed_and_disjoint():
 
 
 def test_published_test_split_is_kept(monkeypatch):
-    from zoo.data.builtin_images import synthetic_shapes
+    from zoo.data.image.builtin import synthetic_shapes
     from zoo.registry import DATASETS
 
     data = synthetic_shapes(n=30)

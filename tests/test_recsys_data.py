@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from zoo.data.recsys import (
+    BatchSpec,
     InteractionDataModule,
     PairBatches,
     RecsysDataError,
@@ -116,11 +117,54 @@ def test_a_user_without_a_test_item(tmp_path):
 
 def test_unknown_users_in_predict(tmp_path):
     dm = InteractionDataModule(dataset="synthetic_interactions", predict_users=["u1", "nobody"])
+    dm.use_batch_spec(BatchSpec())
     with pytest.raises(UnknownUserError, match=r"not in the training data, e.g. \['nobody'\].*unknown_users: popular"):
         dm.predict_dataloader()
     dm = InteractionDataModule(dataset="synthetic_interactions", predict_users=["u1", "nobody"], unknown_users="popular")
+    dm.use_batch_spec(BatchSpec(kind="sequence", max_len=3))
     batch = next(iter(dm.predict_dataloader()))
-    assert batch["user"].tolist() == [1 if dm.user_ids[1] == "u1" else dm.user_ids.index("u1"), -1]
+    assert batch["user"].tolist() == [dm.user_ids.index("u1"), -1] and batch["user_id"] == ["u1", "nobody"]
+    # an unknown user has nothing seen and no history; padding is excluded for everyone
+    assert batch["exclude"][1].tolist() == [True] + [False] * dm.num_items
+    assert batch["history"][1].tolist() == [0, 0, 0] and bool(batch["history"][0].gt(0).all())
+
+
+def test_loaders_wait_for_the_models_batch_spec():
+    dm = InteractionDataModule(dataset="synthetic_interactions", split="loo")
+    for loader in (dm.train_dataloader, dm.val_dataloader, dm.predict_dataloader):
+        with pytest.raises(RecsysDataError, match=r"no batch spec yet.*bind_data.*use_batch_spec"):
+            loader()
+    dm.use_batch_spec(BatchSpec(kind="sequence", max_len=4))
+    assert set(next(iter(dm.train_dataloader()))) == {"user", "seq", "target"}
+    dm.use_batch_spec(BatchSpec(num_negatives=2))
+    assert next(iter(dm.train_dataloader()))["neg"].shape[1] == 2
+
+
+def test_evaluation_batches_carry_masks_and_histories():
+    """Test batches: seen = train + val (+ padding), targets = test items, history = the last known items."""
+    dm = InteractionDataModule(dataset="synthetic_interactions", split="loo", eval_batch_size=7)
+    dm.use_batch_spec(BatchSpec(kind="sequence", max_len=4))
+    batches = list(dm.test_dataloader())
+    assert [len(b["user"]) for b in batches][:2] == [7, 7] and "history" in batches[0]
+    users = torch.cat([b["user"] for b in batches])
+    assert torch.equal(users, dm.eval_view("test").users)
+    n = dm.num_items + 1
+    seen = torch.zeros(dm.num_users, n, dtype=torch.bool)
+    for stage in ("train", "val"):
+        u, i, _ = dm.parts[stage]
+        seen[torch.from_numpy(u), torch.from_numpy(i)] = True
+    seen[:, 0] = True
+    held = torch.zeros(dm.num_users, n, dtype=torch.bool)
+    held[torch.from_numpy(dm.parts["test"][0]), torch.from_numpy(dm.parts["test"][1])] = True
+    assert torch.equal(torch.cat([b["exclude"] for b in batches]), seen[users])
+    assert torch.equal(torch.cat([b["targets"] for b in batches]), held[users])
+    # leave-one-out: the newest known item at test time is the user's validation item
+    val_item = dict(zip(dm.parts["val"][0].tolist(), dm.parts["val"][1].tolist()))
+    last = torch.cat([b["history"] for b in batches])[:, -1]
+    assert all(int(last[k]) == val_item[int(u)] for k, u in enumerate(users) if int(u) in val_item)
+    assert list(dm.test_dataloader())[0]["exclude"] is batches[0]["exclude"]  # built once, then reused
+    dm.use_batch_spec(BatchSpec())
+    assert "history" not in next(iter(dm.test_dataloader()))
 
 
 def test_bad_options_name_the_flag():

@@ -1,13 +1,15 @@
-"""Recommenders beyond the generic registry test: no seen item recommended, checkpoints keep id maps,
-unknown users, the cold-start report, the text encoders, APR through the embed contract, recipes parse."""
+"""Recommenders beyond the generic registry test: no seen item recommended, checkpoints keep id maps and every
+argument, evaluation from the batch alone, unknown users, the cold-start report, the text encoders, APR through
+the embed contract, recipes parse."""
 
 from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from tests.helpers import quiet_trainer
-from zoo.callbacks.base import ZooTechnique
+from zoo.contract import ZooTechnique
 from zoo.data.recsys import InteractionDataModule
 from zoo.tasks.base import load_checkpoint
 from zoo.tasks.recsys import BPR, RecsysModelError
@@ -66,6 +68,46 @@ def test_checkpoint_keeps_id_maps_and_reloads(trained, tmp_path):
     renamed.user_ids = [u + "x" for u in renamed.user_ids]
     with pytest.raises(RecsysModelError, match="id maps in the checkpoint differ"):
         quiet_trainer().predict(renamed, synthetic_data(dataset_kwargs={"per_user": 30}))
+
+
+def test_checkpoint_records_every_argument_and_rebuilds(trained):
+    _, data, path = trained
+    hp = torch.load(path, weights_only=True)["hyper_parameters"]
+    assert {"embedding_dim", "reg_weight", "num_negatives", "num_users", "num_items", "ks", "top_k",
+            "sampled_negatives", "cold_threshold", "lr", "weight_decay", "optimizer", "scheduler",
+            "warmup_ratio"} <= set(hp)
+    assert (hp["embedding_dim"], hp["lr"], hp["top_k"], hp["optimizer"]) == (16, 0.05, 60, "adam")
+    assert (hp["num_users"], hp["num_items"]) == (data.num_users, data.num_items)
+    loaded = BPR.load_from_checkpoint(path)
+    assert loaded.user_emb.num_embeddings == data.num_users and loaded.item_emb.num_embeddings == data.num_items + 1
+    assert loaded.top_k == 60 and loaded.lr == 0.05 and loaded.ks == (5, 10, 20)
+
+
+def _full_sort_batches(data, stage_known, stage_held, batch_size):
+    """Evaluation batches made by hand from the split (what RecBole's full-sort loader yields)."""
+    n = data.num_items + 1
+    exclude = torch.zeros(data.num_users, n, dtype=torch.bool)
+    for stage in stage_known:
+        u, i, _ = data.parts[stage]
+        exclude[torch.from_numpy(u), torch.from_numpy(i)] = True
+    exclude[:, 0] = True
+    targets = torch.zeros(data.num_users, n, dtype=torch.bool)
+    targets[torch.from_numpy(data.parts[stage_held][0]), torch.from_numpy(data.parts[stage_held][1])] = True
+    users = torch.nonzero(targets.any(1)).flatten()
+    return [{"user": u, "exclude": exclude[u], "targets": targets[u]} for u in users.split(batch_size)]
+
+
+def test_a_checkpoint_evaluates_on_any_loader_of_full_sort_batches(trained):
+    """The model reads what it scores with from the batch only: a plain DataLoader of hand-made batches (no
+    InteractionDataModule) gives the same metrics as the datamodule."""
+    _, data, path = trained
+    expected = quiet_trainer().validate(load_checkpoint(path), data, verbose=False)[0]
+    batches = _full_sort_batches(data, ("train",), "val", data.eval_batch_size)
+    got = quiet_trainer().validate(load_checkpoint(path), DataLoader(batches, batch_size=None), verbose=False)[0]
+    assert set(got) == set(expected) and "val/ndcg@10" in got
+    assert got == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    with pytest.raises(RecsysModelError, match="carry 'exclude', a \\[batch, 81\\] bool mask"):
+        quiet_trainer().validate(load_checkpoint(path), DataLoader([{"user": batches[0]["user"]}], batch_size=None))
 
 
 def test_unknown_user_popularity_fallback(trained):
@@ -175,6 +217,17 @@ def test_text_aware_needs_item_text(tmp_path):
     model = TextAwareRecommender(text_encoder="hashing", cache_dir=str(tmp_path))
     with pytest.raises(RecsysModelError, match="items_path"):
         model.configure_from_data(InteractionDataModule(path=str(inter), split="loo"))
+
+
+def test_recipe_cli_types_the_optimizer_and_forwards_model_flags():
+    """Each model passes the shared arguments on as ``**kwargs``: the CLI still knows (and checks) them."""
+    from zoo.cli import ZooCLI
+
+    recipe = next(p for p in RECIPES if p.stem == "bpr_ml100k")
+    cli = ZooCLI(args=["--config", str(recipe), "--model.optimizer", "adamw", "--model.lr", "0.01"], run=False)
+    assert (cli.model.optimizer_name, cli.model.lr, cli.model.hparams["optimizer"]) == ("adamw", 0.01, "adamw")
+    with pytest.raises(SystemExit):
+        ZooCLI(args=["--config", str(recipe), "--model.optimizer", "adamx"], run=False)
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)

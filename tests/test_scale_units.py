@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from tests.helpers import quiet_trainer
+from zoo.compat import is_compiled, wandb_init_kwargs
 from zoo.registry import MODELS
 from zoo.scale import (
     ZooFSDPStrategy,
@@ -61,6 +62,21 @@ def test_fsdp_overlay_strategy_builds():
     assert "auto_wrap_policy" not in strategy.kwargs
 
 
+def test_fsdp_strategy_chooses_the_wrap_policy_when_it_wraps_the_model(monkeypatch):
+    """zoo.compat's adapter asks choose_auto_wrap_policy at wrap time; an explicit policy wins."""
+    from lightning.pytorch.strategies import FSDPStrategy
+    from torchvision.models import resnet18
+
+    seen = []
+    monkeypatch.setattr(FSDPStrategy, "_setup_model", lambda self, model: seen.append(dict(self.kwargs)) or model)
+    resnet = resnet18(num_classes=3)
+    ZooFSDPStrategy()._setup_model(resnet)
+    assert {c.__name__ for c in seen[-1]["auto_wrap_policy"]._module_classes} == {"BasicBlock"}
+    ZooFSDPStrategy(auto_wrap_policy={nn.Linear})._setup_model(resnet)
+    assert seen[-1]["auto_wrap_policy"]._module_classes == {nn.Linear}
+    assert ZooFSDPStrategy().choose_auto_wrap_policy(nn.Linear(2, 2)) is None
+
+
 def test_resolved_accelerator():
     assert resolved_accelerator("cpu") == "cpu"
     assert resolved_accelerator("cuda") == "gpu"
@@ -68,7 +84,7 @@ def test_resolved_accelerator():
 
 
 def test_compile_callback_compiles_children_in_place_and_trains():
-    from zoo.callbacks.scale import TorchCompile
+    from zoo.callbacks.compile import TorchCompile
 
     model, data = MODELS.entry("image_classifier").meta["tiny_case"]()
     compile_cb = TorchCompile(backend="eager")
@@ -76,7 +92,7 @@ def test_compile_callback_compiles_children_in_place_and_trains():
     trainer.fit(model, data)
     assert set(compile_cb.compiled) >= {"backbone", "head"}
     assert "metrics" not in compile_cb.compiled
-    assert model.backbone._compiled_call_impl is not None
+    assert is_compiled(model.backbone)
     assert not any("_orig_mod" in k for k in model.state_dict())
     with pytest.raises(ValueError, match="mode must be"):
         TorchCompile(mode="fast")
@@ -105,8 +121,8 @@ def test_cli_adds_rich_progress_with_throughput_and_groups_wandb_runs_by_recipe(
     assert isinstance(cli.trainer.progress_bar_callback, ZooProgressBar)
     logger = cli.trainer.logger
     assert isinstance(logger, WandbLogger)
-    assert logger._wandb_init["group"] == "digits"
+    assert wandb_init_kwargs(logger)["group"] == "digits"
     import os
 
     assert os.environ["WANDB_MODE"] == "offline"
-    assert {"task:ImageClassifier", "backbone:small_cnn"} <= set(logger._wandb_init["tags"])
+    assert {"task:ImageClassifier", "backbone:small_cnn"} <= set(wandb_init_kwargs(logger)["tags"])

@@ -12,7 +12,7 @@ import torch
 
 from tests.helpers import quiet_trainer
 from tests.technique_doubles import text_case
-from zoo.callbacks import FGM, RDrop
+from zoo.techniques import FGM, RDrop
 
 STEPS = 3
 GLOBAL_BATCH = 8

@@ -19,17 +19,17 @@ from tests.technique_doubles import (
     text_case,
     text_items,
 )
-from zoo.callbacks import (
+from zoo.callbacks import TaskEarlyStopping
+from zoo.registry import MODELS
+from zoo.techniques import (
     EMA,
     FGM,
     L2SP,
     AdversarialEvaluation,
     Distillation,
-    TaskEarlyStopping,
     TeacherMismatchError,
     TechniqueNotApplicableError,
 )
-from zoo.registry import MODELS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ def test_technique_on_a_module_without_embed_is_refused_at_setup():
 
 def test_mixup_on_a_recommender_is_refused_at_setup():
     from tests.technique_doubles import recsys_case
-    from zoo.callbacks import Mixup
+    from zoo.techniques import Mixup
 
     model, data = recsys_case()
     with pytest.raises(TechniqueNotApplicableError, match="Mixup .*TinyRecommender does not take soft targets"):
@@ -153,8 +153,11 @@ def test_adversarial_evaluation_needs_a_classifier():
 
 
 def test_ema_and_l2sp_on_a_lazily_built_image_model(tmp_path):
+    """Python API: the model learns its classes from the data in its own setup, which Lightning runs after the
+    callbacks' setup; EMA's copy and L2-SP's starting point must still be of the built model."""
     pl.seed_everything(0, verbose=False)
     model, data = MODELS.entry("image_classifier").meta["tiny_case"](tmp_path)
+    assert model.num_classes is None  # built lazily, from the data
     l2sp = L2SP(alpha=0.1)
     ema = EMA(decay=0.5)
     trainer = quiet_trainer(max_steps=2, limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=1,
@@ -162,6 +165,38 @@ def test_ema_and_l2sp_on_a_lazily_built_image_model(tmp_path):
     trainer.fit(model, data)
     assert float(trainer.callback_metrics["train/loss_l2sp"]) > 0
     assert set(l2sp.state_dict()["reference"]) == {n for n, p in model.named_parameters() if p.requires_grad}
+    averaged = {n.removeprefix("module.") for n, _ in ema._average_model.named_parameters()}
+    assert averaged == {n for n, _ in model.named_parameters()}  # the copy has the head built from the data
+    # the average moved away from the starting weights, towards the trained ones
+    start = l2sp.state_dict()["reference"]
+    average = dict(ema._average_model.module.named_parameters())
+    assert any(not torch.equal(average[n].detach(), start[n]) for n in start)
+
+    # resuming restores the average into a copy of a model that is again built only from the data
+    trainer.save_checkpoint(tmp_path / "ema.ckpt")
+    resumed, data2 = MODELS.entry("image_classifier").meta["tiny_case"](tmp_path)
+    ema2, l2sp2 = EMA(decay=0.5), L2SP(alpha=0.1)
+    quiet_trainer(max_steps=3, limit_val_batches=0, num_sanity_val_steps=0, callbacks=[l2sp2, ema2]).fit(
+        resumed, data2, ckpt_path=tmp_path / "ema.ckpt")
+    assert ema2._average_model is not None
+    assert all(torch.equal(l2sp2.state_dict()["reference"][n], start[n]) for n in start)
+
+
+def test_ema_and_l2sp_on_a_lazily_built_image_model_through_the_cli(tmp_path):
+    from zoo.cli import main
+
+    recipe = REPO / "recipes" / "vision" / "digits_tiny.yaml"
+    callbacks = ['{"class_path": "ema", "init_args": {"decay": 0.5}}', '{"class_path": "l2sp", "init_args": {"alpha": 0.1}}']
+    args = ["fit", "--config", str(recipe), "--model.init_args.num_classes", "null",
+            "--model.init_args.in_channels", "null", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+            "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false"]
+    for cb in callbacks:
+        args += ["--trainer.callbacks+", cb]
+    assert main(args) in (0, None)
+    ckpt = torch.load(next(Path("runs").rglob("last.ckpt")), weights_only=False, map_location="cpu")
+    assert "current_model_state" in ckpt and "averaging_state" in ckpt  # EMA wrote the average
+    l2sp_state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("L2SP"))
+    assert set(l2sp_state["reference"]) == set(ckpt["current_model_state"])  # every weight, the head included
 
 
 def test_warm_up_gate_skips_the_first_steps():
@@ -191,7 +226,7 @@ def test_distillation_from_a_local_hf_directory(tmp_path):
     from transformers import AutoModelForSequenceClassification, BertConfig
 
     from zoo.backbones.text import tiny_bert_dir
-    from zoo.callbacks import Mixup
+    from zoo.techniques import Mixup
 
     base = tiny_bert_dir(tmp_path / "bert")
     config = BertConfig.from_pretrained(str(base), num_labels=3)
@@ -214,12 +249,10 @@ def test_distillation_teacher_sees_the_students_mixed_input(tmp_path, mix):
     mixed pixels, not from the clean batch."""
     import copy
 
-    from zoo.callbacks import CutMix, Mixup
+    from zoo.techniques import CutMix, Mixup
 
     model, data = MODELS.entry("image_classifier").meta["tiny_case"](tmp_path)
-    data.prepare_data()
-    data.setup("fit")
-    model.configure_from_data(data)
+    model.bind_data(data)
     teacher = copy.deepcopy(model)
     seen: dict[str, list[Tensor]] = {"student": [], "teacher": []}
     for name, module in (("student", model), ("teacher", teacher)):

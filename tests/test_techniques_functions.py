@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.callbacks import (
+from zoo.techniques import (
     FGM,
     L2SP,
     PGD,
@@ -21,17 +21,21 @@ from zoo.callbacks import (
     RDrop,
     TechniqueConfigError,
 )
-from zoo.callbacks.adversarial import (
+from zoo.techniques.adversarial import (
     apply_delta,
+    ascent_step,
     embedding_grad,
     fgm_perturb,
     normalize_direction,
     pgd_delta,
     project,
+    smart_delta,
 )
-from zoo.callbacks.distillation import distillation_term
-from zoo.callbacks.regularization import cutmix_box, l2sp_penalty, mix_embeddings, mix_targets, paste_box
-from zoo.callbacks.tensors import output_divergence
+from zoo.techniques.distillation import distillation_term
+from zoo.techniques.divergence import output_divergence
+from zoo.techniques.l2sp import l2sp_penalty
+from zoo.techniques.mixing import cutmix_box, mix_embeddings, mix_targets, paste_box
+from zoo.techniques.rdrop import rdrop_term
 
 
 def test_normalize_direction_is_per_sample():
@@ -128,12 +132,12 @@ def test_l2sp_penalty():
 
 def test_mixup_state_dict_restores_the_draws():
     a = Mixup(alpha=0.4, seed=3)
-    a._draw(8, "cpu")
+    a.draw(8, "cpu")
     state = a.state_dict()
-    lam1, perm1 = a._draw(8, "cpu")
+    lam1, perm1 = a.draw(8, "cpu")
     b = Mixup(alpha=0.4, seed=99)
     b.load_state_dict(state)
-    lam2, perm2 = b._draw(8, "cpu")
+    lam2, perm2 = b.draw(8, "cpu")
     assert lam1 == lam2 and torch.equal(perm1, perm2)
 
 
@@ -172,3 +176,27 @@ def test_bad_regularization_arguments():
     with pytest.raises(ValueError, match="probability must be in"):
         FGM(eps=0.1, probability=2.0)
     assert math.isfinite(FGM(eps=0.1).eps)
+
+
+def test_rdrop_term_is_symmetric_kl_for_logits_and_mse_for_scores():
+    a, b = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]]), torch.tensor([[0.0, 1.0, 0.0], [1.0, -1.0, 2.0]])
+    assert rdrop_term(a, a) == pytest.approx(0.0, abs=1e-7)
+    assert rdrop_term(a, b) == pytest.approx(float(rdrop_term(b, a)))
+    pa, pb = F.log_softmax(a, -1), F.log_softmax(b, -1)
+    kl = lambda p, q: float((p.exp() * (p - q)).sum(-1).mean())  # noqa: E731
+    assert float(rdrop_term(a, b)) == pytest.approx(0.5 * (kl(pa, pb) + kl(pb, pa)), rel=1e-5)
+    scores1, scores2 = torch.tensor([1.0, 2.0]), torch.tensor([1.0, 4.0])  # recommendation scores: MSE
+    assert float(rdrop_term(scores1, scores2)) == pytest.approx(2.0)
+    both = rdrop_term({"logits": a, "mask": torch.ones(2, dtype=torch.long)}, {"logits": b, "mask": torch.zeros(2, dtype=torch.long)})
+    assert float(both) == pytest.approx(float(rdrop_term(a, b)))  # integer leaves are not compared
+
+
+def test_ascent_step_and_smart_delta_stay_in_the_ball():
+    delta = torch.zeros(3, 4)
+    grad = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    step = ascent_step(delta, grad, alpha=0.5, eps=0.2)
+    assert torch.all(step.norm(dim=1) <= 0.2 + 1e-6)
+    net = torch.nn.Linear(4, 3)
+    emb = torch.randn(3, 4, generator=torch.Generator().manual_seed(1))
+    d = smart_delta(net, emb, net(emb).detach(), eps=0.1, steps=2, noise=0.1, norm="linf")
+    assert d.shape == emb.shape and not d.requires_grad and float(d.abs().max()) <= 0.1 + 1e-6

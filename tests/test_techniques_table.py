@@ -16,10 +16,10 @@ import torch
 
 from tests.helpers import quiet_trainer
 from tests.technique_doubles import recsys_case, text_case
-from zoo.callbacks.base import TechniqueNotApplicableError
-from zoo.callbacks.distillation import Distillation
-from zoo.callbacks.table import applies, example, technique_names
+from zoo.contract import TechniqueNotApplicableError
 from zoo.registry import MODELS
+from zoo.techniques import Distillation
+from zoo.techniques.table import applies, example, technique_names
 
 CASES = {f"model:{name}": MODELS.entry(name).meta["tiny_case"] for name in MODELS.list()}
 CASES["double:text"] = text_case
@@ -32,7 +32,7 @@ BATCH_TRANSFORMS = {"mixup", "cutmix"}
 def build_case(case: str, tmp_path):
     pl.seed_everything(0, verbose=False)
     model, data = CASES[case](tmp_path)
-    model.configure_from_data(data)  # lazily built tasks: build now so the teacher copy has weights
+    model.bind_data(data)  # lazily built tasks: build now so the teacher copy has weights
     return model, data
 
 

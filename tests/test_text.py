@@ -357,4 +357,4 @@ def test_adalora_adds_its_orthogonality_regulariser(tiny, tmp_path):
     assert count > 0
     assert float(adalora_orthogonality(model.encoder)) == pytest.approx(0.3 * expected / count, rel=1e-5)
     lora = TextClassifier(encoder=tiny, peft={"method": "lora", "r": 4}, num_classes=2, multi_label=False)
-    assert adalora_orthogonality(lora.encoder) is None and lora.regularisation_terms() == {}
+    assert adalora_orthogonality(lora.encoder) is None and lora.regularization_terms() == {}

@@ -13,7 +13,7 @@ import wandb
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests.wandb_offline import read_records
-from zoo.callbacks.reporting import RunReport
+from zoo.callbacks.run_report import RunReport
 from zoo.callbacks.tracking import Throughput, WandbLogger, WandbReports, misclassified_rows, run_tags
 from zoo.registry import MODELS
 
@@ -105,7 +105,7 @@ def test_offline_wandb_run_holds_the_dashboard(tmp_path, monkeypatch):
 
 
 def test_run_tags_and_example_rows():
-    from zoo.callbacks.base import ZooTechnique
+    from zoo.contract import ZooTechnique
 
     class Fgm(ZooTechnique):
         name = "fgm"

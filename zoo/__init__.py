@@ -1,16 +1,23 @@
 """zoo: a model zoo on PyTorch Lightning.
 
-Tasks share one contract (``embed`` -> ``forward_embedded`` -> ``task_loss``) so every training technique
-(callback) works on every task. Build things by name with the registry::
+Tasks share one contract (``embed`` -> ``forward_embedded`` -> ``task_loss``, :mod:`zoo.contract`) so every
+training technique (:mod:`zoo.techniques`) works on every task. The main classes are importable from here::
 
+    from zoo import ImageClassifier, ImageDataModule, FGM
     import zoo
     zoo.list_models()
     model = zoo.create_model("image_classifier", backbone="small_cnn", num_classes=10, in_channels=1)
+
+Names other than the registry functions are imported on first use, so ``import zoo`` (and ``zoo --help``) does
+not pay for torch, Lightning or transformers.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from zoo.registry import (  # noqa: E402
+import importlib
+from typing import Any
+
+from zoo.registry import (
     create_backbone,
     create_callback,
     create_dataset,
@@ -20,25 +27,67 @@ from zoo.registry import (  # noqa: E402
     list_datasets,
     list_models,
 )
+from zoo.version import __version__
+
+#: public name -> the module that defines (or re-exports) it; resolved lazily by ``__getattr__``
+_LAZY: dict[str, str] = {
+    # the contract
+    "ZooTaskProtocol": "zoo.contract",
+    "ZooTechnique": "zoo.contract",
+    "contract_training_step": "zoo.contract",
+    "TechniqueNotApplicableError": "zoo.contract",
+    "load_checkpoint": "zoo.checkpoints",
+    "CheckpointMismatchError": "zoo.checkpoints",
+    "ZooError": "zoo.errors",
+    "ConfigError": "zoo.errors",
+    # tasks
+    "ZooTask": "zoo.tasks.base",
+    "ClassificationTask": "zoo.tasks.classification",
+    "ImageClassifier": "zoo.tasks.image",
+    "TextClassifier": "zoo.tasks.text",
+    "TokenClassifier": "zoo.tasks.text",
+    "RecommenderTask": "zoo.tasks.recsys",
+    "BPR": "zoo.tasks.recsys",
+    "LightGCN": "zoo.tasks.recsys",
+    "NeuMF": "zoo.tasks.recsys",
+    "SASRec": "zoo.tasks.recsys",
+    "TwoTower": "zoo.tasks.recsys",
+    "TextAwareRecommender": "zoo.tasks.recsys",
+    # data
+    "ImageDataModule": "zoo.data.image",
+    "TextDataModule": "zoo.data.text",
+    "TokenDataModule": "zoo.data.text",
+    "InteractionDataModule": "zoo.data.recsys",
+    # techniques
+    "FGM": "zoo.techniques",
+    "PGD": "zoo.techniques",
+    "FreeLB": "zoo.techniques",
+    "SMART": "zoo.techniques",
+    "RDrop": "zoo.techniques",
+    "Mixup": "zoo.techniques",
+    "CutMix": "zoo.techniques",
+    "L2SP": "zoo.techniques",
+    "EMA": "zoo.techniques",
+    "Distillation": "zoo.techniques",
+    "AdversarialEvaluation": "zoo.techniques",
+    # run infrastructure
+    "RunReport": "zoo.callbacks",
+    "PredictionWriter": "zoo.callbacks",
+    "TaskEarlyStopping": "zoo.callbacks",
+}
 
 
-def __getattr__(name: str):
-    # lazy access to the main classes keeps `import zoo` light (no torch import until needed)
-    lazy = {
-        "ZooTask": "zoo.tasks.base",
-        "load_checkpoint": "zoo.tasks.base",
-        "ClassificationTask": "zoo.tasks.classification",
-        "ImageClassifier": "zoo.tasks.image",
-        "ImageDataModule": "zoo.data.image",
-        "ZooTechnique": "zoo.callbacks.base",
-        "RunReport": "zoo.callbacks.reporting",
-        "PredictionWriter": "zoo.callbacks.reporting",
-    }
-    if name in lazy:
-        import importlib
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
 
-        return getattr(importlib.import_module(lazy[name]), name)
-    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
@@ -51,4 +100,5 @@ __all__ = [
     "list_callbacks",
     "list_datasets",
     "list_models",
+    *_LAZY,
 ]

@@ -7,8 +7,8 @@
 
 Defaults added to every run (each only when the config has none of its kind): a CSV logger writing to
 ``runs/<recipe name>/version_N``, a ``ModelCheckpoint`` on the model's headline metric (``best.ckpt`` and
-``last.ckpt``), a :class:`~zoo.callbacks.reporting.RunReport` (curves, confusion matrix, report) and, for
-``predict``, a :class:`~zoo.callbacks.reporting.PredictionWriter` to ``--output`` (standard output by default),
+``last.ckpt``), a :class:`~zoo.callbacks.run_report.RunReport` (curves, confusion matrix, report) and, for
+``predict``, a :class:`~zoo.callbacks.prediction_writer.PredictionWriter` to ``--output`` (standard output by default),
 and a Rich progress bar with samples/s. Before the Trainer is built, :mod:`zoo.scale` checks the precision /
 strategy against the hardware and installed extras (one message naming the overlay), and a W&B logger gets the
 recipe name as its group and task / backbone / technique tags.
@@ -25,7 +25,9 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from zoo import __version__
+from zoo.compat import install_class_name_resolver, jsonargparse_debug_mode, parser_actions, rich_available
+from zoo.contract import trait
+from zoo.version import __version__
 
 LIST_KINDS = ("models", "backbones", "datasets", "callbacks", "datamodules", "recipes")
 
@@ -47,9 +49,7 @@ class ZooArgumentParser(LightningArgumentParser):
     """Reports a bad key or value in one short message, with close matches, instead of a page of usage."""
 
     def error(self, message: str, ex: Exception | None = None) -> Any:
-        from jsonargparse._common import debug_mode_active
-
-        if not self.exit_on_error or debug_mode_active():
+        if not self.exit_on_error or jsonargparse_debug_mode():
             return super().error(message, ex)
         sub = getattr(ex, "subcommand_parser", None)
         prog = (sub or self).prog.replace(" [options]", "")
@@ -64,7 +64,7 @@ def _known_keys(parser: Any, seen: set[int] | None = None) -> list[str]:
         return []
     seen.add(id(parser))
     keys = []
-    for action in getattr(parser, "_actions", []):
+    for action in parser_actions(parser):
         choices = getattr(action, "choices", None)
         if isinstance(choices, dict):
             for sub in choices.values():
@@ -146,11 +146,12 @@ class ZooCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
-        # Build data-dependent layers now rather than in setup(): callbacks such as BackboneFinetuning touch
-        # the network in their own setup, which Lightning runs before the module's.
-        configure = getattr(self.model, "configure_from_data", None)
-        if configure is not None and self.datamodule is not None:
-            configure(self.datamodule)
+        # Bind the data now rather than in setup(): callbacks such as BackboneFinetuning touch the network in
+        # their own setup, which Lightning runs before the module's. ZooTask.setup binds again (a no-op).
+        from zoo.tasks.base import ZooTask
+
+        if isinstance(self.model, ZooTask) and self.datamodule is not None:
+            self.model.bind_data(self.datamodule)
 
     def _recipe_name(self) -> str:
         cfg = self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
@@ -164,7 +165,8 @@ class ZooCLI(LightningCLI):
         from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
         from lightning.pytorch.loggers import CSVLogger
 
-        from zoo.callbacks.reporting import PredictionWriter, RunReport
+        from zoo.callbacks.prediction_writer import PredictionWriter
+        from zoo.callbacks.run_report import RunReport
         from zoo.scale import check_precision, check_strategy
 
         trainer_cfg = self._get(self.config_init, "trainer", default={})
@@ -174,10 +176,10 @@ class ZooCLI(LightningCLI):
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if not any(isinstance(c, RunReport) for c in callbacks):
             callbacks.append(RunReport())
-        monitor = getattr(self.model, "monitor", None)
+        monitor = trait(self.model, "monitor")
         if (monitor and trainer_cfg.get("enable_checkpointing", True) is not False
                 and not any(isinstance(c, ModelCheckpoint) for c in callbacks)):
-            callbacks.append(ModelCheckpoint(monitor=monitor, mode=getattr(self.model, "monitor_mode", "min"),
+            callbacks.append(ModelCheckpoint(monitor=monitor, mode=trait(self.model, "monitor_mode"),
                                              filename="best", save_last=True, auto_insert_metric_name=False))
         if self.subcommand == "predict":
             kwargs.setdefault("enable_progress_bar", False)
@@ -187,9 +189,7 @@ class ZooCLI(LightningCLI):
                 output = self._get(self.config, "output", default="-")
                 callbacks.append(PredictionWriter(output=output))
         elif trainer_cfg.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
-
-            if _RICH_AVAILABLE:
+            if rich_available():
                 from zoo.callbacks.progress import ZooProgressBar
 
                 callbacks.append(ZooProgressBar())
@@ -208,26 +208,48 @@ class ZooCLI(LightningCLI):
 
 
 def _install_registry_names() -> None:
-    """Let YAML name a model or datamodule by registry name (``class_path: image_classifier``) as well as by
-    class name or dotted path: jsonargparse resolves short names through this function."""
-    from jsonargparse import _typehints
+    """Let YAML name a model, datamodule or callback by registry name (``class_path: image_classifier``) as well
+    as by class name or dotted path."""
+    install_class_name_resolver(_registry_class_path)
 
-    if getattr(_typehints, "_zoo_patched", False):
-        return
-    original = _typehints.resolve_class_path_by_name
 
-    def resolve(cls: Any, name: str) -> str:
-        if isinstance(name, str) and "." not in name:
-            from zoo.registry import CALLBACKS, DATAMODULES, MODELS
+#: modules whose classes moved in the 0.2 layout: old dotted paths in users' YAML keep working
+LEGACY_MODULES = {
+    "zoo.callbacks": "zoo.techniques",  # zoo.callbacks.FGM, ... (the run callbacks are found there first)
+    "zoo.callbacks.adversarial": "zoo.techniques",
+    "zoo.callbacks.regularization": "zoo.techniques",
+    "zoo.callbacks.distillation": "zoo.techniques",
+    "zoo.callbacks.scale": "zoo.callbacks.compile",
+    "zoo.callbacks.reporting": "zoo.callbacks",
+}
 
-            for registry in (MODELS, DATAMODULES, CALLBACKS):
-                if name in registry and (registry is not CALLBACKS or isinstance(registry.get(name), type)):
-                    target = registry.get(name)
-                    return f"{target.__module__}.{target.__qualname__}"
-        return original(cls, name)
 
-    _typehints.resolve_class_path_by_name = resolve
-    _typehints._zoo_patched = True
+def _registry_class_path(name: str) -> str | None:
+    if "." in name:
+        return _moved_class_path(name)
+    from zoo.registry import CALLBACKS, DATAMODULES, MODELS
+
+    for registry in (MODELS, DATAMODULES, CALLBACKS):
+        if name in registry and (registry is not CALLBACKS or isinstance(registry.get(name), type)):
+            target = registry.get(name)
+            return f"{target.__module__}.{target.__qualname__}"
+    return None
+
+
+def _moved_class_path(path: str) -> str | None:
+    import importlib
+
+    module, _, leaf = path.rpartition(".")
+    new = LEGACY_MODULES.get(module)
+    if new is None:
+        return None
+    for candidate in (module, new):
+        try:
+            if isinstance(getattr(importlib.import_module(candidate), leaf, None), type):
+                return f"{candidate}.{leaf}"
+        except ImportError:
+            continue
+    return None
 
 
 def run_list(argv: list[str]) -> int:

@@ -89,7 +89,7 @@ DATAMODULES = Registry("datamodule")
 
 # Modules whose import registers the built-in entries. Text and recsys pull optional extras lazily inside
 # their builders, so importing them here stays cheap.
-_BUILTIN_MODULES = ("zoo.tasks", "zoo.backbones", "zoo.data", "zoo.callbacks")
+_BUILTIN_MODULES = ("zoo.tasks", "zoo.backbones", "zoo.data", "zoo.techniques", "zoo.callbacks")
 _imported = False
 
 
@@ -102,34 +102,9 @@ def _import_builtins() -> None:
         importlib.import_module(mod)
 
 
-def create_model(name: str, **kwargs: Any) -> Any:
-    """Build a registered task model, e.g. ``create_model("image_classifier", backbone="small_cnn", num_classes=10)``."""
-    return MODELS.create(name, **kwargs)
-
-
-def list_models(pattern: str = "*") -> list[str]:
-    return MODELS.list(pattern)
-
-
-def create_backbone(name: str, **kwargs: Any) -> Any:
-    return BACKBONES.create(name, **kwargs)
-
-
-def list_backbones(pattern: str = "*") -> list[str]:
-    return BACKBONES.list(pattern)
-
-
-def create_dataset(name: str, **kwargs: Any) -> Any:
-    return DATASETS.create(name, **kwargs)
-
-
-def list_datasets(pattern: str = "*") -> list[str]:
-    return DATASETS.list(pattern)
-
-
-def create_callback(name: str, **kwargs: Any) -> Any:
-    return CALLBACKS.create(name, **kwargs)
-
-
-def list_callbacks(pattern: str = "*") -> list[str]:
-    return CALLBACKS.list(pattern)
+# The module-level shortcuts are the registries' own bound methods, e.g.
+# ``create_model("image_classifier", backbone="small_cnn", num_classes=10)`` or ``list_models("resnet*")``.
+create_model, list_models = MODELS.create, MODELS.list
+create_backbone, list_backbones = BACKBONES.create, BACKBONES.list
+create_dataset, list_datasets = DATASETS.create, DATASETS.list
+create_callback, list_callbacks = CALLBACKS.create, CALLBACKS.list

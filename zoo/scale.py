@@ -13,9 +13,10 @@ import os
 from typing import Any
 
 import torch
-from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
+from zoo.compat import FSDPStrategyWithLateWrapPolicy
+from zoo.distributed import in_process_group
 from zoo.errors import ZooError
 
 OVERLAYS = "recipes/overlays"
@@ -38,9 +39,8 @@ def destroy_process_group_at_exit() -> None:
 
 
 def _destroy_default_group() -> None:
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if in_process_group():
+        torch.distributed.destroy_process_group()
 
 
 # -- per-step GPU probing on machines without a GPU -------------------------------------------------------
@@ -186,16 +186,12 @@ def fsdp_auto_wrap_policy(module: nn.Module) -> Any:
     return ModuleWrapPolicy(classes) if classes else None
 
 
-class ZooFSDPStrategy(FSDPStrategy):
+class ZooFSDPStrategy(FSDPStrategyWithLateWrapPolicy):
     """Lightning's FSDP with the auto-wrap policy chosen from the model at wrap time (the block classes are
     only known once a task has built its network in ``setup``). An explicit ``auto_wrap_policy`` wins."""
 
-    def _setup_model(self, model: nn.Module) -> nn.Module:
-        if "auto_wrap_policy" not in self.kwargs:
-            policy = fsdp_auto_wrap_policy(model)
-            if policy is not None:
-                self.kwargs["auto_wrap_policy"] = policy
-        return super()._setup_model(model)
+    def choose_auto_wrap_policy(self, model: nn.Module) -> Any:
+        return fsdp_auto_wrap_policy(model)
 
 
 __all__ = ["ScaleConfigError", "ZooFSDPStrategy", "backbone_family", "check_precision", "check_strategy",

@@ -88,6 +88,14 @@ def load_encoder(name_or_path: str | os.PathLike[str]) -> nn.Module:
     return encoder
 
 
+def build_encoder(name_or_path: str | os.PathLike[str], peft_spec: dict[str, Any] | None = None) -> nn.Module:
+    """The encoder a task trains: loaded offline, in train mode, wrapped with the adapters of ``peft_spec``
+    (None or ``{method: none}``: full fine-tuning)."""
+    encoder = load_encoder(name_or_path)
+    encoder.train()  # from_pretrained returns eval mode, and Lightning keeps a submodule's mode as it finds it
+    return apply_peft(encoder, peft_spec)
+
+
 def peft_config(spec: dict[str, Any] | None) -> Any:
     """A peft config object from a YAML dict, or None for full fine-tuning."""
     if not spec:
@@ -193,8 +201,16 @@ def check_pooling(pooling: str) -> str:
     return pooling
 
 
-def encoder_vocab_size(encoder: nn.Module) -> int:
-    return int(encoder.get_input_embeddings().weight.shape[0])
+def encoder_config(name_or_path: str | os.PathLike[str]) -> Any:
+    """The encoder's Hugging Face config, read without loading its weights."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(resolve_encoder(name_or_path)), local_files_only=True)
+
+
+def encoder_vocab_size(name_or_path: str | os.PathLike[str]) -> int:
+    """How many token ids the encoder embeds (read from its config, so data can be checked before building)."""
+    return int(encoder_config(name_or_path).vocab_size)
 
 
 def tiny_bert_dir(root: str | os.PathLike[str] | None = None, words: list[str] | None = None) -> Path:

@@ -1,13 +1,14 @@
-"""Training techniques and run reporting as Lightning callbacks."""
+"""Run infrastructure as Lightning callbacks: reports, predictions, tracking, progress, early stopping, compile.
 
-from zoo.callbacks import progress, scale, tracking  # noqa: F401  (register throughput, compile, W&B callbacks)
-from zoo.callbacks.adversarial import FGM, PGD, SMART, AdversarialEvaluation, FreeLB, TechniqueConfigError
-from zoo.callbacks.base import TechniqueNotApplicableError, ZooTechnique
-from zoo.callbacks.distillation import Distillation, TeacherMismatchError
+Training techniques (adversarial training, mixup, distillation, ...) live in :mod:`zoo.techniques`.
+"""
+
+from zoo.callbacks.compile import TorchCompile
 from zoo.callbacks.early_stopping import TaskEarlyStopping
-from zoo.callbacks.regularization import EMA, L2SP, CutMix, Mixup, RDrop
-from zoo.callbacks.reporting import PredictionWriter, RunReport
+from zoo.callbacks.prediction_writer import PredictionWriter
+from zoo.callbacks.progress import ZooProgressBar
+from zoo.callbacks.run_report import RunReport
+from zoo.callbacks.tracking import Throughput, WandbLogger, WandbReports
 
-__all__ = ["EMA", "FGM", "L2SP", "PGD", "SMART", "AdversarialEvaluation", "CutMix", "Distillation", "FreeLB",
-           "Mixup", "PredictionWriter", "RDrop", "RunReport", "TaskEarlyStopping", "TeacherMismatchError",
-           "TechniqueConfigError", "TechniqueNotApplicableError", "ZooTechnique"]
+__all__ = ["PredictionWriter", "RunReport", "TaskEarlyStopping", "Throughput", "TorchCompile", "WandbLogger",
+           "WandbReports", "ZooProgressBar"]

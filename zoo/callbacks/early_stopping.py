@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping
 
+from zoo.contract import trait
 from zoo.registry import CALLBACKS
 
 
@@ -25,9 +26,9 @@ class TaskEarlyStopping(EarlyStopping):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not self._monitor_given:
-            self.monitor = getattr(pl_module, "monitor", None) or self.monitor
+            self.monitor = trait(pl_module, "monitor") or self.monitor
         if not self._mode_given:
-            self.mode = getattr(pl_module, "monitor_mode", None) or self.mode
+            self.mode = trait(pl_module, "monitor_mode") or self.mode
             # EarlyStopping fixes the sign of min_delta and the starting best score from mode in __init__
             self.min_delta = self._abs_min_delta * (1 if self.mode == "max" else -1)
             self.best_score = self.best_score.new_tensor(float("-inf") if self.mode == "max" else float("inf"))

@@ -8,6 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import RichProgressBar
 
+from zoo.contract import batch_size_of
 from zoo.registry import CALLBACKS
 
 
@@ -46,8 +47,6 @@ class ZooProgressBar(RichProgressBar):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        from zoo.tasks.base import batch_size_of
-
         self.speed.update(int(batch_size_of(batch)), time.perf_counter())
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
@@ -56,3 +55,6 @@ class ZooProgressBar(RichProgressBar):
         if self.speed.rate is not None:
             metrics["samples/s"] = f"{self.speed.rate:.1f}"
         return metrics
+
+
+__all__ = ["SamplesPerSecond", "ZooProgressBar"]

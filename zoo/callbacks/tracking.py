@@ -21,12 +21,12 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from zoo.compat import wandb_init_kwargs
+from zoo.contract import SAMPLE_KEY, ZooTechnique, batch_size_of, trait
 from zoo.registry import CALLBACKS
 
 
 def _batch_size(batch: Any) -> int:
-    from zoo.tasks.base import batch_size_of
-
     return int(batch_size_of(batch))
 
 
@@ -50,22 +50,19 @@ class WandbLogger(_LightningWandbLogger):
         super().__init__(*args, **kwargs)
 
     def describe_run(self, group: str | None = None, tags: list[str] | None = None) -> None:
-        """Set the run's group and tags; only before the run starts (W&B fixes the group at ``init``)."""
-        # the private init-kwargs dict is the only place Lightning keeps wandb.init arguments before the run
-        if self._experiment is not None:
-            return
-        if group and not self._wandb_init.get("group"):
-            self._wandb_init["group"] = group
+        """Set the run's group and tags; only before the run starts (W&B fixes the group at ``init``): once it
+        started, Lightning no longer reads these arguments, so a later call changes nothing."""
+        init = wandb_init_kwargs(self)
+        if group and not init.get("group"):
+            init["group"] = group
         if tags:
-            self._wandb_init["tags"] = sorted(set(self._wandb_init.get("tags") or []) | set(tags))
+            init["tags"] = sorted(set(init.get("tags") or []) | set(tags))
 
 
 def run_tags(module: Any, callbacks: list[Any]) -> list[str]:
     """``task:<class>``, ``backbone:<name>`` and ``technique:<name>`` tags for a dashboard to filter on."""
-    from zoo.callbacks.base import ZooTechnique
-
     tags = [f"task:{type(module).__name__}"]
-    backbone = getattr(module, "backbone_name", None) or getattr(module, "hparams", {}).get("backbone")
+    backbone = trait(module, "backbone_name") or getattr(module, "hparams", {}).get("backbone")
     if isinstance(backbone, str) and backbone:
         tags.append(f"backbone:{backbone}")
     for cb in callbacks:
@@ -130,8 +127,8 @@ class WandbReports(pl.Callback):
         self.max_examples = max_examples
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if hasattr(pl_module, "max_misclassified"):
-            pl_module.max_misclassified = max(int(pl_module.max_misclassified), self.max_examples)
+        # a task that keeps no misclassified examples ignores the attribute
+        pl_module.max_misclassified = max(int(trait(pl_module, "max_misclassified")), self.max_examples)
 
     @rank_zero_only
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -156,8 +153,8 @@ class WandbReports(pl.Callback):
         import wandb
 
         payload: dict[str, Any] = {}
-        confusion = getattr(pl_module, "last_test_confusion", None)
-        names = list(getattr(pl_module, "class_names", None) or [])
+        confusion = trait(pl_module, "last_test_confusion")
+        names = list(trait(pl_module, "class_names") or [])
         if confusion is not None:
             from zoo.reporting.classification import per_class_scores
 
@@ -176,7 +173,7 @@ class WandbReports(pl.Callback):
         samples = recommendation_samples(trainer, pl_module, self.max_examples)
         if samples:
             payload["test/top_k_samples"] = wandb.Table(columns=list(samples[0]), data=[list(r.values()) for r in samples])
-        examples = list(getattr(pl_module, "misclassified", None) or [])[: self.max_examples]
+        examples = list(trait(pl_module, "misclassified") or [])[: self.max_examples]
         if examples:
             columns, rows = misclassified_rows(examples)
             if columns[-1] == "image":
@@ -189,19 +186,22 @@ class WandbReports(pl.Callback):
 
 def recommendation_samples(trainer: pl.Trainer, pl_module: pl.LightningModule, max_users: int) -> list[dict[str, Any]]:
     """Top-K recommendations (original ids, seen items excluded) for the first ``max_users`` test users of a
-    recommender, from its own ``predict_step``; empty for other tasks."""
-    from zoo.callbacks.reporting import SAMPLE_KEY
-    from zoo.tasks.recsys.base import RecommenderTask
+    recommender, from its own ``predict_step``; empty for other tasks.
 
+    A recommender is recognised by what it does, not by its class: it is no classifier (no ``target_key``)
+    and its ``predict_step`` returns several rows per user, each naming its user's position in the batch under
+    :data:`zoo.contract.SAMPLE_KEY`."""
     datamodule = getattr(trainer, "datamodule", None)
-    if not isinstance(pl_module, RecommenderTask) or datamodule is None or max_users <= 0:
+    if trait(pl_module, "target_key") is not None or datamodule is None or max_users <= 0:
         return []
     batch = next(iter(datamodule.test_dataloader()), None)
-    if not batch:
+    if not isinstance(batch, dict) or not batch:
         return []
     batch = {k: (v[:max_users].to(pl_module.device) if hasattr(v, "to") else v[:max_users]) for k, v in batch.items()}
     with torch.no_grad():
         rows = pl_module.predict_step(batch, 0)
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and SAMPLE_KEY in row for row in rows):
+        return []
     return [{k: v for k, v in row.items() if k != SAMPLE_KEY} for row in rows]
 
 
@@ -214,4 +214,5 @@ def _to_hwc(image: Any) -> Any:
     return array[:, :, 0] if array.shape[2] == 1 else array
 
 
-__all__ = ["Throughput", "WandbLogger", "WandbReports", "misclassified_rows", "resolved_config", "run_tags"]
+__all__ = ["Throughput", "WandbLogger", "WandbReports", "misclassified_rows", "recommendation_samples", "resolved_config",
+           "run_tags"]

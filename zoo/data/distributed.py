@@ -11,15 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch.utils.data import Dataset, Sampler
 
-
-def distributed_world() -> tuple[int, int]:
-    """``(world_size, rank)``, ``(1, 0)`` outside a process group."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return 1, 0
+from zoo.distributed import distributed_world
 
 
 def eval_sampler(dataset: Dataset) -> Sampler[Any] | None:

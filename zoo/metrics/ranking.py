@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from zoo.distributed import is_distributed
+
 METRICS = ("hit", "recall", "precision", "ndcg", "mrr")
 
 
@@ -155,9 +157,9 @@ class RankingAccumulator:
     def sync(self) -> None:
         """Sum the per-rank sums and counts over the DDP process group (every rank must call it, having seen
         the same metric names); a no-op in a single process."""
-        dist = torch.distributed
-        if not self.sums or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not self.sums or not is_distributed():
             return
+        dist = torch.distributed
         keys = sorted(self.sums)
         both = torch.stack([torch.stack([self.sums[k] for k in keys]), torch.stack([self.counts[k] for k in keys])])
         dist.all_reduce(both)

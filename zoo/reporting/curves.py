@@ -1,4 +1,4 @@
-"""Loss and metric curves from the per-epoch history a :class:`~zoo.callbacks.reporting.RunReport` keeps."""
+"""Loss and metric curves from the per-epoch history a :class:`~zoo.callbacks.run_report.RunReport` keeps."""
 
 from __future__ import annotations
 

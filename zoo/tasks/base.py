@@ -1,13 +1,9 @@
-"""``ZooTask``: the contract that lets every technique work on every task.
+"""``ZooTask``: the LightningModule every zoo model derives from.
 
-A task splits its forward pass where the input becomes continuous::
-
-    emb  = task.embed(batch)                 # token embeddings, pixels in [0, 1], user/item vectors
-    out  = task.forward_embedded(emb, batch) # logits or scores
-    loss = task.task_loss(out, batch)        # scalar
-
-``training_step`` is written once, here. Technique callbacks (:class:`zoo.callbacks.base.ZooTechnique`) may
-rewrite the batch and add named loss terms; the sum is returned and Lightning runs one backward.
+The contract itself (the three methods, the traits a technique may read, the one training step) lives in
+:mod:`zoo.contract`; this class adds what zoo's own tasks share on top of it: optimizer and schedule, building
+the network once the data has stated its sizes (:meth:`ZooTask.bind_data`), and checkpoints that record which
+task wrote them.
 """
 
 from __future__ import annotations
@@ -19,51 +15,21 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from zoo import __version__
-from zoo.errors import ConfigError, ZooError
+from zoo.checkpoints import (
+    CheckpointMismatchError,
+    check_checkpoint_task,
+    checkpoint_meta,
+    load_checkpoint,
+    peek,
+)
+from zoo.contract import CONTRACT, batch_size_of, contract_stub, contract_training_step, implements_contract
+from zoo.distributed import in_process_group
+from zoo.errors import ConfigError
 
-CONTRACT = ("embed", "forward_embedded", "task_loss")
-
-
-class CheckpointMismatchError(ZooError, ValueError):
-    """A checkpoint written by another task class."""
-
-
-def implements_contract(module: Any) -> list[str]:
-    """Names of the contract methods ``module`` lacks (an empty list means it has them all)."""
-    missing = []
-    for name in CONTRACT:
-        fn = getattr(module, name, None)
-        base_fn = getattr(ZooTask, name)
-        if fn is None or getattr(fn, "__func__", None) is base_fn:
-            missing.append(name)
-    return missing
-
-
-def with_grad(emb: Any) -> Any:
-    """Make ``emb`` (a tensor or a dict of tensors) something ``torch.autograd.grad`` can differentiate to."""
-    if isinstance(emb, dict):
-        return {k: with_grad(v) for k, v in emb.items()}
-    if isinstance(emb, Tensor) and emb.is_floating_point() and not emb.requires_grad:
-        return emb.detach().requires_grad_(True)
-    return emb
-
-
-def batch_size_of(batch: Any) -> int:
-    if isinstance(batch, Tensor):
-        return batch.shape[0]
-    if isinstance(batch, dict):
-        for v in batch.values():
-            if isinstance(v, Tensor) and v.ndim > 0:
-                return v.shape[0]
-    if isinstance(batch, list | tuple) and batch:
-        return batch_size_of(batch[0])
-    return 1
-
-
-def task_class_path(obj: Any) -> str:
-    cls = obj if isinstance(obj, type) else type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("none", "cosine", "linear")
+Optimizer = Literal["adamw", "adam", "sgd"]
+Scheduler = Literal["none", "cosine", "linear"]
 
 
 class ZooTask(pl.LightningModule):
@@ -83,44 +49,74 @@ class ZooTask(pl.LightningModule):
 
     def __init__(
         self,
+        *,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        scheduler: Literal["none", "cosine", "linear"] = "none",
+        optimizer: Optimizer = "adamw",
+        scheduler: Scheduler = "none",
         warmup_ratio: float = 0.0,
     ) -> None:
         super().__init__()
         if lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {lr}")
-        if optimizer not in ("adamw", "adam", "sgd"):
-            raise ConfigError(f"optimizer must be one of adamw, adam, sgd; got {optimizer!r}")
-        if scheduler not in ("none", "cosine", "linear"):
-            raise ConfigError(f"scheduler must be one of none, cosine, linear; got {scheduler!r}")
+            raise ConfigError(f"model.lr must be > 0, got {lr}")
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"model.optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"model.scheduler must be one of {', '.join(SCHEDULERS)}; got {scheduler!r}")
         if not 0.0 <= warmup_ratio < 1.0:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+            raise ConfigError(f"model.warmup_ratio must be in [0, 1), got {warmup_ratio}")
         self.lr = lr
         self.weight_decay = weight_decay
         self.optimizer_name = optimizer
         self.scheduler_name = scheduler
         self.warmup_ratio = warmup_ratio
+        self._built = False
+        self._bound_to: int | None = None
 
     # -- the contract ---------------------------------------------------------------------------------
+    @contract_stub
     def embed(self, batch: Any) -> Tensor | dict[str, Tensor]:
         raise NotImplementedError
 
+    @contract_stub
     def forward_embedded(self, emb: Tensor | dict[str, Tensor], batch: Any) -> Any:
         raise NotImplementedError
 
+    @contract_stub
     def task_loss(self, out: Any, batch: Any) -> Tensor:
         raise NotImplementedError
 
     def forward(self, batch: Any) -> Any:
         return self.forward_embedded(self.embed(batch), batch)
 
-    # -- hooks subclasses use for metrics -------------------------------------------------------------
-    def configure_from_data(self, datamodule: Any) -> None:
-        """Called in ``setup`` with the trainer's datamodule (or None): build what depends on the data."""
+    # -- data -> model, once ------------------------------------------------------------------------------
+    def bind_data(self, datamodule: Any) -> None:
+        """The one place the data reaches the model: read sizes / vocabularies / id maps from ``datamodule``
+        (:meth:`configure_from_data`), then build the network once (:meth:`build`). Idempotent for the same
+        datamodule. The CLI calls it right after instantiating model and data (so callbacks such as
+        ``BackboneFinetuning`` see the built network in their own ``setup``); ``setup`` calls it for a
+        ``Trainer.fit(model, datamodule)`` from Python."""
+        key = id(datamodule) if datamodule is not None else None
+        if self._built and key == self._bound_to:
+            return
+        self.configure_from_data(datamodule)
+        self.build()
+        self._bound_to = key
 
+    def configure_from_data(self, datamodule: Any) -> None:
+        """Read what the network depends on from ``datamodule`` (None when there is none) and check it against
+        what the model was built for."""
+
+    def build_network(self) -> None:
+        """Create the layers; called once, when everything they depend on is known."""
+
+    def build(self) -> None:
+        """Build the network if it is not built yet (idempotent)."""
+        if not self._built:
+            self.build_network()
+            self._built = True
+
+    # -- hooks subclasses use for metrics (optional hooks of zoo.contract.ZooTaskProtocol) -----------------
     def update_metrics(self, stage: str, out: Any, batch: Any) -> None:
         """Update this stage's metrics with a step's output."""
 
@@ -131,7 +127,7 @@ class ZooTask(pl.LightningModule):
         """Write a human-readable test report under ``out_dir``; returns the written paths."""
         return []
 
-    def regularisation_terms(self) -> dict[str, Tensor]:
+    def regularization_terms(self) -> dict[str, Tensor]:
         """Penalties of the model itself, added to the loss once per training step as ``train/loss_<name>``."""
         return {}
 
@@ -164,11 +160,11 @@ class ZooTask(pl.LightningModule):
     def setup(self, stage: str) -> None:
         from zoo.scale import destroy_process_group_at_exit, stop_gpu_probing_without_gpus
 
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if in_process_group():
             destroy_process_group_at_exit()
         stop_gpu_probing_without_gpus()
         trainer = self._trainer
-        self.configure_from_data(getattr(trainer, "datamodule", None) if trainer is not None else None)
+        self.bind_data(trainer.datamodule if trainer is not None else None)
 
     # -- optimisation ---------------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
@@ -204,7 +200,7 @@ class ZooTask(pl.LightningModule):
         on dense floating-point CPU and CUDA tensors; DeepSpeed brings its own optimizer, so keep the plain one."""
         from lightning.pytorch.strategies import DeepSpeedStrategy
 
-        if isinstance(getattr(self._trainer, "strategy", None), DeepSpeedStrategy):
+        if self._trainer is not None and isinstance(self._trainer.strategy, DeepSpeedStrategy):
             return False
         params = [p for g in groups for p in g["params"]]
         return bool(params) and all(p.is_floating_point() and not p.is_sparse and p.device.type in ("cpu", "cuda")
@@ -212,7 +208,7 @@ class ZooTask(pl.LightningModule):
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["zoo"] = {"task": task_class_path(self), "zoo_version": __version__}
+        checkpoint["zoo"] = checkpoint_meta(self)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         check_checkpoint_task(checkpoint, type(self), source="checkpoint")
@@ -222,126 +218,9 @@ class ZooTask(pl.LightningModule):
         """Like Lightning's, but refuses a checkpoint of another task class with a clear message, and loads
         with ``weights_only=True`` (zoo checkpoints hold only tensors and plain values)."""
         if isinstance(checkpoint_path, str | bytes) or hasattr(checkpoint_path, "__fspath__"):
-            peek = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
-            check_checkpoint_task(peek, cls, source=str(checkpoint_path))
+            check_checkpoint_task(peek(checkpoint_path), cls, source=str(checkpoint_path))
         kwargs.setdefault("weights_only", True)
         return super().load_from_checkpoint(checkpoint_path, map_location=map_location, **kwargs)
-
-
-def active_techniques(module: pl.LightningModule) -> list[Any]:
-    """The technique callbacks of ``module``'s trainer whose warm-up / frequency / probability gates let them run now."""
-    from zoo.callbacks.base import ZooTechnique
-
-    trainer = module._trainer
-    if trainer is None:
-        return []
-    return [cb for cb in trainer.callbacks if isinstance(cb, ZooTechnique) and cb.is_active(module)]
-
-
-def step_log_moment(module: pl.LightningModule) -> str:
-    """Which per-step training values to log now: ``"all"``, ``"loss"`` (only the progress bar's total) or ``""``.
-
-    Step-level values reach a logger only every ``log_every_n_steps``, but each ``self.log`` call costs
-    Lightning's bookkeeping on every step (about a fifth of a small recommender's step on CPU). So the terms are
-    logged on the steps a logger will see, on the last batch of an epoch and the last step of the run (so
-    ``callback_metrics`` ends each epoch with the same values as always), and the total on every step only
-    while a progress bar shows it.
-    """
-    trainer = module._trainer
-    connector = getattr(trainer, "_logger_connector", None)
-    if trainer is None or connector is None:
-        return "all"
-    epoch_loop = trainer.fit_loop.epoch_loop
-    if (connector.should_update_logs or epoch_loop.batch_progress.is_last_batch
-            or (trainer.max_steps > 0 and trainer.global_step + 1 >= trainer.max_steps)):
-        return "all"
-    return "loss" if trainer.progress_bar_callback is not None else ""
-
-
-def contract_training_step(module: pl.LightningModule, batch: Any) -> Tensor:
-    """The one training step of the zoo contract, usable from any LightningModule that implements ``embed``,
-    ``forward_embedded`` and ``task_loss``: ``def training_step(self, batch, i): return contract_training_step(self, batch)``.
-
-    Techniques may rewrite the batch (mixup), the embedding (mixup on token embeddings) and add named loss
-    terms; the terms are summed, each logged as ``train/loss_<name>``, and the sum is returned so Lightning
-    runs a single backward.
-    """
-    techniques = active_techniques(module)
-    for technique in techniques:
-        batch = technique.transform_batch(module, batch)
-    emb = module.embed(batch)
-    for technique in techniques:
-        emb = technique.transform_embedding(module, batch, emb)
-    if any(t.needs_embedding_grad for t in techniques):
-        emb = with_grad(emb)
-    out = module.forward_embedded(emb, batch)
-    loss = module.task_loss(out, batch)
-    terms: dict[str, Tensor] = {"task": loss}
-    regularisation = getattr(module, "regularisation_terms", None)
-    if callable(regularisation):  # the model's own penalties (AdaLoRA orthogonality), once per step
-        terms.update(regularisation())
-    for technique in techniques:
-        for key, value in technique.loss_terms(module, batch, emb, out, loss).items():
-            if key in terms:
-                raise ConfigError(f"two techniques both add a loss term named {key!r}")
-            terms[key] = value
-    total = torch.stack([t.float() for t in terms.values()]).sum()
-    when = step_log_moment(module)
-    if when:
-        bs = batch_size_of(batch)
-        module.log("train/loss", total, prog_bar=True, batch_size=bs)
-        if when == "all":
-            for key, value in terms.items():
-                module.log(f"train/loss_{key}", value.detach(), batch_size=bs)
-    update_metrics = getattr(module, "update_metrics", None)
-    if callable(update_metrics):
-        update_metrics("train", _detach(out), batch)
-    return total
-
-
-def check_checkpoint_task(checkpoint: dict[str, Any], cls: type, source: str) -> None:
-    meta = checkpoint.get("zoo")
-    if meta is None:
-        raise CheckpointMismatchError(f"{source} was not written by zoo (no 'zoo' entry); expected a {cls.__name__} checkpoint")
-    saved = meta.get("task", "?")
-    if not issubclass(cls, _resolve(saved)) and saved != task_class_path(cls):
-        raise CheckpointMismatchError(
-            f"{source} is a checkpoint of {saved}, not of {task_class_path(cls)}; "
-            f"load it with {saved.rsplit('.', 1)[-1]}.load_from_checkpoint or zoo.load_checkpoint"
-        )
-
-
-def _resolve(path: str) -> type:
-    import importlib
-
-    module, _, name = path.rpartition(".")
-    try:
-        obj = importlib.import_module(module)
-        for part in name.split("."):
-            obj = getattr(obj, part)
-        return obj if isinstance(obj, type) else type(None)
-    except (ImportError, AttributeError):
-        return type(None)
-
-
-def load_checkpoint(path: Any, map_location: Any = "cpu", **kwargs: Any) -> ZooTask:
-    """Load any zoo checkpoint with the task class recorded in it."""
-    peek = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    meta = peek.get("zoo")
-    if meta is None:
-        raise CheckpointMismatchError(f"{path} was not written by zoo (no 'zoo' entry)")
-    cls = _resolve(meta["task"])
-    if not (isinstance(cls, type) and issubclass(cls, ZooTask)):
-        raise CheckpointMismatchError(f"{path} names task class {meta['task']}, which cannot be imported")
-    return cls.load_from_checkpoint(path, map_location=map_location, **kwargs)
-
-
-def _detach(out: Any) -> Any:
-    if isinstance(out, Tensor):
-        return out.detach()
-    if isinstance(out, dict):
-        return {k: _detach(v) for k, v in out.items()}
-    return out
 
 
 def _cosine(step: int, warmup: int, total: int) -> float:
@@ -355,3 +234,7 @@ def _linear(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     return max(0.0, 1.0 - (step - warmup) / max(1, total - warmup))
+
+
+__all__ = ["CONTRACT", "OPTIMIZERS", "SCHEDULERS", "CheckpointMismatchError", "Optimizer", "Scheduler", "ZooTask",
+           "implements_contract", "load_checkpoint"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,8 +17,9 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from zoo.contract import hard_targets
 from zoo.errors import ConfigError, ZooError
-from zoo.tasks.base import ZooTask
+from zoo.tasks.base import Optimizer, Scheduler, ZooTask
 
 
 class ClassDataMismatchError(ZooError, ValueError):
@@ -37,22 +38,19 @@ def classification_metrics(num_classes: int, with_auroc: bool) -> MetricCollecti
     return MetricCollection(metrics)
 
 
-def hard_targets(target: Tensor) -> Tensor:
-    """Class indices from index targets or from soft (mixed / smoothed) probability targets."""
-    return target.argmax(-1) if target.is_floating_point() else target
-
-
 class ClassificationTask(ZooTask):
     """A single-label classifier over ``num_classes`` named classes.
 
-    Subclasses build their network in ``build_network`` once the classes are known: at construction when
-    ``class_names`` or ``num_classes`` is given, else in ``setup`` from the datamodule's ``class_names``.
+    Subclasses build their layers in ``build_classifier(num_classes)`` once the classes are known: at construction
+    when ``class_names`` or ``num_classes`` is given, else when the data is bound (``bind_data``).
     Batches are dicts with the targets under ``label`` (indices, or probabilities after mixup).
     """
 
     monitor = "val/f1_macro"
     monitor_mode = "max"
     target_key = "label"
+    #: ``task_loss`` takes probability targets (mixup, cutmix, distillation of soft labels)
+    soft_targets = True
     #: how many misclassified test examples to keep in ``self.misclassified`` (0: none; a tracking callback
     #: such as ``WandbReports`` raises it)
     max_misclassified: int = 0
@@ -62,10 +60,11 @@ class ClassificationTask(ZooTask):
         num_classes: int | None = None,
         class_names: list[str] | None = None,
         label_smoothing: float = 0.0,
+        *,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        scheduler: Literal["none", "cosine", "linear"] = "none",
+        optimizer: Optimizer = "adamw",
+        scheduler: Scheduler = "none",
         warmup_ratio: float = 0.0,
     ) -> None:
         super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
@@ -76,16 +75,15 @@ class ClassificationTask(ZooTask):
         self.label_smoothing = label_smoothing
         self.class_names: list[str] | None = list(class_names) if class_names is not None else None
         self.num_classes = len(class_names) if class_names is not None else num_classes
-        self._built = False
         self.misclassified: list[dict[str, Any]] = []
+        self.last_test_confusion: Tensor | None = None
 
     # -- building -------------------------------------------------------------------------------------
-    def build_network(self, num_classes: int) -> None:
+    def build_classifier(self, num_classes: int) -> None:
+        """Create the network for ``num_classes`` outputs."""
         raise NotImplementedError
 
-    def _build(self) -> None:
-        if self._built:
-            return
+    def build_network(self) -> None:
         if self.num_classes is None:
             raise ClassDataMismatchError(
                 f"{type(self).__name__} does not know its classes: give num_classes or class_names, "
@@ -95,7 +93,7 @@ class ClassificationTask(ZooTask):
             self.class_names = [str(i) for i in range(self.num_classes)]
         self.hparams["num_classes"] = self.num_classes
         self.hparams["class_names"] = list(self.class_names)
-        self.build_network(self.num_classes)
+        self.build_classifier(self.num_classes)
         self.metrics = nn.ModuleDict(
             {
                 "train_metrics": classification_metrics(self.num_classes, with_auroc=False),
@@ -104,7 +102,6 @@ class ClassificationTask(ZooTask):
             }
         )
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
-        self._built = True
 
     def configure_from_data(self, datamodule: Any) -> None:
         data_names = getattr(datamodule, "class_names", None) if datamodule is not None else None
@@ -119,7 +116,6 @@ class ClassificationTask(ZooTask):
             if self.class_names is None or all(n == str(i) for i, n in enumerate(self.class_names)):
                 self.class_names = data_names
             self.num_classes = len(data_names)
-        self._build()
 
     # -- contract pieces shared by classifiers --------------------------------------------------------
     def task_loss(self, out: Tensor, batch: dict[str, Any]) -> Tensor:
@@ -181,10 +177,9 @@ class ClassificationTask(ZooTask):
     def write_test_report(self, out_dir: Any) -> list[Path]:
         from zoo.reporting.classification import write_classification_report
 
-        confusion = getattr(self, "last_test_confusion", None)
-        if confusion is None:
+        if self.last_test_confusion is None:
             return []
-        return write_classification_report(confusion, self.class_names or [], Path(out_dir))
+        return write_classification_report(self.last_test_confusion, self.class_names or [], Path(out_dir))
 
 
 def _plain(value: Any) -> Any:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from zoo.errors import ConfigError
 from zoo.registry import MODELS
+from zoo.tasks.base import Optimizer, Scheduler
 from zoo.tasks.classification import ClassificationTask
 
 
@@ -58,8 +59,8 @@ class ImageClassifier(ClassificationTask):
         label_smoothing: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 0.01,
-        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
-        scheduler: Literal["none", "cosine", "linear"] = "cosine",
+        optimizer: Optimizer = "adamw",
+        scheduler: Scheduler = "cosine",
         warmup_ratio: float = 0.0,
     ) -> None:
         super().__init__(num_classes=num_classes, class_names=class_names, label_smoothing=label_smoothing, lr=lr,
@@ -77,7 +78,7 @@ class ImageClassifier(ClassificationTask):
         self.dropout = dropout
         self.in_channels = in_channels
         if self.num_classes is not None and in_channels is not None:
-            self._build()
+            self.build()
 
     def configure_from_data(self, datamodule: Any) -> None:
         data_channels = getattr(datamodule, "in_channels", None) if datamodule is not None else None
@@ -89,7 +90,7 @@ class ImageClassifier(ClassificationTask):
             self.in_channels = 3
         super().configure_from_data(datamodule)
 
-    def build_network(self, num_classes: int) -> None:
+    def build_classifier(self, num_classes: int) -> None:
         self.hparams["in_channels"] = self.in_channels
         from zoo.backbones.vision import create_vision_backbone
 

@@ -10,8 +10,12 @@
 * Test also reports cold items: metrics restricted to held-out items with <= ``cold_threshold`` (and 0) training
   interactions, written by ``write_test_report``.
 * ``predict_step`` returns ``{user, rank, item, score}`` rows in original ids, never an item the user has seen
-  (plus the user's position in the batch under ``zoo.callbacks.reporting.SAMPLE_KEY``, which the prediction
-  writer uses to put DDP shards back in dataset order and does not write).
+  (plus the user's position in the batch under ``zoo.contract.SAMPLE_KEY``, which the prediction writer uses to
+  put DDP shards back in dataset order and does not write).
+* The model never holds its datamodule: when bound (``configure_from_data``) it reads sizes, id maps, item
+  popularity (and what a subclass needs) and states its :class:`~zoo.data.recsys.BatchSpec`; evaluation and
+  predict batches carry the users' exclusion / target masks and histories (:mod:`zoo.data.recsys.batches`), so a
+  checkpoint can be evaluated on any loader that yields such batches.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.callbacks.reporting import SAMPLE_KEY
+from zoo.contract import SAMPLE_KEY
+from zoo.data.recsys import BatchSpec, InteractionDataModule
 from zoo.errors import ZooError
 from zoo.metrics.ranking import RankingAccumulator, metrics_from_top, sampled_ranking_metrics, top_k
-from zoo.tasks.base import ZooTask
+from zoo.tasks.base import Optimizer, Scheduler, ZooTask
 
 
 class RecsysModelError(ZooError, ValueError):
@@ -35,15 +40,31 @@ class RecsysModelError(ZooError, ValueError):
 
 
 class RecommenderTask(ZooTask):
+    """Base of every recommender. Each model takes its own arguments and passes the rest (``**kwargs``) here, so
+    these are the arguments of every model (and of its CLI / YAML schema):
+
+    Args:
+        num_users / num_items: sizes; None = read from the data when bound (a checkpoint records them).
+        ks: cut-offs of the ranking metrics (10 is always added: ``val/ndcg@10`` is the headline).
+        top_k: recommendations per user in ``predict``.
+        sampled_negatives: > 0 also logs the sampled-negatives protocol with that many negatives.
+        cold_threshold: held-out items with at most this many training interactions count as cold (test report).
+        lr / weight_decay / optimizer / scheduler / warmup_ratio: as :class:`~zoo.tasks.base.ZooTask`
+            (recommenders default to Adam, RecBole's choice).
+    """
+
     monitor = "val/ndcg@10"
     monitor_mode = "max"
 
-    def __init__(self, num_users: int | None = None, num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20),
-                 top_k: int = 10, sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3,
-                 weight_decay: float = 0.0, optimizer: str = "adam", scheduler: str = "none",
-                 warmup_ratio: float = 0.0) -> None:
+    def __init__(self, *, num_users: int | None = None, num_items: int | None = None,
+                 ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10, sampled_negatives: int = 0,
+                 cold_threshold: int = 5, lr: float = 1e-3, weight_decay: float = 0.0, optimizer: Optimizer = "adam",
+                 scheduler: Scheduler = "none", warmup_ratio: float = 0.0) -> None:
         super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
                          warmup_ratio=warmup_ratio)
+        # here rather than in each model: Lightning collects the arguments of every __init__ on the way down from
+        # this call, so the hyper-parameters hold the model's own arguments and these (given or default)
+        self.save_hyperparameters()
         if not ks or min(ks) < 1 or top_k < 1:
             raise RecsysModelError(f"model.ks and model.top_k must be positive; got ks={ks}, top_k={top_k}")
         if 10 not in ks:
@@ -55,26 +76,19 @@ class RecommenderTask(ZooTask):
         self.item_ids: list[str] | None = None
         self._acc: dict[str, RankingAccumulator] = {}
         self._last_test: dict[str, float] = {}
-        self._built = False
-        self._data: Any = None
         self.register_buffer("item_popularity", torch.zeros(0), persistent=False)
 
-    # -- building -----------------------------------------------------------------------------------
-    def build_network(self) -> None:
-        raise NotImplementedError
+    def has_sizes(self) -> bool:
+        """Whether the sizes are known, so the network can be built without data (constructor or checkpoint)."""
+        return self.num_users is not None and self.num_items is not None
 
-    def _build(self) -> None:
-        if not self._built:
-            self.build_network()
-            self._built = True
-
+    # -- data -> model ------------------------------------------------------------------------------
     def configure_from_data(self, datamodule: Any) -> None:
-        if datamodule is None or not hasattr(datamodule, "eval_view"):
+        if not isinstance(datamodule, InteractionDataModule):
             if not self._built:
                 raise RecsysModelError(f"{type(self).__name__} needs an InteractionDataModule (or num_users / num_items)")
             return
         datamodule.prepare()
-        self._data = datamodule
         if self._built and (self.num_users, self.num_items) != (datamodule.num_users, datamodule.num_items):
             raise RecsysModelError(f"the model was built for {self.num_users} users x {self.num_items} items, the data "
                                    f"has {datamodule.num_users} x {datamodule.num_items}; use the data it was trained on")
@@ -84,23 +98,24 @@ class RecommenderTask(ZooTask):
         self.hparams["num_users"], self.hparams["num_items"] = self.num_users, self.num_items
         self.item_popularity = datamodule.item_train_counts.float().to(self.device)
         self.prepare_data_dependent(datamodule)
-        self._build()
+        self.build()  # after_build fills the network from the data (graphs, features), so it must exist
         self.after_build(datamodule)
+        datamodule.use_batch_spec(self.train_batch_spec())
 
-    def prepare_data_dependent(self, datamodule: Any) -> None:
+    def prepare_data_dependent(self, datamodule: InteractionDataModule) -> None:
         """Hook: read what the network needs from the data before it is built (text features, ...)."""
 
-    def after_build(self, datamodule: Any) -> None:
-        """Hook: read what the built network needs from the data (graphs, histories)."""
+    def after_build(self, datamodule: InteractionDataModule) -> None:
+        """Hook: read what the built network needs from the data (graphs, ...)."""
 
     def _check_id_maps(self, user_ids: list[str], item_ids: list[str], where: str) -> None:
         if self.user_ids is not None and (self.user_ids != list(user_ids) or self.item_ids != list(item_ids)):
             raise RecsysModelError(f"the id maps in the checkpoint differ from those of {where}: the model was "
                                    "trained on other interactions (or other filtering / k-core options)")
 
-    def train_batch_spec(self) -> dict[str, Any]:
-        """What the datamodule's train loader yields for this model."""
-        return {"kind": "pairs"}
+    def train_batch_spec(self) -> BatchSpec:
+        """What the datamodule's train loader yields for this model (stated once, in ``configure_from_data``)."""
+        return BatchSpec()
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         # batches are flat dicts of tensors (and id lists); Lightning's generic collection walk costs more than
@@ -114,41 +129,29 @@ class RecommenderTask(ZooTask):
         """``[B, num_items + 1]`` scores of every item (column 0 is padding) for the given user indices."""
         raise NotImplementedError
 
-    def _history(self, stage: str, users: Tensor) -> Tensor | None:
-        return None
-
-    def _masks(self, stage: str, users: Tensor, device: Any) -> tuple[Tensor, Tensor | None]:
-        """Dense [B, N] exclusion (padding + seen items) and target masks; they do not change between
-        evaluations, so they are built once per stage and batch and kept while they are small."""
-        key = (stage, users.cpu().numpy().tobytes(), str(device))
-        cache = self.__dict__.setdefault("_mask_cache", {})
-        if key in cache:
-            return cache[key]
-        view = self._data.eval_view(stage)
-        exclude = view.exclude.dense(users, self.num_items + 1)
-        exclude[:, 0] = True
-        targets = view.targets.dense(users, self.num_items + 1) if view.targets is not None else None
-        out = (exclude.to(device), targets.to(device) if targets is not None else None)
-        if sum(v.numel() for t in cache.values() for v in t if v is not None) + 2 * exclude.numel() <= 512 * 2 ** 20:
-            cache[key] = out
-        return out
-
-    def _scores_for(self, stage: str, users: Tensor) -> tuple[Tensor, Tensor]:
-        scores = self.full_sort_scores(users, self._history(stage, users))
-        return scores, self._masks(stage, users, scores.device)[0]
+    def _masks(self, batch: dict[str, Any], *keys: str) -> list[Tensor]:
+        """The [B, num_items + 1] masks an evaluation / predict batch must carry (zoo.data.recsys.batches)."""
+        width = self.num_items + 1
+        for key in keys:
+            mask = batch.get(key)
+            if not isinstance(mask, Tensor) or mask.ndim != 2 or mask.shape[1] != width:
+                raise RecsysModelError(f"{type(self).__name__}: evaluation and predict batches carry '{key}', a "
+                                       f"[batch, {width}] bool mask (InteractionDataModule's loaders yield it); got "
+                                       f"{tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__}")
+        return [batch[key] for key in keys]
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _eval_step(self, stage: str, batch: Any) -> Any:
         users = batch["user"]
-        scores, exclude = self._scores_for(stage, users)
-        targets = self._masks(stage, users, scores.device)[1]
+        exclude, targets = self._masks(batch, "exclude", "targets")
+        scores = self.full_sort_scores(users, batch.get("history"))
         acc = self._acc.setdefault(stage, RankingAccumulator())
         top, valid = top_k(scores, max(self.ks), exclude)  # one topk shared by every metric and subset
         acc.update(metrics_from_top(top, valid, targets, self.ks))
         if self.sampled_negatives > 0:
             g = torch.Generator(device=scores.device).manual_seed(1234 + int(users[0]))
             acc.update(sampled_ranking_metrics(scores, targets, self.sampled_negatives, self.ks, exclude, g))
-        if stage == "test":
+        if stage == "test" and self.item_popularity.numel() == self.num_items + 1:  # unknown: not bound to data
             counts = self.item_popularity.to(scores.device)
             for name, cold in (("cold", counts <= self.cold_threshold), ("cold0", counts == 0)):
                 acc.update(metrics_from_top(top, valid, targets & cold[None, :], self.ks), prefix=f"{name}_")
@@ -215,19 +218,23 @@ class RecommenderTask(ZooTask):
     # -- prediction ---------------------------------------------------------------------------------
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
         users, ids = batch["user"], batch.get("user_id")
-        if self._data is None or self.item_ids is None:
-            raise RecsysModelError("predict needs the InteractionDataModule the model was trained with")
+        if self.item_ids is None:
+            raise RecsysModelError("predict needs the id maps: train the model or load one of its checkpoints")
+        (exclude,) = self._masks(batch, "exclude")
+        history = batch.get("history")
         known = users >= 0
         k = min(self.top_k, self.num_items)
         rows: list[dict[str, Any]] = []
         top_items = torch.zeros(len(users), k, dtype=torch.long)
         top_scores = torch.zeros(len(users), k)
         if bool(known.any()):
-            ku = users[known]
-            scores, exclude = self._scores_for("predict", ku)
-            s, i = scores.float().masked_fill(exclude, float("-inf")).topk(k, dim=1)
+            scores = self.full_sort_scores(users[known], history[known] if history is not None else None)
+            s, i = scores.float().masked_fill(exclude[known], float("-inf")).topk(k, dim=1)
             top_items[known.cpu()], top_scores[known.cpu()] = i.cpu(), s.cpu()
         if bool((~known).any()):
+            if self.item_popularity.numel() != self.num_items + 1:
+                raise RecsysModelError("recommending to unknown users needs the training item counts: bind the "
+                                       "model to its InteractionDataModule (data.unknown_users: popular)")
             # documented fallback (data.unknown_users: popular): most popular training items, score = count
             s, i = self.item_popularity.cpu().index_fill(0, torch.tensor([0]), -1.0).topk(k)
             top_items[~known.cpu()], top_scores[~known.cpu()] = i, s
@@ -261,9 +268,7 @@ def bpr_loss(pos: Tensor, neg: Tensor) -> Tensor:
     return -torch.nn.functional.logsigmoid(pos - neg).mean()
 
 
-def synthetic_data(tmp_dir: Any = None, **kwargs: Any) -> Any:
-    from zoo.data.recsys import InteractionDataModule
-
+def synthetic_data(tmp_dir: Any = None, **kwargs: Any) -> InteractionDataModule:
     defaults = dict(dataset="synthetic_interactions", split="loo", batch_size=128, eval_batch_size=64, seed=0)
     defaults.update(kwargs)
     return InteractionDataModule(**defaults)

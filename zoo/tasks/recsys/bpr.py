@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.data.recsys import BatchSpec
 from zoo.registry import MODELS
 from zoo.tasks.recsys.base import RecommenderTask, synthetic_data
 
@@ -23,17 +24,11 @@ class BPR(RecommenderTask):
     ranking). ``reg_weight`` adds L2 on the vectors of the batch (RecBole's BPR uses none).
     """
 
-    def __init__(self, embedding_dim: int = 64, reg_weight: float = 0.0, num_negatives: int = 1,
-                 num_users: int | None = None, num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20),
-                 top_k: int = 10, sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3,
-                 weight_decay: float = 0.0, optimizer: str = "adam", scheduler: str = "none",
-                 warmup_ratio: float = 0.0) -> None:
-        super().__init__(num_users, num_items, ks, top_k, sampled_negatives, cold_threshold, lr, weight_decay,
-                         optimizer, scheduler, warmup_ratio)
-        self.save_hyperparameters()
+    def __init__(self, embedding_dim: int = 64, reg_weight: float = 0.0, num_negatives: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.embedding_dim, self.reg_weight, self.num_negatives = embedding_dim, reg_weight, num_negatives
-        if num_users is not None and num_items is not None:
-            self._build()
+        if self.has_sizes():
+            self.build()
 
     def build_network(self) -> None:
         self.user_emb = nn.Embedding(self.num_users, self.embedding_dim)
@@ -43,8 +38,8 @@ class BPR(RecommenderTask):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
-    def train_batch_spec(self) -> dict[str, Any]:
-        return {"kind": "pairs", "num_negatives": self.num_negatives}
+    def train_batch_spec(self) -> BatchSpec:
+        return BatchSpec(num_negatives=self.num_negatives)
 
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         # index_select, not nn.Embedding's forward: its backward is one index_add_, about 3x cheaper on CPU than

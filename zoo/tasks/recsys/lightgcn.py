@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from zoo.data.recsys import InteractionDataModule
 from zoo.registry import MODELS
 from zoo.tasks.recsys.base import RecommenderTask, bpr_loss, synthetic_data
 
@@ -41,21 +42,15 @@ class LightGCN(RecommenderTask):
     (L2 on the batch's layer-0 vectors, RecBole's 1e-5). ``embed`` returns the propagated vectors of the batch,
     so an adversarial callback perturbs the final representations."""
 
-    def __init__(self, embedding_dim: int = 64, num_layers: int = 2, reg_weight: float = 1e-5,
-                 num_users: int | None = None, num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20),
-                 top_k: int = 10, sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3,
-                 weight_decay: float = 0.0, optimizer: str = "adam", scheduler: str = "none",
-                 warmup_ratio: float = 0.0) -> None:
-        super().__init__(num_users, num_items, ks, top_k, sampled_negatives, cold_threshold, lr, weight_decay,
-                         optimizer, scheduler, warmup_ratio)
-        self.save_hyperparameters()
+    def __init__(self, embedding_dim: int = 64, num_layers: int = 2, reg_weight: float = 1e-5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.embedding_dim, self.num_layers, self.reg_weight = embedding_dim, num_layers, reg_weight
         # the graph as plain CSR parts (crow, col, values): a sparse CSR tensor kept on the module would make
         # it impossible to deep-copy (a distillation teacher, an EMA copy); the sparse view is made on use
         self._adj_parts: tuple[Tensor, Tensor, Tensor] | None = None
         self._cache: tuple[int, Tensor] | None = None
-        if num_users is not None and num_items is not None:
-            self._build()
+        if self.has_sizes():
+            self.build()
 
     def build_network(self) -> None:
         self.user_emb = nn.Embedding(self.num_users, self.embedding_dim)
@@ -63,7 +58,7 @@ class LightGCN(RecommenderTask):
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
 
-    def after_build(self, datamodule: Any) -> None:
+    def after_build(self, datamodule: InteractionDataModule) -> None:
         users, items = datamodule.train_pairs()
         adj = normalized_adjacency(users, items, self.num_users, self.num_items)
         self._adj_parts = (adj.crow_indices().clone(), adj.col_indices().clone(), adj.values().clone())

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.data.recsys import BatchSpec
 from zoo.registry import MODELS
 from zoo.tasks.recsys.base import RecommenderTask, synthetic_data
 
@@ -24,17 +25,12 @@ class NeuMF(RecommenderTask):
     in full ranking: scoring is B x N MLP passes)."""
 
     def __init__(self, embedding_dim: int = 64, mlp_layers: tuple[int, ...] = (128, 64, 32), dropout: float = 0.1,
-                 num_negatives: int = 4, score_chunk: int = 64, num_users: int | None = None,
-                 num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10,
-                 sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3, weight_decay: float = 0.0,
-                 optimizer: str = "adam", scheduler: str = "none", warmup_ratio: float = 0.0) -> None:
-        super().__init__(num_users, num_items, ks, top_k, sampled_negatives, cold_threshold, lr, weight_decay,
-                         optimizer, scheduler, warmup_ratio)
-        self.save_hyperparameters()
+                 num_negatives: int = 4, score_chunk: int = 64, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.embedding_dim, self.mlp_layers, self.dropout = embedding_dim, tuple(mlp_layers), dropout
         self.num_negatives, self.score_chunk = num_negatives, score_chunk
-        if num_users is not None and num_items is not None:
-            self._build()
+        if self.has_sizes():
+            self.build()
 
     def build_network(self) -> None:
         d = self.embedding_dim
@@ -50,8 +46,8 @@ class NeuMF(RecommenderTask):
         self.mlp = nn.Sequential(*layers)
         self.predict_layer = nn.Linear(d + width, 1)
 
-    def train_batch_spec(self) -> dict[str, Any]:
-        return {"kind": "pairs", "num_negatives": self.num_negatives}
+    def train_batch_spec(self) -> BatchSpec:
+        return BatchSpec(num_negatives=self.num_negatives)
 
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         neg = batch["neg"] if batch["neg"].ndim == 2 else batch["neg"][:, None]

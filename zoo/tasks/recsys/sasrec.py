@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.data.recsys import BatchSpec
 from zoo.registry import MODELS
 from zoo.tasks.recsys.base import RecommenderTask, synthetic_data
 
@@ -26,19 +27,14 @@ class SASRec(RecommenderTask):
     """Args: ``hidden_size``, ``num_layers``, ``num_heads``, ``dropout``, ``max_len`` (history length)."""
 
     def __init__(self, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 2, dropout: float = 0.2,
-                 max_len: int = 50, num_users: int | None = None, num_items: int | None = None,
-                 ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10, sampled_negatives: int = 0,
-                 cold_threshold: int = 5, lr: float = 1e-3, weight_decay: float = 0.0, optimizer: str = "adam",
-                 scheduler: str = "none", warmup_ratio: float = 0.0) -> None:
-        super().__init__(num_users, num_items, ks, top_k, sampled_negatives, cold_threshold, lr, weight_decay,
-                         optimizer, scheduler, warmup_ratio)
-        self.save_hyperparameters()
+                 max_len: int = 50, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if hidden_size % num_heads:
             raise ValueError(f"model.hidden_size ({hidden_size}) must be divisible by model.num_heads ({num_heads})")
         self.hidden_size, self.num_layers, self.num_heads = hidden_size, num_layers, num_heads
         self.dropout, self.max_len = dropout, max_len
-        if num_users is not None and num_items is not None:
-            self._build()
+        if self.has_sizes():
+            self.build()
 
     def build_network(self) -> None:
         h = self.hidden_size
@@ -52,8 +48,8 @@ class SASRec(RecommenderTask):
         self.norm = nn.LayerNorm(h)
         self.drop = nn.Dropout(self.dropout)
 
-    def train_batch_spec(self) -> dict[str, Any]:
-        return {"kind": "sequence", "max_len": self.max_len}
+    def train_batch_spec(self) -> BatchSpec:
+        return BatchSpec(kind="sequence", max_len=self.max_len)
 
     def embed(self, batch: dict[str, Tensor]) -> Tensor:
         return self.item_emb(batch["seq"])
@@ -76,11 +72,10 @@ class SASRec(RecommenderTask):
     def task_loss(self, out: Tensor, batch: dict[str, Tensor]) -> Tensor:
         return F.cross_entropy(out, batch["target"][batch["target"] > 0])
 
-    def _history(self, stage: str, users: Tensor) -> Tensor:
-        return self._data.eval_view(stage).history.last(users.cpu(), self.max_len).to(self.device)
-
     def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         if history is None:
-            raise ValueError("SASRec scores from a history of item indices [B, max_len]")
+            raise ValueError("SASRec scores from a history of item indices [B, max_len] (the 'history' of an "
+                             "evaluation batch)")
+        history = history[:, -self.max_len:]  # positions beyond max_len have no embedding
         hidden = self.encode(self.item_emb(history), history)[:, -1]
         return hidden @ self.item_emb.weight.T

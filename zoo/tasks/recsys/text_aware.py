@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.data.recsys import BatchSpec, InteractionDataModule
 from zoo.registry import MODELS
+from zoo.tasks.adapters import AdapterCheckpoints
 from zoo.tasks.recsys.base import RecommenderTask, RecsysModelError, bpr_loss, synthetic_data
 
 
@@ -32,7 +34,7 @@ def tiny_case(tmp_dir: Any = None) -> tuple[Any, Any]:
 
 @MODELS.register("text_aware", tags=("recsys", "text"), tiny_case=tiny_case,
                  summary="ID + item-text (MiniLM) recommender that can rank items unseen in training")
-class TextAwareRecommender(RecommenderTask):
+class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
     """Args:
         text_encoder: ``minilm`` (packaged all-MiniLM-L6-v2), a local HF encoder directory, or ``hashing``.
         text_dim: feature size for ``hashing`` (HF encoders give their hidden size; recorded automatically).
@@ -49,13 +51,8 @@ class TextAwareRecommender(RecommenderTask):
     def __init__(self, embedding_dim: int = 64, text_encoder: str = "minilm", text_dim: int | None = None,
                  max_length: int = 64, cache_dir: str | None = None, text_peft: dict[str, Any] | None = None,
                  projection_layers: tuple[int, ...] = (),
-                 id_dropout: float = 0.0, mask_unseen_ids: bool = False, num_negatives: int = 1, num_users: int | None = None,
-                 num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10,
-                 sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3, weight_decay: float = 0.0,
-                 optimizer: str = "adam", scheduler: str = "none", warmup_ratio: float = 0.0) -> None:
-        super().__init__(num_users, num_items, ks, top_k, sampled_negatives, cold_threshold, lr, weight_decay,
-                         optimizer, scheduler, warmup_ratio)
-        self.save_hyperparameters()
+                 id_dropout: float = 0.0, mask_unseen_ids: bool = False, num_negatives: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if not 0.0 <= id_dropout < 1.0:
             raise ValueError(f"model.id_dropout must be in [0, 1), got {id_dropout}")
         self.embedding_dim, self.text_encoder, self.text_dim = embedding_dim, text_encoder, text_dim
@@ -68,11 +65,11 @@ class TextAwareRecommender(RecommenderTask):
         self._features: Tensor | None = None
         self._tokens: tuple[Tensor, Tensor] | None = None
         self._eval_items: tuple[int, Tensor] | None = None
-        if num_users is not None and num_items is not None and text_dim is not None:
-            self._build()
+        if self.has_sizes() and text_dim is not None:
+            self.build()
 
-    def prepare_data_dependent(self, datamodule: Any) -> None:
-        texts = getattr(datamodule, "item_texts", None)
+    def prepare_data_dependent(self, datamodule: InteractionDataModule) -> None:
+        texts = datamodule.item_texts
         if texts is None:
             raise RecsysModelError("text_aware needs item descriptions: set data.items_path (or a dataset with items)")
         if self.text_peft:  # tokens only: the tuned encoder encodes them at every step
@@ -94,7 +91,7 @@ class TextAwareRecommender(RecommenderTask):
         self.text_dim = dim
         self.hparams["text_dim"] = self.text_dim
 
-    def after_build(self, datamodule: Any) -> None:
+    def after_build(self, datamodule: InteractionDataModule) -> None:
         with torch.no_grad():
             if self._features is not None:
                 self.text_features.copy_(self._features.to(self.text_features))
@@ -111,11 +108,9 @@ class TextAwareRecommender(RecommenderTask):
         nn.init.xavier_normal_(self.user_emb.weight)
         nn.init.normal_(self.item_emb.weight, std=0.01)
         if self.text_peft:
-            from zoo.backbones.text import apply_peft, load_encoder
+            from zoo.backbones.text import build_encoder
 
-            encoder = load_encoder(self.text_encoder)
-            encoder.train()
-            self.item_encoder = apply_peft(encoder, self.text_peft)
+            self.item_encoder = build_encoder(self.text_encoder, self.text_peft)
             self.register_buffer("item_input_ids", torch.zeros(self.num_items + 1, self.max_length, dtype=torch.long))
             self.register_buffer("item_attention_mask", torch.zeros(self.num_items + 1, self.max_length, dtype=torch.long))
         else:
@@ -129,8 +124,8 @@ class TextAwareRecommender(RecommenderTask):
         mods.append(nn.Linear(width, d))
         self.text_proj = nn.Sequential(*mods)
 
-    def train_batch_spec(self) -> dict[str, Any]:
-        return {"kind": "pairs", "num_negatives": self.num_negatives}
+    def train_batch_spec(self) -> BatchSpec:
+        return BatchSpec(num_negatives=self.num_negatives)
 
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         emb = {"user": self.user_emb(batch["user"])}
@@ -185,19 +180,9 @@ class TextAwareRecommender(RecommenderTask):
     def item_vectors(self) -> Tensor:
         return self.text_proj(self.item_text_vectors()) + self.item_emb.weight * self.id_available[:, None]
 
-    # -- adapter-only checkpoints (text_peft) ---------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        if self.text_peft:
-            from zoo.backbones.text import drop_frozen_weights
-
-            drop_frozen_weights(checkpoint, self)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        from zoo.backbones.text import restore_frozen_weights
-
-        restore_frozen_weights(checkpoint, self)
+    def uses_adapters(self) -> bool:
+        """With ``text_peft`` checkpoints hold the adapters, not the frozen encoder (rebuilt from ``text_encoder``)."""
+        return bool(self.text_peft)
 
     def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self.user_emb(users) @ self.item_vectors().T

@@ -45,20 +45,19 @@ def hashing_features(texts: list[str], dim: int = 64) -> torch.Tensor:
 
 
 @torch.no_grad()
-def hf_features(texts: list[str], model_dir: Path, max_length: int = 64, batch_size: int = 128) -> torch.Tensor:
+def hf_features(texts: list[str], encoder: str | Path, max_length: int = 64, batch_size: int = 128) -> torch.Tensor:
+    """Mean-pooled, L2-normalised last hidden states of a Hugging Face encoder (named or a directory)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModel, AutoTokenizer
+    from zoo.backbones.text import load_encoder, load_tokenizer, pool
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    tokenizer = load_tokenizer(encoder)
+    model = load_encoder(encoder).eval()
     out = []
     for s in range(0, len(texts), batch_size):
         enc = tokenizer(texts[s:s + batch_size], padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt")
         hidden = model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        out.append(torch.nn.functional.normalize(pooled, dim=-1))
+        out.append(torch.nn.functional.normalize(pool(hidden, enc["attention_mask"], "mean"), dim=-1))
     return torch.cat(out).float()
 
 
@@ -75,12 +74,7 @@ def encode_texts(texts: list[str], encoder: str = "minilm", cache_dir: str | Pat
     path = folder / f"{h.hexdigest()[:32]}.safetensors"
     if path.exists():
         return load_file(str(path))["features"]
-    if encoder == "hashing":
-        feats = hashing_features(texts, dim)
-    else:
-        from zoo.backbones.text import resolve_encoder
-
-        feats = hf_features(texts, resolve_encoder(encoder), max_length)
+    feats = hashing_features(texts, dim) if encoder == "hashing" else hf_features(texts, encoder, max_length)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file({"features": feats.contiguous()}, str(tmp))

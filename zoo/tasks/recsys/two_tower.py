@@ -40,19 +40,14 @@ class TwoTower(RecommenderTask):
     ``temperature`` (softmax temperature on L2-normalised vectors), ``logq_correction``."""
 
     def __init__(self, embedding_dim: int = 64, tower_layers: tuple[int, ...] = (128,), dropout: float = 0.0,
-                 temperature: float = 0.1, logq_correction: bool = True, num_users: int | None = None,
-                 num_items: int | None = None, ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10,
-                 sampled_negatives: int = 0, cold_threshold: int = 5, lr: float = 1e-3, weight_decay: float = 0.0,
-                 optimizer: str = "adam", scheduler: str = "none", warmup_ratio: float = 0.0) -> None:
-        super().__init__(num_users, num_items, ks, top_k, sampled_negatives, cold_threshold, lr, weight_decay,
-                         optimizer, scheduler, warmup_ratio)
-        self.save_hyperparameters()
+                 temperature: float = 0.1, logq_correction: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f"model.temperature must be > 0, got {temperature}")
         self.embedding_dim, self.tower_layers, self.dropout = embedding_dim, tuple(tower_layers), dropout
         self.temperature, self.logq_correction = temperature, logq_correction
-        if num_users is not None and num_items is not None:
-            self._build()
+        if self.has_sizes():
+            self.build()
 
     def build_network(self) -> None:
         d = self.embedding_dim

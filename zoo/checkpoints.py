@@ -1,0 +1,81 @@
+"""Reading zoo checkpoints safely: which task wrote a file, and loading it with that task's class.
+
+Every load uses ``torch.load(..., weights_only=True)``: zoo checkpoints hold only tensors and plain values, so a
+file that needs code to unpickle is refused. Task classes are found by their recorded dotted path at run time,
+so this module imports no task (techniques such as distillation load teachers through it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+
+from zoo.contract import implements_contract
+from zoo.errors import ZooError
+from zoo.version import __version__
+
+#: where task classes lived before the layout of 0.2 (see CHANGELOG "Migration"); old checkpoints name these
+LEGACY_TASK_PATHS: dict[str, str] = {}
+
+
+class CheckpointMismatchError(ZooError, ValueError):
+    """A checkpoint written by another task class, or not by zoo."""
+
+
+def task_class_path(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def checkpoint_meta(task: Any) -> dict[str, Any]:
+    """What every zoo checkpoint records under ``checkpoint["zoo"]``."""
+    return {"task": task_class_path(task), "zoo_version": __version__}
+
+
+def resolve_task_class(path: str) -> type | None:
+    """The class a checkpoint names (through :data:`LEGACY_TASK_PATHS` for moved classes), or None."""
+    path = LEGACY_TASK_PATHS.get(path, path)
+    module, _, name = path.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return obj if isinstance(obj, type) else None
+
+
+def peek(path: Any) -> dict[str, Any]:
+    """The checkpoint's contents, memory-mapped, without building anything."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def check_checkpoint_task(checkpoint: dict[str, Any], cls: type, source: str) -> None:
+    """Refuse a checkpoint written by another task class than ``cls`` (or a subclass of it)."""
+    meta = checkpoint.get("zoo")
+    if meta is None:
+        raise CheckpointMismatchError(f"{source} was not written by zoo (no 'zoo' entry); expected a {cls.__name__} checkpoint")
+    saved = meta.get("task", "?")
+    saved_cls = resolve_task_class(saved)
+    if saved_cls is None or not issubclass(cls, saved_cls):
+        raise CheckpointMismatchError(
+            f"{source} is a checkpoint of {saved}, not of {task_class_path(cls)}; "
+            f"load it with {saved.rsplit('.', 1)[-1]}.load_from_checkpoint or zoo.load_checkpoint"
+        )
+
+
+def load_checkpoint(path: Any, map_location: Any = "cpu", **kwargs: Any) -> Any:
+    """Load any zoo checkpoint with the task class recorded in it."""
+    meta = peek(path).get("zoo")
+    if meta is None:
+        raise CheckpointMismatchError(f"{path} was not written by zoo (no 'zoo' entry)")
+    cls = resolve_task_class(meta["task"])
+    if cls is None or not hasattr(cls, "load_from_checkpoint") or implements_contract(cls):
+        raise CheckpointMismatchError(f"{path} names task class {meta['task']}, which cannot be imported")
+    return cls.load_from_checkpoint(path, map_location=map_location, **kwargs)
+
+
+__all__ = ["CheckpointMismatchError", "check_checkpoint_task", "checkpoint_meta", "load_checkpoint", "peek",
+           "resolve_task_class", "task_class_path"]

@@ -1,0 +1,116 @@
+"""Every use of a dependency's private API, one small adapter each.
+
+zoo leans on a handful of internals that the libraries do not promise to keep. Each one is reached only through
+this module, and ``tests/test_compat.py`` pins each adapter to the installed versions: when an upgrade moves
+one of them, that test fails with the adapter's name instead of a training run failing somewhere deep.
+
+This module imports no other zoo module, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from lightning.pytorch.strategies import FSDPStrategy
+from torch import nn
+
+#: the releases each adapter below was checked against (tests/test_compat.py fails when the installed ones
+#: differ, so an upgrade re-checks the adapters instead of breaking a run; update this with the lock file)
+VERIFIED_WITH = {"lightning": "2.6.6", "torch": "2.14.1", "jsonargparse": "4.53.0", "wandb": "0.31.0"}
+
+
+# -- Lightning ----------------------------------------------------------------------------------------------
+def logger_will_update(trainer: Any) -> bool | None:
+    """Whether this training step's ``self.log`` values will reach a logger (``trainer._logger_connector``'s
+    ``should_update_logs``), or None when the trainer has no logger connector (a bare module, a double)."""
+    connector = getattr(trainer, "_logger_connector", None)
+    if connector is None:
+        return None
+    return bool(connector.should_update_logs)
+
+
+def rich_available() -> bool:
+    """Lightning's own check that ``rich`` is importable for ``RichProgressBar``."""
+    from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+
+    return bool(_RICH_AVAILABLE)
+
+
+class FSDPStrategyWithLateWrapPolicy(FSDPStrategy):
+    """Lightning's ``FSDPStrategy`` that asks :meth:`choose_auto_wrap_policy` for the auto-wrap policy when it
+    wraps the model (Lightning's private ``_setup_model``): the one moment the built model is known, since a task
+    may build its network from the data in ``setup``. An explicit ``auto_wrap_policy`` argument wins."""
+
+    def choose_auto_wrap_policy(self, model: nn.Module) -> Any:
+        """The auto-wrap policy for ``model``, or None to wrap it as one unit; override in a subclass."""
+        return None
+
+    def _setup_model(self, model: nn.Module) -> nn.Module:
+        if "auto_wrap_policy" not in self.kwargs:
+            policy = self.choose_auto_wrap_policy(model)
+            if policy is not None:
+                self.kwargs["auto_wrap_policy"] = policy
+        return super()._setup_model(model)
+
+
+def wandb_init_kwargs(logger: Any) -> dict[str, Any]:
+    """The keyword arguments Lightning's ``WandbLogger`` passes to ``wandb.init`` (``_wandb_init``), editable
+    until the run starts: the only way to set the group and tags after the logger was built from YAML."""
+    return logger._wandb_init
+
+
+# -- torch ----------------------------------------------------------------------------------------------------
+def is_compiled(module: nn.Module) -> bool:
+    """Whether ``module.compile()`` was called on this module (torch keeps the compiled callable in
+    ``_compiled_call_impl``)."""
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def norm_layers_with_running_stats(module: nn.Module) -> Iterator[nn.Module]:
+    """BatchNorm / InstanceNorm layers that track running statistics (torch's private ``_NormBase``)."""
+    from torch.nn.modules.batchnorm import _NormBase
+
+    return (m for m in module.modules() if isinstance(m, _NormBase) and m.track_running_stats)
+
+
+# -- jsonargparse ---------------------------------------------------------------------------------------------
+def jsonargparse_debug_mode() -> bool:
+    """jsonargparse's ``JSONARGPARSE_DEBUG`` switch, so zoo's short error messages step aside while debugging."""
+    from jsonargparse._common import debug_mode_active
+
+    return bool(debug_mode_active())
+
+
+def parser_actions(parser: Any) -> list[Any]:
+    """The actions of an argparse / jsonargparse parser (``_actions``: argparse has no public list of them),
+    for suggesting close matches to a mistyped key."""
+    return list(getattr(parser, "_actions", []))
+
+
+def install_class_name_resolver(resolve: Callable[[str], str | None]) -> None:
+    """Let YAML name a class by a name that ``resolve`` maps to a dotted path (zoo's registry names, and the
+    dotted paths of classes that moved).
+
+    jsonargparse resolves ``class_path`` values through ``_typehints.resolve_class_path_by_name``; zoo wraps it
+    once: ``resolve(name)`` returns a dotted path or None to fall back to jsonargparse's own lookup."""
+    from jsonargparse import _typehints
+
+    if getattr(_typehints, "_zoo_resolver", None) is resolve:
+        return
+    original = getattr(_typehints, "_zoo_original_resolver", None) or _typehints.resolve_class_path_by_name
+
+    def resolve_class_path_by_name(cls: Any, name: str) -> str:
+        if isinstance(name, str):
+            found = resolve(name)
+            if found is not None:
+                return found
+        return original(cls, name)
+
+    _typehints._zoo_original_resolver = original
+    _typehints._zoo_resolver = resolve
+    _typehints.resolve_class_path_by_name = resolve_class_path_by_name
+
+
+__all__ = ["VERIFIED_WITH", "FSDPStrategyWithLateWrapPolicy", "install_class_name_resolver", "is_compiled", "jsonargparse_debug_mode",
+           "logger_will_update", "norm_layers_with_running_stats", "parser_actions", "rich_available", "wandb_init_kwargs"]

@@ -1,0 +1,312 @@
+"""``InteractionDataModule``: reads, processes and splits an interaction log, and yields the batches a
+recommender trains and is evaluated on (formats and splits: :mod:`zoo.data.recsys`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from zoo.data.distributed import eval_sampler
+from zoo.data.files import decoding, require_file
+from zoo.data.recsys.batches import (
+    BatchCache,
+    BatchSpec,
+    EvalBatches,
+    EvalView,
+    PairBatches,
+    SequenceBatches,
+    UserBatches,
+)
+from zoo.data.recsys.csr import CSR, concat_csr
+from zoo.data.recsys.processing import SPLITS, STAGE_INDEX, assign_split, handle_duplicates, k_core
+from zoo.data.recsys.readers import (
+    RecsysDataError,
+    RecsysFileError,
+    UnknownUserError,
+    read_table,
+    standardise_interactions,
+    standardise_items,
+)
+from zoo.registry import DATAMODULES, DATASETS
+
+
+@DATAMODULES.register("interactions", tags=("recsys",), summary="interaction logs: CSV/Parquet, MovieLens, RecBole atomic; seeded splits")
+class InteractionDataModule(pl.LightningDataModule):
+    """Interaction data for recommenders (formats and splits: :mod:`zoo.data.recsys`).
+
+    Args:
+        path: interactions file (CSV, TSV, Parquet, MovieLens ``u.data`` / ``ratings.csv``, RecBole ``.inter``).
+        dataset: a built-in dataset (``ml-100k``, ``synthetic_interactions``); ``dataset_kwargs`` are passed on.
+        items_path: item descriptions (RecBole ``.item``, ml-latest ``movies.csv``, CSV); every item of the log
+            must be in it.
+        format: ``auto`` (by file name), ``csv``, ``parquet``, ``udata``, ``atomic``.
+        user_column / item_column / rating_column / time_column: column names (common aliases are tried).
+        item_text_columns: columns joined into the item text (default: title, release year and genres when present).
+        implicit_threshold: keep only interactions with rating >= this (None keeps all as positives).
+        user_core / item_core: k-core filtering minimum interactions per user / item.
+        duplicates: a (user, item) pair occurring twice: ``error`` (default), ``first``, ``last``, ``keep``.
+        split: ``random`` (8:1:1 per user, RecBole's default), ``temporal``, ``loo`` or ``column``.
+        split_ratios: train / val / test ratios for ``random`` and ``temporal``.
+        empty_split: ``skip`` (users without a val/test item are not evaluated on it) or ``error``.
+        batch_size / eval_batch_size: training batch (interactions or sequences) / users per evaluation batch.
+        predict_users: user ids (or a file with one per line) to recommend for; None = every user.
+        unknown_users: in predict, ``error`` or ``popular`` (recommend the most popular training items).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        dataset: str | None = None,
+        dataset_kwargs: dict[str, Any] | None = None,
+        items_path: str | None = None,
+        format: str = "auto",
+        sep: str | None = None,
+        user_column: str | None = None,
+        item_column: str | None = None,
+        rating_column: str | None = None,
+        time_column: str | None = None,
+        item_text_columns: list[str] | None = None,
+        implicit_threshold: float | None = None,
+        user_core: int = 0,
+        item_core: int = 0,
+        duplicates: str = "error",
+        split: str = "random",
+        split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        empty_split: str = "skip",
+        seed: int = 42,
+        batch_size: int = 2048,
+        eval_batch_size: int = 4096,
+        predict_users: list[str | int] | str | None = None,
+        unknown_users: str = "error",
+    ) -> None:
+        super().__init__()
+        given = [n for n, v in (("path", path), ("dataset", dataset)) if v]
+        if len(given) != 1:
+            raise RecsysDataError(f"give exactly one of data.path or data.dataset (got {given or 'none'})")
+        if split not in SPLITS:
+            raise RecsysDataError(f"data.split must be one of {', '.join(SPLITS)}; got {split!r}")
+        if duplicates not in ("error", "first", "last", "keep"):
+            raise RecsysDataError(f"data.duplicates must be error, first, last or keep; got {duplicates!r}")
+        if empty_split not in ("skip", "error"):
+            raise RecsysDataError(f"data.empty_split must be skip or error; got {empty_split!r}")
+        if unknown_users not in ("error", "popular"):
+            raise RecsysDataError(f"data.unknown_users must be error or popular; got {unknown_users!r}")
+        if len(split_ratios) != 3 or min(split_ratios) < 0 or split_ratios[0] <= 0:
+            raise RecsysDataError(f"data.split_ratios must be three non-negative numbers with train > 0; got {split_ratios}")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise RecsysDataError("data.batch_size and data.eval_batch_size must be >= 1")
+        self.save_hyperparameters()
+        self.path, self.dataset, self.dataset_kwargs = path, dataset, dict(dataset_kwargs or {})
+        self.items_path, self.format, self.sep = items_path, format, sep
+        self.columns = dict(user_column=user_column, item_column=item_column, rating_column=rating_column,
+                            time_column=time_column)
+        self.item_text_columns = item_text_columns
+        self.implicit_threshold, self.user_core, self.item_core = implicit_threshold, user_core, item_core
+        self.duplicates, self.split, self.split_ratios = duplicates, split, tuple(split_ratios)
+        self.empty_split, self.seed = empty_split, seed
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.predict_users, self.unknown_users = predict_users, unknown_users
+        self._prepared = False
+        self._views: dict[str, EvalView] = {}
+        self._spec: BatchSpec | None = None
+        self._cache = BatchCache()
+        if dataset:
+            DATASETS.entry(dataset)
+
+    # -- loading and processing ---------------------------------------------------------------------
+    def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame | None, str, str]:
+        items_raw, items_source = None, ""
+        if self.dataset:
+            spec = DATASETS.create(self.dataset, **self.dataset_kwargs)
+            if "interactions" in spec:
+                raw, source = spec["interactions"], f"dataset {self.dataset}"
+                items_raw, items_source = spec.get("items"), f"dataset {self.dataset} items"
+            else:
+                raw, _ = read_table(spec["path"], "auto")
+                source = spec["path"]
+                if spec.get("items_path") and not self.items_path:
+                    items_raw, _ = read_table(spec["items_path"], "auto")
+                    items_source = spec["items_path"]
+        else:
+            raw, _ = read_table(self.path, self.format, self.sep)
+            source = str(self.path)
+        if self.items_path:
+            items_raw, _ = read_table(self.items_path, "auto")
+            items_source = str(self.items_path)
+        inter = standardise_interactions(raw, source, **self.columns)
+        items = None
+        if items_raw is not None:
+            items = standardise_items(items_raw, items_source, None, self.item_text_columns)
+        if self.split == "column":
+            if "split" not in raw.columns:
+                raise RecsysDataError(f"{source}: data.split 'column' needs a 'split' column with train/val/test")
+            inter["split"] = raw["split"].astype(str).to_numpy()
+        return inter, items, source, items_source
+
+    def prepare(self) -> None:
+        if self._prepared:
+            return
+        inter, items, source, items_source = self._frames()
+        inter = handle_duplicates(inter, self.duplicates, source)
+        if self.implicit_threshold is not None:
+            if inter["rating"].isna().all():
+                raise RecsysDataError(f"{source}: data.implicit_threshold needs a rating column")
+            inter = inter[inter["rating"] >= self.implicit_threshold]
+        inter = k_core(inter, self.user_core, self.item_core)
+        if len(inter) == 0:
+            raise RecsysDataError(f"{source}: no interactions left after implicit_threshold / k-core filtering")
+        self.user_ids = sorted(inter["user"].unique().tolist())
+        self.item_ids = ["[PAD]"] + sorted(inter["item"].unique().tolist())
+        user_index = {u: k for k, u in enumerate(self.user_ids)}
+        item_index = {it: k for k, it in enumerate(self.item_ids)}
+        users = inter["user"].map(user_index).to_numpy(np.int64)
+        items_idx = inter["item"].map(item_index).to_numpy(np.int64)
+        has_time = not inter["timestamp"].isna().all()
+        order_key = inter["timestamp"].to_numpy(float) if has_time else inter["row"].to_numpy(float)
+        # ties in time keep file order
+        order_key = np.lexsort((inter["row"].to_numpy(), order_key)).argsort().astype(np.int64)
+        if self.split == "column":
+            labels = inter["split"].str.lower().map({"train": 0, "val": 1, "valid": 1, "test": 2})
+            if labels.isna().any():
+                row = int(inter["row"].to_numpy()[labels.isna().to_numpy()][0])
+                raise RecsysDataError(f"{source}: data row {row}: split must be train, val or test")
+            part = labels.to_numpy(np.int8)
+        elif self.split == "random":
+            rng = np.random.default_rng(self.seed)
+            part = assign_split(users, rng.permutation(len(users)), "random", self.split_ratios)
+        else:
+            part = assign_split(users, order_key, self.split, self.split_ratios)
+        self.num_users, self.num_items = len(self.user_ids), len(self.item_ids) - 1
+        n = self.num_users
+        self.parts = {s: (users[part == k], items_idx[part == k], order_key[part == k]) for s, k in STAGE_INDEX.items()}
+        for stage in ("val", "test"):
+            count = np.bincount(self.parts[stage][0], minlength=n)
+            if self.empty_split == "error" and (count == 0).any():
+                u = int(np.flatnonzero(count == 0)[0])
+                raise RecsysDataError(
+                    f"{source}: split {self.split!r} leaves user {self.user_ids[u]!r} with no {stage} item "
+                    f"({int(np.bincount(users, minlength=n)[u])} interactions; {int((count == 0).sum())} such users); "
+                    "filter with data.user_core or set data.empty_split: skip")
+        if len(self.parts["train"][0]) == 0:
+            raise RecsysDataError(f"{source}: the split leaves no training interactions")
+        self.item_train_counts = torch.from_numpy(np.bincount(self.parts["train"][1], minlength=self.num_items + 1))
+        self.item_texts: list[str] | None = None
+        if items is not None:
+            text = dict(zip(items["item"], items["text"]))
+            missing = [it for it in self.item_ids[1:] if it not in text]
+            if missing:
+                raise RecsysDataError(f"{items_source}: {len(missing)} item id(s) used in {source} are missing, e.g. "
+                                      f"{missing[:5]}; every item of the log needs a row in the items file")
+            self.item_texts = [""] + [text[it] for it in self.item_ids[1:]]
+        self._csr: dict[str, CSR] = {s: CSR.build(*p, n) for s, p in self.parts.items()}
+        self._prepared = True
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    # -- what models need ---------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        self.prepare()
+        return {"num_users": self.num_users, "num_items": self.num_items,
+                **{f"num_{s}": len(p[0]) for s, p in self.parts.items()}}
+
+    def train_csr(self) -> CSR:
+        self.prepare()
+        return self._csr["train"]
+
+    def train_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        self.prepare()
+        return self.parts["train"][0], self.parts["train"][1]
+
+    def eval_view(self, stage: str) -> EvalView:
+        """``val``: exclude train items, targets val items. ``test``: exclude train + val, targets test.
+        ``predict``: exclude everything known."""
+        self.prepare()
+        if stage not in self._views:
+            n = self.num_users
+            if stage == "val":
+                known = [self.parts["train"]]
+            elif stage == "test":
+                known = [self.parts["train"], self.parts["val"]]
+            else:
+                known = [self.parts["train"], self.parts["val"], self.parts["test"]]
+            history = concat_csr(known, n)
+            targets = self._csr[stage] if stage in ("val", "test") else None
+            users = (torch.nonzero(targets.lengths() > 0).flatten() if targets is not None else torch.arange(n))
+            self._views[stage] = EvalView(users=users, exclude=history, targets=targets, history=history)
+        return self._views[stage]
+
+    # -- loaders ------------------------------------------------------------------------------------
+    def use_batch_spec(self, spec: BatchSpec) -> None:
+        """What the model trains on (and whether evaluation batches carry histories); the model states it once,
+        when it is bound to this datamodule (``RecommenderTask.configure_from_data``)."""
+        if not isinstance(spec, BatchSpec):
+            raise TypeError(f"use_batch_spec expects a zoo.data.recsys.BatchSpec, got {type(spec).__name__}")
+        if spec != self._spec:
+            self._cache.clear()
+        self._spec = spec
+
+    @property
+    def batch_spec(self) -> BatchSpec:
+        if self._spec is None:
+            raise RecsysDataError("InteractionDataModule: no batch spec yet, so it cannot tell what to yield; bind a "
+                                  "recommender to it first (model.bind_data(datamodule), which Trainer.fit / test / "
+                                  "predict and the CLI do) or call datamodule.use_batch_spec(BatchSpec(...))")
+        return self._spec
+
+    def train_dataloader(self) -> DataLoader:
+        spec = self.batch_spec
+        self.prepare()
+        if spec.kind == "sequence":
+            ds: Any = SequenceBatches(self._csr["train"], self.batch_size, spec.max_len, self.seed)
+        else:
+            u, i = self.train_pairs()
+            ds = PairBatches(u, i, self.num_items, self.batch_size, spec.num_negatives, self.seed)
+        return DataLoader(ds, batch_size=None)
+
+    def _eval_loader(self, stage: str) -> DataLoader:
+        spec = self.batch_spec
+        view = self.eval_view(stage)
+        if len(view.users) == 0:
+            raise RecsysDataError(f"no user has a {stage} item with split {self.split!r} and ratios {self.split_ratios}")
+        return self._user_loader(stage, UserBatches(view.users), spec)
+
+    def _user_loader(self, stage: str, ds: UserBatches, spec: BatchSpec) -> DataLoader:
+        collate = EvalBatches(stage, self.eval_view(stage), self.num_items, spec.history_len, self._cache)
+        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, sampler=eval_sampler(ds),
+                          collate_fn=collate)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def resolve_predict_users(self) -> tuple[torch.Tensor, list[str]]:
+        """Indices (-1 for unknown users, allowed with ``unknown_users: popular``) and original ids."""
+        self.prepare()
+        wanted = self.predict_users
+        if wanted is None:
+            return torch.arange(self.num_users), list(self.user_ids)
+        if isinstance(wanted, str):
+            path = require_file(wanted, RecsysFileError, "data.predict_users file")
+            with decoding(path, "utf-8", RecsysFileError, "one user id per line", setting=None):
+                text = path.read_text(encoding="utf-8")
+            wanted = [line.strip() for line in text.splitlines() if line.strip()]
+        index = {u: k for k, u in enumerate(self.user_ids)}
+        ids = [str(u) for u in wanted]
+        unknown = [u for u in ids if u not in index]
+        if unknown and self.unknown_users == "error":
+            raise UnknownUserError(f"predict: {len(unknown)} user id(s) not in the training data, e.g. {unknown[:5]}; "
+                                   "set data.unknown_users: popular to recommend popular items to them")
+        return torch.tensor([index.get(u, -1) for u in ids], dtype=torch.long), ids
+
+    def predict_dataloader(self) -> DataLoader:
+        spec = self.batch_spec
+        users, ids = self.resolve_predict_users()
+        return self._user_loader("predict", UserBatches(users, ids), spec)

@@ -1,0 +1,121 @@
+"""What text DataModules share: options and their checks, the tokenizer, the tokenization cache, the
+train / val / test split of a training file, and the dataloaders (length-grouped, dynamically padded)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Container, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+from torch.utils.data import DataLoader
+
+from zoo.data.distributed import eval_sampler
+from zoo.data.splits import split_indices
+from zoo.data.text.batching import DynamicPadCollator, LengthGroupedBatchSampler, TokenizedSet
+from zoo.data.text.cache import Ragged, cached, default_cache_dir
+from zoo.data.text.readers import TextDataError
+from zoo.distributed import is_distributed
+from zoo.registry import DATASETS
+
+log = logging.getLogger("zoo.data.text")
+
+
+class TextDataBase(pl.LightningDataModule):
+    """Base of :class:`TextDataModule` and :class:`TokenDataModule`; subclasses read their files and tokenize."""
+
+    def __init__(self, *, train: str | None, val: str | None, test: str | None, dataset: str | None,
+                 predict: str | None, tokenizer: str, max_length: int, max_samples: int | None, val_fraction: float,
+                 test_fraction: float, batch_size: int, eval_batch_size: int | None, group_by_length: bool,
+                 num_workers: int, encoding: str, cache_dir: str | None, seed: int) -> None:
+        super().__init__()
+        if max_length < 8:
+            raise TextDataError(f"data.max_length must be >= 8, got {max_length}")
+        if bool(train) == bool(dataset):
+            raise TextDataError("give exactly one of data.train (a file) or data.dataset (a built-in name)")
+        for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 <= frac < 1.0:
+                raise TextDataError(f"data.{name} must be in [0, 1), got {frac}")
+        if max_samples is not None and max_samples < 4:
+            raise TextDataError(f"data.max_samples must be >= 4, got {max_samples}")
+        self.train_path, self.val_path, self.test_path, self.predict_path = train, val, test, predict
+        self.dataset = dataset
+        self.tokenizer_name = tokenizer
+        self.max_length = max_length
+        self.max_samples = max_samples
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.group_by_length = group_by_length
+        self.num_workers = num_workers
+        self.encoding = encoding
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.seed = seed
+        self._tokenizer: Any = None
+        self.splits: dict[str, TokenizedSet] = {}
+        self.truncated: dict[str, int] = {}
+        if dataset:
+            DATASETS.entry(dataset)  # an unknown name fails now, listing close matches
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from zoo.backbones.text import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.tokenizer_name)
+        return self._tokenizer
+
+    def _cached(self, kind: str, content: Any, build: Callable[[], tuple[Ragged, dict[str, Any]]]
+                ) -> tuple[Ragged, dict[str, Any]]:
+        return cached(self.cache_dir, kind, self.max_length, self.tokenizer, content, build)
+
+    def _train_parts(self, labels: Sequence[Any] | int, given: Container[str]) -> dict[str, np.ndarray]:
+        """Indices of the training rows that make each split; a split ``given`` as its own file is not cut."""
+        return split_indices(labels, 0.0 if "val" in given else self.val_fraction, self.test_fraction, self.seed,
+                             test_index=[] if "test" in given else None)
+
+    def _report_truncation(self, split: str, truncated: int, total: int, unit: str = "texts") -> None:
+        self.truncated[split] = truncated
+        if truncated:
+            log.warning("zoo: %s split: %d of %d %s (%.1f%%) are longer than max_length=%d tokens and were truncated",
+                        split, truncated, total, unit, 100.0 * truncated / max(total, 1), self.max_length)
+
+    def _loader(self, name: str, train: bool, grouped: bool = True) -> DataLoader:
+        if name not in self.splits:
+            self.setup("predict" if name == "predict" else "fit")
+        ds = self.splits.get(name)
+        if ds is None or len(ds) == 0:
+            raise TextDataError(f"the {name} split is empty; give data.{name} or raise data.{name}_fraction")
+        collate = DynamicPadCollator(self.tokenizer.pad_token_id or 0)
+        bs = self.batch_size if train else self.eval_batch_size
+        common = dict(collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        # Lightning shards plain samplers across ranks but cannot rebuild a custom batch sampler, so under DDP the
+        # loaders fall back to shuffled batches (still dynamically padded)
+        if self.group_by_length and grouped and not is_distributed():
+            sampler = LengthGroupedBatchSampler(ds.lengths, bs, shuffle=train, seed=self.seed,
+                                                drop_last=train and len(ds) > bs)
+            return DataLoader(ds, batch_sampler=sampler, **common)
+        if not train:
+            # unpadded DDP shards: each sample evaluated once (Lightning's DistributedSampler repeats some)
+            return DataLoader(ds, batch_size=bs, sampler=eval_sampler(ds), **common)
+        return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, **common)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        # plain order: Lightning rebuilds batch samplers for predict, and rows come out in input order
+        if self.predict_path and "predict" not in self.splits:
+            self.setup("predict")
+        return self._loader("predict" if "predict" in self.splits else "test", train=False, grouped=False)
+
+
+__all__ = ["TextDataBase"]

@@ -1,0 +1,115 @@
+"""Batches of tokenized text: length-grouped sampling and padding to each batch's own longest sequence."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from zoo.data.text.readers import TextDataError
+
+
+class TokenizedSet(Dataset):
+    """Items are dicts of python lists (``input_ids``, maybe ``token_type_ids`` / ``labels``) and plain values."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(r["input_ids"]) for r in self.rows]
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of similar length: shuffle, cut into pools of ``pool_batches`` batches, sort each pool by
+    length, cut into batches, shuffle the batches. With ``shuffle=False`` batches follow a global length sort."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
+                 pool_batches: int = 50, drop_last: bool = False) -> None:
+        if batch_size < 1:
+            raise TextDataError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pool = max(1, pool_batches) * batch_size
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        idx = list(range(len(self.lengths)))
+        if not self.shuffle:
+            idx.sort(key=lambda i: -self.lengths[i])
+            return [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        rng = random.Random(self.seed + self.epoch)
+        rng.shuffle(idx)
+        batches = []
+        for start in range(0, len(idx), self.pool):
+            pool = sorted(idx[start:start + self.pool], key=lambda i: -self.lengths[i])
+            batches += [pool[i:i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        self.epoch += 1
+        yield from batches
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last and self.shuffle else -(-n // self.batch_size)
+
+
+class DynamicPadCollator:
+    """Pads ``input_ids`` (and ``token_type_ids`` / token ``labels``) to the longest sequence in the batch."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(r["input_ids"]) for r in rows)
+        n = len(rows)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        out: dict[str, Any] = {}
+        has_types = "token_type_ids" in rows[0]
+        types = torch.zeros((n, width), dtype=torch.long) if has_types else None
+        token_labels = torch.full((n, width), -100, dtype=torch.long) if isinstance(rows[0].get("labels"), list) else None
+        for i, r in enumerate(rows):
+            k = len(r["input_ids"])
+            ids[i, :k] = torch.as_tensor(r["input_ids"])
+            mask[i, :k] = 1
+            if types is not None:
+                types[i, :k] = torch.as_tensor(r["token_type_ids"])
+            if token_labels is not None:
+                token_labels[i, :k] = torch.as_tensor(r["labels"])
+        out["input_ids"], out["attention_mask"] = ids, mask
+        if types is not None:
+            out["token_type_ids"] = types
+        if token_labels is not None:
+            out["labels"] = token_labels
+        if "label" in rows[0]:
+            first = rows[0]["label"]
+            out["label"] = torch.tensor([r["label"] for r in rows],
+                                        dtype=torch.float32 if isinstance(first, list) else torch.long)
+        for key in ("id", "text", "word_spans"):
+            if key in rows[0]:
+                out[key] = [r[key] for r in rows]
+        return out
+
+
+__all__ = ["DynamicPadCollator", "LengthGroupedBatchSampler", "TokenizedSet"]

@@ -1,0 +1,225 @@
+"""``TextDataModule``: single- or multi-label classification of texts (or text pairs) from tables or a built-in
+corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.data.splits import subset_indices
+from zoo.data.text.base import TextDataBase
+from zoo.data.text.batching import TokenizedSet
+from zoo.data.text.cache import Ragged
+from zoo.data.text.readers import TextDataError, column, label_values, read_table, text_values
+from zoo.registry import DATAMODULES, DATASETS
+
+#: a read table: ``source`` (str), ``text`` / ``pair`` / ``labels`` / ``id`` (one entry per row)
+Table = dict[str, Any]
+
+
+def take(table: Table, rows: np.ndarray) -> Table:
+    """The table restricted to ``rows`` (per-row lists are indexed, other entries kept)."""
+    return {k: [v[i] for i in rows] if isinstance(v, list) else v for k, v in table.items()}
+
+
+@DATAMODULES.register("text", tags=("text",), summary="text (+pair) classification from CSV/JSONL/Parquet or a built-in set")
+class TextDataModule(TextDataBase):
+    """Single- or multi-label text classification data.
+
+    Args:
+        train: CSV / TSV / JSONL / Parquet file with the training rows (or use ``dataset``).
+        val / test: optional files for those splits; otherwise stratified random splits of ``train``.
+        dataset: a built-in dataset (``zoo list datasets``): bbc_news, tweets_sentiment, tickets_multilabel.
+        predict: a file of texts (labels optional) for ``zoo predict``; default is the test split.
+        text_column / text_pair_column / label_column: column names.
+        label_separator: makes the task multi-label: labels in one cell separated by this string (e.g. ``|``);
+            JSONL / Parquet cells may also hold lists.
+        labels: fix the label set and its order (default: sorted labels of the training data).
+        tokenizer: registered text backbone (``minilm``) or local HF directory; use the model's encoder.
+        max_length: tokens per text (pairs: both together); longer texts are truncated and counted.
+        max_samples: use a deterministic random subset of this many rows from each file (quick runs).
+        group_by_length: length-grouped batches (dynamic padding is always on).
+        encoding: text encoding of CSV / JSONL files.
+        cache_dir: tokenization cache (default ``$ZOO_CACHE/text`` or ``~/.cache/zoo/text``).
+    """
+
+    def __init__(
+        self,
+        train: str | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        dataset: str | None = None,
+        predict: str | None = None,
+        text_column: str = "text",
+        text_pair_column: str | None = None,
+        label_column: str = "label",
+        label_separator: str | None = None,
+        labels: list[str] | None = None,
+        tokenizer: str = "minilm",
+        max_length: int = 128,
+        max_samples: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        group_by_length: bool = True,
+        num_workers: int = 0,
+        encoding: str = "utf-8",
+        cache_dir: str | None = None,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(train=train, val=val, test=test, dataset=dataset, predict=predict, tokenizer=tokenizer,
+                         max_length=max_length, max_samples=max_samples, val_fraction=val_fraction,
+                         test_fraction=test_fraction, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                         group_by_length=group_by_length, num_workers=num_workers, encoding=encoding,
+                         cache_dir=cache_dir, seed=seed)
+        self.save_hyperparameters()
+        self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
+        self.label_separator = label_separator
+        self.fixed_class_names = list(labels) if labels else None
+        self._tables: dict[str, Table] | None = None
+        self._class_names: list[str] | None = None
+
+    # -- what the model needs to know ----------------------------------------------------------------
+    @property
+    def multi_label(self) -> bool:
+        self._read()
+        return self.label_separator is not None
+
+    @property
+    def class_names(self) -> list[str]:
+        self._read()
+        assert self._class_names is not None
+        return self._class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_counts(self) -> list[int]:
+        """Training examples per class (for class weights)."""
+        self.setup("fit")
+        counts = np.zeros(self.num_classes, dtype=np.int64)
+        for r in self.splits["train"].rows:
+            if isinstance(r["label"], list):
+                counts += np.asarray(r["label"], dtype=np.int64)
+            else:
+                counts[r["label"]] += 1
+        return counts.tolist()
+
+    # -- reading --------------------------------------------------------------------------------------
+    def _subset(self, table: Table) -> Table:
+        keep = subset_indices(len(table["text"]), self.max_samples, self.seed)
+        return table if keep is None else take(table, keep)
+
+    def _read_file(self, path: str, require_labels: bool = True) -> Table:
+        frame = read_table(path, self.encoding)
+        if len(frame) == 0:
+            raise TextDataError(f"{path} has no rows")
+        table: Table = {"source": str(path)}
+        table["text"] = text_values(column(frame, self.text_column, path, "text_column"), path, self.text_column)
+        if self.text_pair_column:
+            table["pair"] = text_values(column(frame, self.text_pair_column, path, "text_pair_column"), path,
+                                        self.text_pair_column)
+        if require_labels or self.label_column in frame.columns:
+            table["labels"] = label_values(column(frame, self.label_column, path, "label_column"), path,
+                                           self.label_column, self.label_separator)
+        table["id"] = [f"{Path(path).name}:{i + 1}" for i in range(len(frame))]
+        return self._subset(table)
+
+    def _read_builtin(self) -> dict[str, Table]:
+        corpus = DATASETS.create(self.dataset)
+        if corpus.label_separator and self.label_separator is None:
+            self.label_separator = corpus.label_separator
+        source = f"dataset {self.dataset}"
+        table = {"source": source, "text": text_values(list(corpus.texts), source, "text"),
+                 "labels": label_values(list(corpus.labels), source, "label", self.label_separator),
+                 "id": [f"{self.dataset}:{i}" for i in range(len(corpus.texts))]}
+        return {"train": self._subset(table)}
+
+    def _read(self) -> dict[str, Table]:
+        if self._tables is not None:
+            return self._tables
+        tables = self._read_builtin() if self.dataset else {"train": self._read_file(self.train_path)}
+        for split, path in (("val", self.val_path), ("test", self.test_path)):
+            if path:
+                tables[split] = self._read_file(path)
+        seen = sorted({x for labels in tables["train"]["labels"] for x in labels})
+        if self.fixed_class_names:
+            extra = [x for x in seen if x not in self.fixed_class_names]
+            if extra:
+                raise TextDataError(f"{tables['train']['source']}: label(s) {', '.join(extra[:10])} are not in "
+                                    f"data.labels ({', '.join(self.fixed_class_names)})")
+            self._class_names = list(self.fixed_class_names)
+        else:
+            self._class_names = seen
+        if len(self._class_names) < 2 and not self.label_separator:
+            raise TextDataError(f"{tables['train']['source']}: need at least 2 classes, found {self._class_names}")
+        known = set(self._class_names)
+        for split in ("val", "test"):
+            if split in tables:
+                for i, labels in enumerate(tables[split]["labels"]):
+                    bad = [x for x in labels if x not in known]
+                    if bad:
+                        raise TextDataError(f"{tables[split]['source']} row {i + 1}: label {bad[0]!r} never occurs in the "
+                                            f"training data ({', '.join(self._class_names[:20])}); a model cannot "
+                                            "predict it. Fix the label or add training examples")
+        self._tables = tables
+        return tables
+
+    # -- tokenizing -----------------------------------------------------------------------------------
+    def _tokenize(self, table: Table, split: str) -> TokenizedSet:
+        texts, pairs = table["text"], table.get("pair")
+        if not texts:
+            return TokenizedSet([])
+
+        def build() -> tuple[Ragged, dict[str, Any]]:
+            tok = self.tokenizer
+            args = (texts, pairs) if pairs is not None else (texts,)
+            full = tok(*args, truncation=False, add_special_tokens=True, return_attention_mask=False,
+                       return_token_type_ids=False, verbose=False)["input_ids"]
+            truncated = sum(len(x) > self.max_length for x in full)
+            enc = tok(*args, truncation=True, max_length=self.max_length, return_attention_mask=False,
+                      return_token_type_ids=pairs is not None)
+            arrays = {"input_ids": enc["input_ids"]}
+            if pairs is not None:
+                arrays["token_type_ids"] = enc["token_type_ids"]
+            return arrays, {"truncated": int(truncated)}
+
+        arrays, extra = self._cached("seq", {"text": texts, "pair": pairs}, build)
+        self._report_truncation(split, extra["truncated"], len(texts))
+        rows = []
+        lookup = {c: k for k, c in enumerate(self._class_names or [])}
+        for i, ids in enumerate(arrays["input_ids"]):
+            row: dict[str, Any] = {"input_ids": ids, "id": table["id"][i], "text": texts[i]}
+            if "token_type_ids" in arrays:
+                row["token_type_ids"] = arrays["token_type_ids"][i]
+            if "labels" in table:
+                labels = table["labels"][i]
+                if self.label_separator is not None:
+                    vec = [0.0] * len(lookup)
+                    for x in labels:
+                        vec[lookup[x]] = 1.0
+                    row["label"] = vec
+                else:
+                    row["label"] = lookup[labels[0]]
+            rows.append(row)
+        return TokenizedSet(rows)
+
+    def setup(self, stage: str | None = None) -> None:
+        tables = self._read()
+        if not self.splits:
+            train = tables["train"]
+            # multi-label rows are not stratified: a row has no single class
+            strata = [x[0] for x in train["labels"]] if self.label_separator is None else len(train["text"])
+            parts = self._train_parts(strata, tables)
+            for split in ("train", "val", "test"):
+                sub = tables[split] if split in tables and split != "train" else take(train, parts[split])
+                self.splits[split] = self._tokenize(sub, split)
+        if stage == "predict" and self.predict_path and "predict" not in self.splits:
+            self.splits["predict"] = self._tokenize(self._read_file(self.predict_path, require_labels=False), "predict")
+
+
+__all__ = ["TextDataModule"]

@@ -1,0 +1,47 @@
+"""Seconds-fast (model, datamodule) pairs for the registry's ``tiny_case``: a 2-layer, hidden-32 BERT built on
+the fly (never the packaged 83 MB MiniLM) on small subsets of the shipped text data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zoo.backbones.text import tiny_bert_dir
+from zoo.data.text import TextDataModule, TokenDataModule
+from zoo.tasks.text.classifier import TextClassifier
+from zoo.tasks.text.token import TokenClassifier
+
+#: the tiny encoder directory per ``tmp_dir``, built once per process
+_TINY_DIRS: dict[str, str] = {}
+
+
+def _tiny_encoder_dir(tmp_dir: Any = None) -> str:
+    key = str(tmp_dir) if tmp_dir is not None else ""
+    if key not in _TINY_DIRS:
+        _TINY_DIRS[key] = str(tiny_bert_dir(Path(tmp_dir) / "tiny_bert" if tmp_dir is not None else None))
+    return _TINY_DIRS[key]
+
+
+def _cache_dir(tmp_dir: Any) -> str | None:
+    return str(Path(tmp_dir) / "cache") if tmp_dir is not None else None
+
+
+def tiny_text_case(tmp_dir: Any = None) -> tuple[TextClassifier, TextDataModule]:
+    """Tiny BERT on 96 packaged tweets (3 sentiment classes); seconds on a CPU."""
+    enc = _tiny_encoder_dir(tmp_dir)
+    model = TextClassifier(encoder=enc, pooling="mean", lr=3e-3)
+    data = TextDataModule(dataset="tweets_sentiment", tokenizer=enc, max_length=32, max_samples=96, batch_size=16,
+                          cache_dir=_cache_dir(tmp_dir))
+    return model, data
+
+
+def tiny_token_case(tmp_dir: Any = None) -> tuple[TokenClassifier, TokenDataModule]:
+    """Tiny BERT on a subset of the shipped IOB2 demo file; seconds on a CPU."""
+    enc = _tiny_encoder_dir(tmp_dir)
+    model = TokenClassifier(encoder=enc, lr=3e-3)
+    data = TokenDataModule(dataset="ner_demo", tokenizer=enc, max_length=48, max_samples=96, batch_size=16,
+                           cache_dir=_cache_dir(tmp_dir))
+    return model, data
+
+
+__all__ = ["tiny_text_case", "tiny_token_case"]

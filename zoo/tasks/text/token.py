@@ -1,0 +1,165 @@
+"""``TokenClassifier``: named entities (IOB2) on a Hugging Face encoder, scored at entity level with seqeval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zoo.backbones.text import resolve_encoder
+from zoo.distributed import distributed_world
+from zoo.reporting.text import write_entity_report
+from zoo.tasks.base import Optimizer, Scheduler, ZooTask
+from zoo.tasks.classification import ClassDataMismatchError, _plain
+from zoo.tasks.text.encoder import EncoderMixin
+
+
+class TokenClassifier(EncoderMixin, ZooTask):
+    """Token classification (named entities in IOB2) on a local Hugging Face encoder.
+
+    Words are labelled on their first sub-token; other sub-tokens carry -100 and are ignored by the loss and
+    the metrics. Metrics are entity-level (seqeval, strict IOB2): ``precision``, ``recall``, ``f1``.
+
+    Args:
+        encoder: ``minilm`` or a local HF model directory.
+        peft: adapters as a dict, e.g. ``{method: lora, r: 8, target_modules: [query, value]}``.
+        tag_names: the IOB2 tags (taken from the datamodule when unset).
+        dropout: dropout on the token states.
+    """
+
+    monitor = "val/f1"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        encoder: str = "minilm",
+        peft: dict[str, Any] | None = None,
+        tag_names: list[str] | None = None,
+        dropout: float = 0.1,
+        lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        optimizer: Optimizer = "adamw",
+        scheduler: Scheduler = "linear",
+        warmup_ratio: float = 0.06,
+    ) -> None:
+        super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
+                         warmup_ratio=warmup_ratio)
+        self.save_hyperparameters()
+        resolve_encoder(encoder)  # a bad name or directory fails at config time
+        self.encoder_name = encoder
+        self.peft_spec = dict(peft) if peft else None
+        self.tag_names: list[str] | None = list(tag_names) if tag_names else None
+        self.dropout_p = dropout
+        #: word-level (gold, predicted) tag sequences of the running epoch, per stage
+        self._seqs: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
+        self.last_test_sequences: tuple[list[list[str]], list[list[str]]] | None = None
+        if self.tag_names:
+            self.build()
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.tag_names
+
+    # -- data and building ----------------------------------------------------------------------------
+    def configure_from_data(self, datamodule: Any) -> None:
+        names = getattr(datamodule, "class_names", None) if datamodule is not None else None
+        if names is not None:
+            names = list(names)
+            if self.tag_names is not None and self.tag_names != names:
+                raise ClassDataMismatchError(f"the model was built for tags {self.tag_names} but the data has {names}")
+            self.tag_names = names
+        super().configure_from_data(datamodule)
+
+    def build_network(self) -> None:
+        if not self.tag_names:
+            raise ClassDataMismatchError("TokenClassifier does not know its tags: give tag_names or train with a "
+                                         "TokenDataModule")
+        self.hparams["tag_names"] = list(self.tag_names)
+        self.build_encoder_and_head(len(self.tag_names))
+
+    # -- contract -------------------------------------------------------------------------------------
+    def forward_embedded(self, emb: Tensor, batch: dict[str, Any]) -> Tensor:
+        return self.head(self.encode(emb, batch))
+
+    def task_loss(self, out: Tensor, batch: dict[str, Any]) -> Tensor:
+        return F.cross_entropy(out.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+
+    # -- metrics (seqeval on word-level tag sequences) --------------------------------------------------
+    def _word_tags(self, out: Tensor, batch: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+        names = self.tag_names or []
+        pred = out.argmax(-1).cpu()
+        labels = batch["labels"].cpu()
+        gold_seqs, pred_seqs = [], []
+        for p, g in zip(pred, labels):
+            keep = g != -100
+            gold_seqs.append([names[k] for k in g[keep].tolist()])
+            pred_seqs.append([names[k] for k in p[keep].tolist()])
+        return gold_seqs, pred_seqs
+
+    def update_metrics(self, stage: str, out: Tensor, batch: dict[str, Any]) -> None:
+        gold, pred = self._word_tags(out, batch)
+        g, p = self._seqs.setdefault(stage, ([], []))
+        g += gold
+        p += pred
+
+    def log_epoch_metrics(self, stage: str) -> None:
+        from seqeval.metrics import f1_score, precision_score, recall_score
+        from seqeval.scheme import IOB2
+
+        gold, pred = self._seqs.pop(stage, ([], []))
+        world, _ = distributed_world()
+        if world > 1:  # seqeval is no torchmetrics metric: every rank scores the sequences of all ranks
+            parts: list[Any] = [None] * world
+            torch.distributed.all_gather_object(parts, (gold, pred))
+            gold = [s for g, _ in parts for s in g]
+            pred = [s for _, p in parts for s in p]
+        if not gold:
+            return
+        kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
+        values = {"precision": precision_score(gold, pred, **kw), "recall": recall_score(gold, pred, **kw),
+                  "f1": f1_score(gold, pred, **kw)}
+        flat_g = [t for s in gold for t in s]
+        flat_p = [t for s in pred for t in s]
+        values["token_acc"] = sum(a == b for a, b in zip(flat_g, flat_p)) / max(1, len(flat_g))
+        self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()}, prog_bar=stage == "val")
+        if stage == "test":
+            self.last_test_sequences = (gold, pred)
+
+    def on_test_epoch_start(self) -> None:
+        self._seqs.pop("test", None)
+
+    def write_test_report(self, out_dir: Any) -> list[Path]:
+        seqs = self.last_test_sequences
+        return write_entity_report(*seqs, Path(out_dir)) if seqs else []
+
+    # -- prediction: entity spans with character offsets ---------------------------------------------
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        out = self(batch).float()
+        probs = out.softmax(-1)
+        names = self.tag_names or []
+        rows = []
+        for i in range(out.shape[0]):
+            keep = torch.nonzero(batch["labels"][i] != -100).flatten()
+            tags = [names[k] for k in out[i, keep].argmax(-1).tolist()]
+            scores = probs[i, keep].max(-1).values.tolist()
+            spans = batch["word_spans"][i]
+            text = batch["text"][i]
+            entities = []
+            for etype, start, end in get_entities(tags):
+                a, b = spans[start][0], spans[end][1]
+                entities.append({"type": etype, "start": a, "end": b, "text": text[a:b],
+                                 "score": round(min(scores[start:end + 1]), 4)})
+            rows.append({"id": _plain(batch["id"][i]), "text": text, "entities": json.dumps(entities)})
+        return rows
+
+    def export_meta(self) -> dict[str, Any]:
+        return {"task": "token_classification", "tag_names": self.tag_names}
+
+
+__all__ = ["TokenClassifier"]
