@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import lightning.pytorch as pl
 import torch
@@ -42,12 +42,12 @@ class TechniqueNotApplicableError(ZooError, TypeError, ValueError):
 
 
 # == the contract ===========================================================================================
-@runtime_checkable
 class ZooTaskProtocol(Protocol):
     """Everything a technique, a run callback or the CLI may read from a task.
 
     Only the three methods are required; every other member is optional and has the default in
-    :data:`TRAIT_DEFAULTS` (attributes) or :data:`HOOK_DEFAULTS` (methods).
+    :data:`TRAIT_DEFAULTS` (attributes) or :data:`HOOK_DEFAULTS` (methods). It documents and types the contract
+    (a static checker sees it); at run time :func:`implements_contract`, :func:`trait` and :func:`task_hook` apply it.
     """
 
     # -- required -------------------------------------------------------------------------------------------

@@ -26,12 +26,13 @@ from zoo.data.image.readers import (
     read_image_csv,
 )
 from zoo.data.image.transforms import AugmentSpec, build_augmentations, image_transform
+from zoo.data.loaders import SplitLoaders
 from zoo.data.splits import split_indices
 from zoo.registry import DATAMODULES, DATASETS
 
 
 @DATAMODULES.register("image", tags=("image",), summary="images from a folder, a CSV or a built-in dataset")
-class ImageDataModule(pl.LightningDataModule):
+class ImageDataModule(SplitLoaders, pl.LightningDataModule):
     """Image classification data from exactly one of ``folder``, ``csv`` or ``dataset``.
 
     Args:
@@ -153,30 +154,21 @@ class ImageDataModule(pl.LightningDataModule):
             paths, _ = read_image_csv(source, self.path_column, self.label_column, None, require_labels=False)
         return ImageSet(paths, None, paths, self.in_channels, self._transform(False))
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    def split_loader(self, name: str, train: bool) -> DataLoader:
         if name not in self.splits:
             self.setup(name)
         ds = self.splits[name]
         if len(ds) == 0:
             raise ImageDataError(f"the {name} split is empty; raise data.{'val' if name == 'val' else 'test'}_fraction")
-        sampler = None if shuffle else eval_sampler(ds)  # unpadded DDP shards: each sample evaluated once
-        return DataLoader(ds, batch_size=self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
+        sampler = None if train else eval_sampler(ds)  # unpadded DDP shards: each sample evaluated once
+        return DataLoader(ds, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
                           sampler=sampler, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          drop_last=shuffle and len(ds) > self.batch_size)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+                          drop_last=train and len(ds) > self.batch_size)
 
     def predict_dataloader(self) -> DataLoader:
         if self.predict_source and "predict" not in self.splits:
             self.splits["predict"] = self._predict_set(Path(self.predict_source))
-        return self._loader("predict" if self.predict_source else "test", shuffle=False)
+        return self.split_loader("predict" if self.predict_source else "test", train=False)
 
 
 __all__ = ["ImageDataModule"]

@@ -13,6 +13,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from zoo.data.distributed import eval_sampler
+from zoo.data.loaders import SplitLoaders
 from zoo.data.splits import split_indices
 from zoo.data.text.batching import DynamicPadCollator, LengthGroupedBatchSampler, TokenizedSet
 from zoo.data.text.cache import Ragged, cached, default_cache_dir
@@ -23,7 +24,7 @@ from zoo.registry import DATASETS
 log = logging.getLogger("zoo.data.text")
 
 
-class TextDataBase(pl.LightningDataModule):
+class TextDataBase(SplitLoaders, pl.LightningDataModule):
     """Base of :class:`TextDataModule` and :class:`TokenDataModule`; subclasses read their files and tokenize."""
 
     def __init__(self, *, train: str | None, val: str | None, test: str | None, dataset: str | None,
@@ -82,7 +83,7 @@ class TextDataBase(pl.LightningDataModule):
             log.warning("zoo: %s split: %d of %d %s (%.1f%%) are longer than max_length=%d tokens and were truncated",
                         split, truncated, total, unit, 100.0 * truncated / max(total, 1), self.max_length)
 
-    def _loader(self, name: str, train: bool, grouped: bool = True) -> DataLoader:
+    def split_loader(self, name: str, train: bool, grouped: bool = True) -> DataLoader:
         if name not in self.splits:
             self.setup("predict" if name == "predict" else "fit")
         ds = self.splits.get(name)
@@ -102,20 +103,11 @@ class TextDataBase(pl.LightningDataModule):
             return DataLoader(ds, batch_size=bs, sampler=eval_sampler(ds), **common)
         return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, **common)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
     def predict_dataloader(self) -> DataLoader:
         # plain order: Lightning rebuilds batch samplers for predict, and rows come out in input order
         if self.predict_path and "predict" not in self.splits:
             self.setup("predict")
-        return self._loader("predict" if "predict" in self.splits else "test", train=False, grouped=False)
+        return self.split_loader("predict" if "predict" in self.splits else "test", train=False, grouped=False)
 
 
 __all__ = ["TextDataBase"]
