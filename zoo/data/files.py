@@ -64,9 +64,9 @@ def decoding(path: PathLike, encoding: str, error: type[DataFileError] = DataFil
 
 
 def read_text(path: PathLike, encoding: str = "utf-8", error: type[DataFileError] = DataFileError,
-              expected: str | None = None, what: str = "data file") -> str:
+              expected: str | None = None, what: str = "data file", setting: str | None = "data.encoding") -> str:
     path = require_file(path, error, what)
-    with decoding(path, encoding, error, expected):
+    with decoding(path, encoding, error, expected, setting):
         return path.read_text(encoding=encoding)
 
 

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from zoo.data.distributed import eval_sampler
-from zoo.data.files import decoding, require_file
+from zoo.data.files import read_text
 from zoo.data.recsys.batches import (
     BatchCache,
     BatchSpec,
@@ -294,9 +294,8 @@ class InteractionDataModule(pl.LightningDataModule):
         if wanted is None:
             return torch.arange(self.num_users), list(self.user_ids)
         if isinstance(wanted, str):
-            path = require_file(wanted, RecsysFileError, "data.predict_users file")
-            with decoding(path, "utf-8", RecsysFileError, "one user id per line", setting=None):
-                text = path.read_text(encoding="utf-8")
+            text = read_text(wanted, "utf-8", RecsysFileError, "one user id per line", what="data.predict_users file",
+                             setting=None)
             wanted = [line.strip() for line in text.splitlines() if line.strip()]
         index = {u: k for k, u in enumerate(self.user_ids)}
         ids = [str(u) for u in wanted]

@@ -25,13 +25,35 @@ log = logging.getLogger("zoo.data.text")
 
 
 class TextDataBase(SplitLoaders, pl.LightningDataModule):
-    """Base of :class:`TextDataModule` and :class:`TokenDataModule`; subclasses read their files and tokenize."""
+    """Base of :class:`TextDataModule` and :class:`TokenDataModule` (which take these arguments through
+    ``**kwargs``: one signature, shown by ``--data.help``); subclasses read their files and tokenize.
 
-    def __init__(self, *, train: str | None, val: str | None, test: str | None, dataset: str | None,
-                 predict: str | None, tokenizer: str, max_length: int, max_samples: int | None, val_fraction: float,
-                 test_fraction: float, batch_size: int, eval_batch_size: int | None, group_by_length: bool,
-                 num_workers: int, encoding: str, cache_dir: str | None, seed: int) -> None:
+    Args:
+        train / val / test: files; without val / test, random (stratified where labels allow) splits of ``train``.
+        dataset: a built-in dataset instead of ``train`` (``zoo list datasets``).
+        predict: a file for ``zoo predict``; default is the test split.
+        tokenizer: registered text backbone (``minilm``) or local HF directory; use the model's encoder.
+        max_length: tokens per text (pairs: both together); longer texts are truncated and counted.
+        max_samples: use a deterministic random subset of this many rows from each file (quick runs).
+        val_fraction / test_fraction: shares of ``train`` cut for validation / test when no file is given.
+        batch_size / eval_batch_size: per device; evaluation defaults to ``batch_size``.
+        group_by_length: length-grouped batches (dynamic padding is always on).
+        num_workers: DataLoader workers.
+        encoding: text encoding of the files.
+        cache_dir: tokenization cache (default ``$ZOO_CACHE/text`` or ``~/.cache/zoo/text``).
+        seed: seed of the splits, subsets and shuffling.
+    """
+
+    def __init__(self, *, train: str | None = None, val: str | None = None, test: str | None = None,
+                 dataset: str | None = None, predict: str | None = None, tokenizer: str = "minilm",
+                 max_length: int = 128, max_samples: int | None = None, val_fraction: float = 0.1,
+                 test_fraction: float = 0.2, batch_size: int = 32, eval_batch_size: int | None = None,
+                 group_by_length: bool = True, num_workers: int = 0, encoding: str = "utf-8",
+                 cache_dir: str | None = None, seed: int = 42) -> None:
         super().__init__()
+        # here rather than in each subclass: Lightning collects the arguments of every __init__ on the way down
+        # from this call, so the hyper-parameters hold the subclass's own arguments and these
+        self.save_hyperparameters()
         if max_length < 8:
             raise TextDataError(f"data.max_length must be >= 8, got {max_length}")
         if bool(train) == bool(dataset):

@@ -37,45 +37,20 @@ class TextDataModule(TextDataBase):
         label_separator: makes the task multi-label: labels in one cell separated by this string (e.g. ``|``);
             JSONL / Parquet cells may also hold lists.
         labels: fix the label set and its order (default: sorted labels of the training data).
-        tokenizer: registered text backbone (``minilm``) or local HF directory; use the model's encoder.
-        max_length: tokens per text (pairs: both together); longer texts are truncated and counted.
-        max_samples: use a deterministic random subset of this many rows from each file (quick runs).
-        group_by_length: length-grouped batches (dynamic padding is always on).
-        encoding: text encoding of CSV / JSONL files.
-        cache_dir: tokenization cache (default ``$ZOO_CACHE/text`` or ``~/.cache/zoo/text``).
+        tokenizer, max_length, max_samples, fractions, batch sizes, ...: shared with token data, see
+            :class:`~zoo.data.text.base.TextDataBase`.
     """
 
     def __init__(
         self,
-        train: str | None = None,
-        val: str | None = None,
-        test: str | None = None,
-        dataset: str | None = None,
-        predict: str | None = None,
         text_column: str = "text",
         text_pair_column: str | None = None,
         label_column: str = "label",
         label_separator: str | None = None,
         labels: list[str] | None = None,
-        tokenizer: str = "minilm",
-        max_length: int = 128,
-        max_samples: int | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        group_by_length: bool = True,
-        num_workers: int = 0,
-        encoding: str = "utf-8",
-        cache_dir: str | None = None,
-        seed: int = 42,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(train=train, val=val, test=test, dataset=dataset, predict=predict, tokenizer=tokenizer,
-                         max_length=max_length, max_samples=max_samples, val_fraction=val_fraction,
-                         test_fraction=test_fraction, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         group_by_length=group_by_length, num_workers=num_workers, encoding=encoding,
-                         cache_dir=cache_dir, seed=seed)
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
         self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
         self.label_separator = label_separator
         self.fixed_class_names = list(labels) if labels else None

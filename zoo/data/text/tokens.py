@@ -29,35 +29,16 @@ class TokenDataModule(TextDataBase):
         predict: a text file with one raw sentence per line, for ``zoo predict`` (default: the test split).
         tags: fix the tag set (default: sorted tags seen in training).
         max_length: sub-word tokens per sentence; words cut off are counted and logged.
+        tokenizer, max_samples, fractions, batch sizes, ...: shared with classification data, see
+            :class:`~zoo.data.text.base.TextDataBase`.
     """
 
     def __init__(
         self,
-        train: str | None = None,
-        val: str | None = None,
-        test: str | None = None,
-        dataset: str | None = None,
-        predict: str | None = None,
         tags: list[str] | None = None,
-        tokenizer: str = "minilm",
-        max_length: int = 128,
-        max_samples: int | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        group_by_length: bool = True,
-        num_workers: int = 0,
-        encoding: str = "utf-8",
-        cache_dir: str | None = None,
-        seed: int = 42,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(train=train, val=val, test=test, dataset=dataset, predict=predict, tokenizer=tokenizer,
-                         max_length=max_length, max_samples=max_samples, val_fraction=val_fraction,
-                         test_fraction=test_fraction, batch_size=batch_size, eval_batch_size=eval_batch_size,
-                         group_by_length=group_by_length, num_workers=num_workers, encoding=encoding,
-                         cache_dir=cache_dir, seed=seed)
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
         self.fixed_tags = list(tags) if tags else None
         self._sentences: dict[str, list[Sentence]] | None = None
         self._tags: list[str] | None = None
