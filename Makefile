@@ -16,8 +16,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q --disable-pip-version-check "uv==0.13.9"
 	$(UV) venv $(VENV) --python $(PYTHON) --allow-existing -q
-	$(UV) pip install -q --python $(PY) -r requirements.lock
-	$(UV) pip install -q --python $(PY) --no-deps -e . "recbole==1.2.1"
+	$(UV) pip install -q --compile-bytecode --python $(PY) -r requirements.lock
+	$(UV) pip install -q --compile-bytecode --python $(PY) --no-deps -e . "recbole==1.2.1"
+	$(PY) -m compileall -q zoo tests benchmarks >/dev/null
 	@touch $(STAMP)
 
 # Train the digits recipe, evaluate the best checkpoint on the test split, write predictions.

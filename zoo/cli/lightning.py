@@ -1,9 +1,8 @@
-"""``zoo``: LightningCLI with zoo defaults, plus ``zoo list``.
+"""``zoo fit|validate|test|predict``: LightningCLI with zoo defaults.
 
     zoo fit --config recipes/vision/digits.yaml
     zoo test --config recipes/vision/digits.yaml --ckpt_path runs/digits/version_0/checkpoints/best.ckpt
     zoo predict --config recipes/vision/digits.yaml --ckpt_path ... > predictions.csv
-    zoo list models|backbones|datasets|callbacks|recipes
 
 Defaults added to every run (each only when the config has none of its kind): a CSV logger writing to
 ``runs/<recipe name>/version_N``, a ``ModelCheckpoint`` on the model's headline metric (``best.ckpt`` and
@@ -28,21 +27,6 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from zoo.compat import install_class_name_resolver, jsonargparse_debug_mode, parser_actions, rich_available
 from zoo.contract import trait
 from zoo.version import __version__
-
-LIST_KINDS = ("models", "backbones", "datasets", "callbacks", "datamodules", "recipes")
-
-
-def recipe_roots() -> list[Path]:
-    here = Path.cwd() / "recipes"
-    repo = Path(__file__).resolve().parent.parent / "recipes"
-    return [p for p in dict.fromkeys([here, repo]) if p.is_dir()]
-
-
-def list_recipes() -> list[str]:
-    out: list[str] = []
-    for root in recipe_roots():
-        out += [str(p.relative_to(root.parent)) for p in sorted(root.rglob("*.yaml"))]
-    return sorted(dict.fromkeys(out))
 
 
 class ZooArgumentParser(LightningArgumentParser):
@@ -252,52 +236,6 @@ def _moved_class_path(path: str) -> str | None:
     return None
 
 
-def run_list(argv: list[str]) -> int:
-    import argparse
-
-    from zoo import registry
-
-    parser = argparse.ArgumentParser(prog="zoo list", description="List what zoo has registered.")
-    parser.add_argument("kind", choices=LIST_KINDS)
-    parser.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'resnet*'")
-    args = parser.parse_args(argv)
-    if args.kind == "recipes":
-        for name in list_recipes():
-            print(name)
-        return 0
-    reg = {"models": registry.MODELS, "backbones": registry.BACKBONES, "datasets": registry.DATASETS,
-           "callbacks": registry.CALLBACKS, "datamodules": registry.DATAMODULES}[args.kind]
-    entries = [e for e in reg.entries() if e.name in set(reg.list(args.pattern))]
-    width = max([len(e.name) for e in entries] + [4])
-    for e in entries:
-        target = getattr(e.fn, "__qualname__", "")
-        extra = f"  [{e.fn.__module__}.{target}]" if isinstance(e.fn, type) else ""
-        print(f"{e.name:<{width}}  {e.summary}{extra}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> Any:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "list":
-        return run_list(argv[1:])
-    if argv and argv[0] in ("--version", "-V"):
-        print(f"zoo {__version__}")
-        return 0
-    import os
-
-    from zoo.errors import ZooError
-
-    try:
-        ZooCLI(args=argv if argv != sys.argv[1:] else None)
-    except Exception as err:
-        cause = _zoo_error_in_chain(err, ZooError)
-        if cause is None or os.environ.get("ZOO_DEBUG"):
-            raise
-        print(f"zoo: error: {cause}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def _zoo_error_in_chain(err: BaseException | None, kind: type) -> BaseException | None:
     """jsonargparse wraps errors raised while instantiating classes; find ours in the chain."""
     seen = 0
@@ -309,5 +247,20 @@ def _zoo_error_in_chain(err: BaseException | None, kind: type) -> BaseException 
     return None
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+
+
+def run(argv: list[str]) -> int:
+    """The Lightning subcommands; a :class:`~zoo.errors.ZooError` anywhere in the chain becomes one line."""
+    import os
+
+    from zoo.errors import ZooError
+
+    try:
+        ZooCLI(args=argv)
+    except Exception as err:
+        cause = _zoo_error_in_chain(err, ZooError)
+        if cause is None or os.environ.get("ZOO_DEBUG"):
+            raise
+        print(f"zoo: error: {cause}", file=sys.stderr)
+        return 2
+    return 0

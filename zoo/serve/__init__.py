@@ -1,0 +1,1 @@
+"""Serving exported models over HTTP on LitServe (`zoo serve`)."""

@@ -1,0 +1,1 @@
+"""Hyperparameter search over recipe keys on Optuna (`zoo tune`)."""
