@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 
-.PHONY: venv demo test lint bench data-fashion clean
+.PHONY: venv demo test lint bench verify-recipes data-fashion clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,13 @@ lint: venv
 
 bench: venv
 	$(PY) -m benchmarks.run
+
+# Retrain every recipe stated (recipes/results.yaml) at <= VERIFY_BUDGET minutes and fail when a metric falls below
+# its stated value minus tolerance; VERIFY_ARGS=--write records the figures and regenerates docs/results.md.
+# Not part of `make test`: it takes from minutes to hours.
+VERIFY_BUDGET ?= 20
+verify-recipes: venv
+	$(PY) scripts/verify_recipes.py --budget $(VERIFY_BUDGET) $(VERIFY_ARGS)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package (needs root / sudo).
 data-fashion:

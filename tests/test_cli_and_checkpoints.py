@@ -36,7 +36,8 @@ def test_fit_test_predict_writes_artifacts(tmp_path, capsys):
     assert {"train/loss", "val/loss", "val/acc", "val/f1_macro", "train/loss_task"} <= set(metrics[0])
 
     run_cli("test", "--ckpt_path", str(ckpt), "--trainer.default_root_dir", "runs")
-    test_dir = Path("runs/digits/version_1")
+    test_dir = run_dir / "test"  # beside the checkpoint's run, not a new version_N
+    assert sorted(p.name for p in Path("runs/digits").iterdir()) == ["version_0"]
     report = json.loads((test_dir / "classification_report.json").read_text())
     assert report["class_names"] == ["square", "cross", "bars"]
     test_rows = list(csv.DictReader(open(test_dir / "metrics.csv")))
@@ -45,8 +46,12 @@ def test_fit_test_predict_writes_artifacts(tmp_path, capsys):
     assert (test_dir / "confusion_matrix.png").stat().st_size > 1000
     assert "f1-score" in (test_dir / "classification_report.txt").read_text()
 
+    run_cli("test", "--ckpt_path", str(ckpt), "--trainer.default_root_dir", "runs")
+    assert (run_dir / "test_1" / "classification_report.json").exists()  # a second test never overwrites the first
+
     capsys.readouterr()
     run_cli("predict", "--ckpt_path", str(ckpt), "--trainer.default_root_dir", "runs")
+    assert (run_dir / "predict").is_dir() and sorted(p.name for p in Path("runs/digits").iterdir()) == ["version_0"]
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0] == "id,label,confidence"
     labels = {line.split(",")[1] for line in out[1:]}

@@ -161,7 +161,8 @@ def test_two_node_torchrun_matches_single_process(tmp_path):
     # element by ~1e-3 or more.
     tight = total = 0
     for key in one:
-        if one[key].is_floating_point():
+        # the temperature is fitted after a one-process fit; a multi-process fit leaves it to `zoo test`
+        if one[key].is_floating_point() and key != "temperature":
             assert torch.allclose(two[key], one[key], rtol=1e-4, atol=1e-4), key
             tight += int((~torch.isclose(two[key], one[key], rtol=1e-4, atol=1e-6)).sum())
             total += one[key].numel()

@@ -86,9 +86,8 @@ def test_corrupt_image_names_the_file(tmp_path):
     write_images(tmp_path / "imgs", per_class=4)
     (tmp_path / "imgs" / "cat" / "broken.png").write_bytes(b"\x89PNG not really")
     dm = ImageDataModule(folder=str(tmp_path / "imgs"), val_fraction=0.0, test_fraction=0.0, batch_size=16)
-    dm.setup("fit")
-    with pytest.raises(ImageDataError, match=r"cannot decode image .*broken\.png"):
-        next(iter(dm.train_dataloader()))
+    with pytest.raises(ImageDataError, match=r"data\.folder: 1 of 9 image file\(s\) cannot be read: .*broken\.png"):
+        dm.setup("fit")  # every file is checked at set-up, before any batch
 
 
 def test_unknown_label_in_test_csv_names_the_row(tmp_path):

@@ -98,17 +98,6 @@ def test_compile_callback_compiles_children_in_place_and_trains():
         TorchCompile(mode="fast")
 
 
-def test_samples_per_second_average():
-    from zoo.callbacks.progress import SamplesPerSecond
-
-    speed = SamplesPerSecond(smoothing=0.5)
-    assert speed.update(10, now=1.0) is None  # first batch only starts the clock
-    assert speed.update(10, now=2.0) == pytest.approx(10.0)
-    assert speed.update(10, now=2.5) == pytest.approx(0.5 * 10 + 0.5 * 20)
-    speed.reset()
-    assert speed.update(10, now=100.0) == pytest.approx(15.0)
-
-
 def test_cli_adds_rich_progress_with_throughput_and_groups_wandb_runs_by_recipe(monkeypatch):
     from zoo.callbacks.progress import ZooProgressBar
     from zoo.callbacks.tracking import WandbLogger

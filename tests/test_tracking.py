@@ -170,7 +170,8 @@ def test_offline_wandb_run_holds_recommender_top_k_samples(tmp_path, monkeypatch
 
     run_dir = next((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     table = json.loads(next((run_dir / "files" / "media" / "table" / "test").glob("top_k_samples_*.table.json")).read_text())
-    assert table["columns"] == ["user", "rank", "item", "score"]
+    # the item's name and text come from the items file (issue 15, point 8)
+    assert table["columns"][:4] == ["user", "rank", "item", "score"] and {"item_name", "item_text"} <= set(table["columns"])
     users = {row[0] for row in table["data"]}
     assert 1 <= len(users) <= 4
     # original ids (not indices), ranks 1..k in order for each user, scores not increasing with rank

@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "ClassificationTask": "zoo.tasks.classification",
     "ImageClassifier": "zoo.tasks.image",
     "TextClassifier": "zoo.tasks.text",
+    "FastTextClassifier": "zoo.tasks.text",
+    "TfidfClassifier": "zoo.tasks.text",
     "TokenClassifier": "zoo.tasks.text",
     "RecommenderTask": "zoo.tasks.recsys",
     "BPR": "zoo.tasks.recsys",
@@ -56,6 +58,7 @@ _LAZY: dict[str, str] = {
     # data
     "ImageDataModule": "zoo.data.image",
     "TextDataModule": "zoo.data.text",
+    "NgramTextDataModule": "zoo.data.text",
     "TokenDataModule": "zoo.data.text",
     "InteractionDataModule": "zoo.data.recsys",
     # techniques

@@ -8,12 +8,15 @@ so this module imports no task (techniques such as distillation load teachers th
 from __future__ import annotations
 
 import importlib
+import pickle
+import re
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from zoo.contract import implements_contract
-from zoo.errors import ZooError
+from zoo.errors import CheckpointError, ZooError
 from zoo.version import __version__
 
 #: where task classes lived before the layout of 0.2 (see CHANGELOG "Migration"); old checkpoints name these
@@ -47,9 +50,49 @@ def resolve_task_class(path: str) -> type | None:
     return obj if isinstance(obj, type) else None
 
 
+def _zip_magic(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
 def peek(path: Any) -> dict[str, Any]:
-    """The checkpoint's contents, memory-mapped, without building anything."""
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    """The checkpoint's contents (memory-mapped when it is a zip archive), without building anything; a file that
+    cannot be one raises :class:`~zoo.errors.CheckpointError` saying why (missing, empty, truncated, not a
+    checkpoint, needs code to unpickle)."""
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {source} does not exist" if not source.exists()
+                              else f"checkpoint {source} is not a file")
+    if source.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {source} is empty (0 bytes): the write that made it did not finish")
+    zipped = _zip_magic(source)
+    try:
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True, mmap=zipped)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"(?:[Uu]nsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
+        if found:
+            raise CheckpointError(f"checkpoint {source} needs code to unpickle ({found.group(1)}); zoo loads only "
+                                  "tensors and plain values, so this file is refused. Use checkpoints written by "
+                                  "zoo from a source you trust") from None
+        raise CheckpointError(f"{source} is not a checkpoint (not a file written by torch.save)") from None
+    except Exception as err:  # torch's unpickler on arbitrary bytes: IndexError, struct.error, EOFError, ...
+        if zipped:
+            raise CheckpointError(f"checkpoint {source} is truncated or corrupt ({_first_line(err)}); "
+                                  "use an earlier checkpoint of the run") from None
+        raise CheckpointError(f"{source} is not a checkpoint (not a file written by torch.save)") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{source} is not a checkpoint: it holds a {type(checkpoint).__name__}, not a dict")
+    return checkpoint
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__).split(". This is an internal")[0]
+
+
+def training_position(checkpoint: dict[str, Any]) -> tuple[int, int]:
+    """(epoch, global step) a training checkpoint was written at."""
+    return int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0))
 
 
 def check_checkpoint_task(checkpoint: dict[str, Any], cls: type, source: str) -> None:
@@ -77,5 +120,5 @@ def load_checkpoint(path: Any, map_location: Any = "cpu", **kwargs: Any) -> Any:
     return cls.load_from_checkpoint(path, map_location=map_location, **kwargs)
 
 
-__all__ = ["CheckpointMismatchError", "check_checkpoint_task", "checkpoint_meta", "load_checkpoint", "peek",
-           "resolve_task_class", "task_class_path"]
+__all__ = ["CheckpointError", "CheckpointMismatchError", "check_checkpoint_task", "checkpoint_meta", "load_checkpoint",
+           "peek", "resolve_task_class", "task_class_path", "training_position"]

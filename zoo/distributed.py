@@ -25,4 +25,13 @@ def is_distributed() -> bool:
     return distributed_world()[0] > 1
 
 
-__all__ = ["distributed_world", "in_process_group", "is_distributed"]
+def will_be_distributed() -> bool:
+    """Whether this process runs under a distributed strategy (a process group of any size: Lightning gives DDP
+    with one device a distributed sampler too), or is about to (a launcher such as torchrun sets WORLD_SIZE before
+    the group exists)."""
+    import os
+
+    return in_process_group() or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+__all__ = ["distributed_world", "in_process_group", "is_distributed", "will_be_distributed"]

@@ -53,6 +53,8 @@ def resolve_encoder(name_or_path: str | os.PathLike[str]) -> Path:
     if name in BACKBONES and "text" in BACKBONES.entry(name).tags:
         return Path(BACKBONES.create(name))
     path = Path(name).expanduser()
+    if not path.is_dir() and _looks_like_hub_id(name):
+        path = _hub_snapshot(name)
     if not path.is_dir():
         text_names = ", ".join(BACKBONES.list(tag="text"))
         raise TextBackboneError(f"encoder {name!r} is neither a registered text backbone ({text_names}) nor a local "
@@ -61,6 +63,26 @@ def resolve_encoder(name_or_path: str | os.PathLike[str]) -> Path:
         raise TextBackboneError(f"encoder directory {path} has no config.json; expected a Hugging Face model directory "
                                 "(config.json, model.safetensors, tokenizer files)")
     return path
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and not Path(name).exists()
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """A Hugging Face hub id (``org/name``) -> its snapshot in the local HF cache (``HF_HUB_CACHE``); downloads
+    only where the hub is reachable and ``HF_HUB_OFFLINE`` is unset (huggingface_hub's own rule)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+        raise TextBackboneError(
+            f"encoder {repo_id!r} is not a local directory and could not be found in the Hugging Face cache "
+            f"({type(err).__name__}); on a machine with internet run `hf download {repo_id}` (or copy the model "
+            "directory here and give its path)") from None
 
 
 def load_tokenizer(name_or_path: str | os.PathLike[str]) -> Any:

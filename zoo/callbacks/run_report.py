@@ -68,7 +68,10 @@ class RunReport(pl.Callback):
         out = run_dir(trainer)
         if trainer.current_epoch > 0:
             self._record(trainer, trainer.current_epoch - 1)
-        if not trainer.is_global_zero or not self.history or trainer.fast_dev_run:
+        if not trainer.is_global_zero:
+            return
+        _write_data_checks(trainer, out)
+        if not self.history or trainer.fast_dev_run:
             return
         from zoo.reporting.curves import plot_curves
 
@@ -84,12 +87,25 @@ class RunReport(pl.Callback):
             return
         for path in task_hook(pl_module, "write_test_report")(out):
             print(f"zoo: wrote {path}", file=sys.stderr)
+        _write_data_checks(trainer, out)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+
+
+def _write_data_checks(trainer: pl.Trainer, out: Path) -> None:
+    """The datamodule's data-check figures (text: vocabulary fit, long texts) as ``data_checks.json``."""
+    checks = getattr(trainer.datamodule, "data_checks", None)
+    if checks and not trainer.fast_dev_run:
+        import json
+
+        from zoo.reporting.io import atomic_write_text
+
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "data_checks.json", json.dumps(checks, indent=2, ensure_ascii=False))
 
 
 __all__ = ["LOSS_KEYS", "RunReport", "run_dir"]

@@ -25,7 +25,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("zoo.cli.lightning:run", "score a checkpoint on the validation split"),
     "test": ("zoo.cli.lightning:run", "score a checkpoint on the test split and write the report"),
     "predict": ("zoo.cli.lightning:run", "write predictions of a checkpoint as CSV"),
+    "ensemble": ("zoo.cli.ensemble:main", "combine trained classifiers, weights fitted on validation (--runs ... --out)"),
     "list": ("zoo.cli.listing:main", "list registered models, backbones, datasets, callbacks, recipes"),
+    "export": ("zoo.cli.export:main", "export a run to safetensors / ONNX / torch.export, verified"),
+    "serve": ("zoo.cli.serve:main", "serve an export or a run over HTTP with dynamic batching"),
+    "card": ("zoo.cli.card:main", "write MODEL_CARD.md (Hugging Face layout) for a run directory"),
+    "tune": ("zoo.cli.tune:main", "search hyperparameters of a recipe (Optuna): best.yaml, trials.csv, plots"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 

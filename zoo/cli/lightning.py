@@ -84,6 +84,28 @@ def _unknown_keys(message: str) -> list[str]:
     return [m for pattern in _UNKNOWN_KEY_PATTERNS for m in re.findall(pattern, message)]
 
 
+def _summary(message: str) -> str | None:
+    """jsonargparse's error for a nested value starts with ``Parser key "model":`` and names the culprit lines
+    below; the first line should name it: ``--model.init_args.lr: Expected a <class 'float'>. Got value: abc``."""
+    keys = re.findall(r'Parser key "([\w.]+)"', message)
+    if not keys:
+        return None
+    flag = keys[0] if len(keys) == 1 else f"{keys[0]}.init_args.{keys[-1]}"
+    bad_path = re.search(r"Expected a dot import path string: (\S+)", message)
+    if bad_path:
+        return (f"--{keys[0]}.class_path {bad_path.group(1)}: not a registered name or an importable class "
+                f"(`zoo list models`, `zoo list datamodules`, `zoo list callbacks` show the names)")
+    lines = message.splitlines()
+    last = max(i for i, line in enumerate(lines) if f'Parser key "{keys[-1]}"' in line)
+    detail = next((line.strip() for line in lines[last + 1:] if line.strip() and not line.strip().startswith("- ")), "")
+    if not detail or detail.startswith("Does not validate"):
+        given = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='([^']*)'\)", message)
+        if given:
+            return f"--{flag if given.group(1) == keys[-1] else keys[0] + '.init_args.' + given.group(1)}: bad value {given.group(2)!r}"
+        return None
+    return f"--{flag}: {detail}"
+
+
 def _explain(message: str, parser: Any) -> str:
     hints = []
     candidates = sorted(set(_known_keys(parser)))
@@ -104,10 +126,17 @@ def _explain(message: str, parser: Any) -> str:
             close = [c for c in candidates if difflib.SequenceMatcher(None, leaf, c.rsplit(".", 1)[-1]).ratio() > 0.8][:3]
         if close:
             hints.append(f"'{bad}' is not an accepted key; did you mean: {', '.join(close)}?")
-    return "\n".join([message.strip(), *hints])
+    # the first line names the culprit; jsonargparse's nested report follows for the details
+    first = hints[0] if hints else _summary(message)
+    if first is None:
+        return "\n".join([message.strip(), *hints])
+    return "\n".join([first, message.strip(), *hints[1:]])
 
 
 class ZooCLI(LightningCLI):
+    #: the checkpoint and run directory this command starts from (zoo.cli.resume.resolve_checkpoint)
+    _run_location: Any = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _install_registry_names()
         kwargs.setdefault("model_class", pl.LightningModule)
@@ -127,13 +156,63 @@ class ZooCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--output", type=str, default="-", help="predict: CSV file for predictions ('-' = stdout)")
+        parser.add_argument("--resume", type=str | None, default=None,
+                            help="fit: continue a run from its newest valid checkpoint: auto (this recipe's runs), "
+                                 "a checkpoint file or a run directory (docs/reliability.md)")
+        parser.add_argument("--allow_untrained", type=bool, default=False,
+                            help="test/predict: run without --ckpt_path, with the model's initial weights")
+        parser.add_argument("--calibration", type=str, default="temperature",
+                            help="temperature (fit after fit, apply in test/predict) or none (docs/trust.md)")
+        parser.add_argument("--card", type=dict | None, default=None,
+                            help="model card text: intended_use, limitations, license, summary (docs/trust.md)")
+        parser.add_argument("--coverage", type=float | None, default=None,
+                            help="predict: add a conformal prediction_set column reaching this coverage, e.g. 0.9")
+        parser.add_argument("--target_accuracy", type=float | None, default=None,
+                            help="test: report the confidence threshold and share answered at this accuracy, e.g. 0.98")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        from zoo.cli.resume import resolve_checkpoint
+
+        # before LightningCLI reads the checkpoint's hyperparameters into the config: a bad or foreign file must
+        # stop here with one message, not build another task's model
+        self._run_location = resolve_checkpoint(self.config)
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI's own version reads the file with a bare torch.load (a traceback for a bad file) and cannot
+        # merge the hyper-parameters of a checkpoint saved outside the CLI (no _class_path): the file was checked
+        # in parse_arguments, and the class comes from its zoo entry
+        location = self._run_location
+        sub = self.config.get("subcommand")
+        if location is None or not sub:
+            return
+        from zoo.checkpoints import peek
+
+        checkpoint = peek(location.checkpoint)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        class_path = hparams.pop("_class_path", None) or (checkpoint.get("zoo") or {}).get("task")
+        if not hparams or not class_path:
+            return
+        update = {sub: {"model": {"class_path": class_path, "dict_kwargs": hparams}}}
+        try:
+            self.config = self.parser.parse_object(update, self.config)
+        except SystemExit:
+            sys.stderr.write(f"zoo: the hyper-parameters in {location.checkpoint} do not fit this recipe's model\n")
+            raise
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
-        # Bind the data now rather than in setup(): callbacks such as BackboneFinetuning touch the network in
+        self._bind_data()
+
+    def _bind_data(self) -> None:
+        # Bind the data before the Trainer (and its run directory) exists, rather than in setup(): a bad data file
+        # stops the run before anything is written, and callbacks such as BackboneFinetuning touch the network in
         # their own setup, which Lightning runs before the module's. ZooTask.setup binds again (a no-op).
+        from zoo.cli.resume import check_data_sizes
         from zoo.tasks.base import ZooTask
 
+        check_data_sizes(self.datamodule)
         if isinstance(self.model, ZooTask) and self.datamodule is not None:
             self.model.bind_data(self.datamodule)
 
@@ -145,26 +224,52 @@ class ZooCLI(LightningCLI):
             return Path(str(getattr(first, "relative", first))).stem
         return type(self.model).__name__.lower()
 
+    def _announce_recipe_time(self, max_time: Any) -> None:
+        """Issue 15.15: a long shipped recipe says how long it trains (recipes/results.yaml)."""
+        from zoo.cli.results import recipe_time_line
+
+        cfg = self.config.get(str(self.subcommand), self.config)
+        configs = cfg.get("config") or []
+        line = recipe_time_line(str(getattr(configs[0], "absolute", configs[0])), max_time) if configs else None
+        if line:
+            print(f"zoo: {line}", file=sys.stderr)
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
         from lightning.pytorch.loggers import CSVLogger
 
+        from zoo.callbacks.baseline import BaselineComparison
+        from zoo.callbacks.card import ModelCardWriter
         from zoo.callbacks.prediction_writer import PredictionWriter
         from zoo.callbacks.run_report import RunReport
+        from zoo.callbacks.trust import Trust
+        from zoo.cli.resume import check_trainer_limits, default_reliability_callbacks, run_logger
         from zoo.scale import check_precision, check_strategy
 
         trainer_cfg = self._get(self.config_init, "trainer", default={})
+        check_trainer_limits(trainer_cfg)
+        self._bind_data()
         check_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"))
         check_strategy(trainer_cfg.get("strategy"), trainer_cfg.get("accelerator", "auto"),
                        bool(trainer_cfg.get("sync_batchnorm", False)))
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if not any(isinstance(c, RunReport) for c in callbacks):
             callbacks.append(RunReport())
+        if self.subcommand == "test" and not any(isinstance(c, BaselineComparison) for c in callbacks):
+            callbacks.append(BaselineComparison())
+        if not any(isinstance(c, Trust) for c in callbacks):
+            callbacks.append(Trust(calibration=self._get(self.config, "calibration", default="temperature"),
+                                   coverage=self._get(self.config, "coverage", default=None),
+                                   target_accuracy=self._get(self.config, "target_accuracy", default=None)))
+        if self.subcommand in ("fit", "test") and not any(isinstance(c, ModelCardWriter) for c in callbacks):
+            callbacks.append(ModelCardWriter())  # after Trust and BaselineComparison: it reads their reports
         monitor = trait(self.model, "monitor")
         if (monitor and trainer_cfg.get("enable_checkpointing", True) is not False
                 and not any(isinstance(c, ModelCheckpoint) for c in callbacks)):
+            # best only: last.ckpt is LastCheckpoint's, written at every epoch end whatever the best policy
             callbacks.append(ModelCheckpoint(monitor=monitor, mode=trait(self.model, "monitor_mode"),
-                                             filename="best", save_last=True, auto_insert_metric_name=False))
+                                             filename="best", save_last=False, auto_insert_metric_name=False,
+                                             enable_version_counter=False))
         if self.subcommand == "predict":
             kwargs.setdefault("enable_progress_bar", False)
             kwargs.setdefault("enable_model_summary", False)
@@ -178,9 +283,13 @@ class ZooCLI(LightningCLI):
 
                 callbacks.append(ZooProgressBar())
         kwargs["callbacks"] = callbacks
+        if self.subcommand == "fit":
+            self._announce_recipe_time(trainer_cfg.get("max_time"))
         if trainer_cfg.get("logger") in (None, True):
             root = trainer_cfg.get("default_root_dir") or "runs"
-            kwargs["logger"] = CSVLogger(save_dir=root, name=self._recipe_name())
+            kwargs["logger"] = run_logger(CSVLogger, self._run_location, str(self.subcommand), root, self._recipe_name())
+        if self.subcommand == "fit" and trainer_cfg.get("enable_checkpointing", True) is not False:
+            callbacks += default_reliability_callbacks(callbacks, kwargs.get("logger"))
         else:
             from zoo.callbacks.tracking import WandbLogger, run_tags
 
@@ -253,14 +362,26 @@ def run(argv: list[str]) -> int:
     """The Lightning subcommands; a :class:`~zoo.errors.ZooError` anywhere in the chain becomes one line."""
     import os
 
+    from zoo.cli.quiet import silence_noise
     from zoo.errors import ZooError
 
+    silence_noise()
+    from zoo.cli import runs
+    from zoo.cli.resume import check_config_files, os_error_message
+
+    runs.forget()
     try:
+        check_config_files(argv)
         ZooCLI(args=argv)
-    except Exception as err:
-        cause = _zoo_error_in_chain(err, ZooError)
-        if cause is None or os.environ.get("ZOO_DEBUG"):
+    except BaseException as err:
+        runs.remove_unfinished()  # nothing half-written: directories this command made and did no work in
+        if not isinstance(err, Exception):
             raise
-        print(f"zoo: error: {cause}", file=sys.stderr)
+        cause = _zoo_error_in_chain(err, ZooError)
+        message = str(cause) if cause is not None else os_error_message(err)
+        if message is None or os.environ.get("ZOO_DEBUG"):
+            raise
+        print(f"zoo: error: {message}", file=sys.stderr)
         return 2
+    runs.forget()
     return 0

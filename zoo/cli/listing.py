@@ -26,7 +26,8 @@ def recipe_roots() -> list[Path]:
 def list_recipes() -> list[str]:
     out: list[str] = []
     for root in recipe_roots():
-        out += [str(p.relative_to(root.parent)) for p in sorted(root.rglob("*.yaml"))]
+        out += [str(p.relative_to(root.parent)) for p in sorted(root.rglob("*.yaml"))
+                if p.name != "results.yaml" and "search" not in p.relative_to(root).parts]  # tune spaces: zoo tune
     return sorted(dict.fromkeys(out))
 
 

@@ -74,6 +74,26 @@ TABLE_SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".tsv": "tsv", ".tsv.gz": "ts
                   ".jsonl.gz": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
+def duplicate_columns(header: Any) -> list[str]:
+    """Header names given more than once (pandas would rename the second to ``name.1`` without a word)."""
+    names = [str(h) for h in header]
+    return sorted({h for h in names if names.count(h) > 1})
+
+
+def check_header(path: PathLike, sep: str = ",", encoding: str = "utf-8", error: type[Exception] = DataFileError) -> None:
+    """Stop on a CSV header that names a column twice: which of the two a setting means would be a guess."""
+    import pandas as pd
+
+    try:
+        first = pd.read_csv(path, nrows=1, header=None, dtype=str, sep=sep, encoding=encoding, encoding_errors="replace")
+    except (ValueError, pd.errors.ParserError):
+        return  # empty or unparsable: the reader that follows says so
+    dupes = duplicate_columns(first.iloc[0].tolist()) if len(first) else []
+    if dupes:
+        raise error(f"{path}: the header names column(s) {', '.join(map(repr, dupes))} more than once; "
+                    "rename them so each column has its own name")
+
+
 def read_table(path: PathLike, encoding: str = "utf-8", error: type[DataFileError] = DataFileError) -> Any:
     """CSV / TSV / JSONL / Parquet -> a pandas DataFrame of strings (no NaN guessing)."""
     import pandas as pd
@@ -86,6 +106,7 @@ def read_table(path: PathLike, encoding: str = "utf-8", error: type[DataFileErro
     try:
         with decoding(path, encoding, error, f"a {kind.upper()} table"):
             if kind in ("csv", "tsv"):
+                check_header(path, "\t" if kind == "tsv" else ",", encoding, error)
                 return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding,
                                    sep="\t" if kind == "tsv" else ",")
             if kind == "parquet":
@@ -97,4 +118,4 @@ def read_table(path: PathLike, encoding: str = "utf-8", error: type[DataFileErro
         raise error(f"{path}: cannot parse as {suffix.lstrip('.')}: {err}") from None
 
 
-__all__ = ["DataFileError", "decoding", "not_valid_text", "read_table", "read_text", "require_file"]
+__all__ = ["DataFileError", "check_header", "decoding", "duplicate_columns", "not_valid_text", "read_table", "read_text", "require_file"]

@@ -187,6 +187,10 @@ class ZooTask(pl.LightningModule):
             opt = torch.optim.Adam(groups, lr=self.lr, **fused)
         else:
             opt = torch.optim.AdamW(groups, lr=self.lr, **fused)
+        return self.scheduled(opt)
+
+    def scheduled(self, opt: torch.optim.Optimizer) -> Any:
+        """``opt`` with the configured per-step learning-rate schedule (warm-up, then linear or cosine decay)."""
         if self.scheduler_name == "none":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))

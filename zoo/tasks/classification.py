@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
@@ -38,7 +40,54 @@ def classification_metrics(num_classes: int, with_auroc: bool) -> MetricCollecti
     return MetricCollection(metrics)
 
 
-class ClassificationTask(ZooTask):
+CALIBRATIONS = ("temperature", "none")
+
+
+class Calibrated:
+    """Temperature scaling shared by every classifier (mixed into a :class:`ZooTask`).
+
+    ``temperature`` is a persistent buffer created with the network (shape ``[1]``; ``[num_classes]`` for
+    multi-label), so it travels in checkpoints and exports. It is 1 (identity) until
+    :class:`~zoo.callbacks.calibration.Calibration` fits it on the validation split. :meth:`probabilities` is the
+    one place logits become probabilities for prediction; ``calibration = "none"`` (``--calibration none``)
+    switches the temperature off without touching the checkpoint.
+    """
+
+    #: ``temperature`` applies the fitted temperature in :meth:`probabilities`; ``none`` ignores it
+    calibration: str = "temperature"
+
+    def temperature_size(self) -> int:
+        return 1
+
+    def register_temperature(self) -> None:
+        self.register_buffer("temperature", torch.ones(self.temperature_size()))  # type: ignore[attr-defined]
+
+    def set_temperature(self, value: Tensor | float) -> None:
+        t = torch.as_tensor(value, dtype=torch.float32).flatten()
+        own = self.temperature  # type: ignore[attr-defined]
+        if t.numel() not in (1, own.numel()) or bool((t <= 0).any()):
+            raise ConfigError(f"a temperature must be positive with 1 or {own.numel()} values, got {t.tolist()}")
+        own.copy_(t.expand_as(own).to(own.device))
+
+    def scaled_logits(self, logits: Tensor) -> Tensor:
+        t = getattr(self, "temperature", None)
+        if t is None or self.calibration == "none":
+            return logits.float()
+        return logits.float() / t.to(logits.device)
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Calibrated class probabilities of ``logits`` (softmax over the last dimension)."""
+        return self.scaled_logits(logits).softmax(-1)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        state = checkpoint.get("state_dict")
+        own = getattr(self, "temperature", None)
+        if isinstance(state, dict) and own is not None and "temperature" not in state:
+            state["temperature"] = torch.ones_like(own)  # written before calibration existed: identity
+
+
+class ClassificationTask(Calibrated, ZooTask):
     """A single-label classifier over ``num_classes`` named classes.
 
     Subclasses build their layers in ``build_classifier(num_classes)`` once the classes are known: at construction
@@ -54,6 +103,9 @@ class ClassificationTask(ZooTask):
     #: how many misclassified test examples to keep in ``self.misclassified`` (0: none; a tracking callback
     #: such as ``WandbReports`` raises it)
     max_misclassified: int = 0
+    #: set by :class:`~zoo.callbacks.calibration.Calibration` for ``predict --coverage``: probabilities ->
+    #: the class indices of each row's conformal prediction set
+    prediction_sets: Callable[[Tensor], list[list[int]]] | None = None
 
     def __init__(
         self,
@@ -94,6 +146,7 @@ class ClassificationTask(ZooTask):
         self.hparams["num_classes"] = self.num_classes
         self.hparams["class_names"] = list(self.class_names)
         self.build_classifier(self.num_classes)
+        self.register_temperature()
         self.metrics = nn.ModuleDict(
             {
                 "train_metrics": classification_metrics(self.num_classes, with_auroc=False),
@@ -156,6 +209,10 @@ class ClassificationTask(ZooTask):
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=stage == "val", sync_dist=False)
         collection.reset()
 
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        # the logits reach the callbacks' on_test_batch_end (calibration, conformal report) without a second forward
+        return self._eval_step("test", batch)
+
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
         self.misclassified = []
@@ -165,14 +222,18 @@ class ClassificationTask(ZooTask):
         super().on_test_epoch_end()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
-        probs = self(batch).float().softmax(-1)
+        probs = self.probabilities(self(batch))
         conf, idx = probs.max(-1)
         ids = batch.get("id", list(range(len(idx))))
         names = self.class_names or [str(i) for i in range(probs.shape[-1])]
-        return [
+        rows = [
             {"id": _plain(i), "label": names[k], "confidence": round(float(c), 6)}
             for i, k, c in zip(ids, idx.tolist(), conf.tolist())
         ]
+        if self.prediction_sets is not None:
+            for row, members in zip(rows, self.prediction_sets(probs)):
+                row["prediction_set"] = "|".join(names[k] for k in members)
+        return rows
 
     def write_test_report(self, out_dir: Any) -> list[Path]:
         from zoo.reporting.classification import write_classification_report
@@ -186,4 +247,4 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, Tensor) else value
 
 
-__all__ = ["ClassificationTask", "ClassDataMismatchError", "classification_metrics", "hard_targets"]
+__all__ = ["CALIBRATIONS", "Calibrated", "ClassificationTask", "ClassDataMismatchError", "classification_metrics", "hard_targets"]

@@ -19,6 +19,7 @@ from zoo.data.image.dataset import ImageSet
 from zoo.data.image.readers import (
     ImageDataError,
     ImageIndex,
+    check_image_files,
     image_files,
     index_builtin,
     index_csv,
@@ -26,7 +27,7 @@ from zoo.data.image.readers import (
     read_image_csv,
 )
 from zoo.data.image.transforms import AugmentSpec, build_augmentations, image_transform
-from zoo.data.loaders import SplitLoaders
+from zoo.data.loaders import SplitLoaders, train_loader
 from zoo.data.splits import split_indices
 from zoo.registry import DATAMODULES, DATASETS
 
@@ -37,6 +38,8 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
 
     Args:
         folder: ImageFolder layout, ``folder/<class>/<image>``.
+        test_folder / val_folder: the same layout for a fixed test / validation split (``folder: train/``,
+            ``val_folder: val/``, ``test_folder: test/``); then ``test_fraction`` / ``val_fraction`` is not cut.
         csv: a CSV with ``path`` and ``label`` columns (names configurable); relative paths are resolved
             against the CSV's folder.
         test_csv: optional CSV used as the test split (its labels must all occur in ``csv``).
@@ -53,6 +56,8 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
     def __init__(
         self,
         folder: str | None = None,
+        test_folder: str | None = None,
+        val_folder: str | None = None,
         csv: str | None = None,
         test_csv: str | None = None,
         dataset: str | None = None,
@@ -74,6 +79,8 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
         given = [n for n, v in (("folder", folder), ("csv", csv), ("dataset", dataset)) if v]
         if len(given) != 1:
             raise ImageDataError(f"give exactly one of data.folder, data.csv or data.dataset (got {given or 'none'})")
+        if (test_folder or val_folder) and not folder:
+            raise ImageDataError("data.test_folder / data.val_folder need data.folder (the training images)")
         if color_mode not in ("rgb", "grey"):
             raise ImageDataError(f"data.color_mode must be 'rgb' or 'grey', got {color_mode!r}")
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -83,6 +90,7 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
             raise ImageDataError("data.val_fraction + data.test_fraction must leave some training data")
         self.save_hyperparameters()
         self.folder, self.csv, self.test_csv, self.dataset = folder, csv, test_csv, dataset
+        self.test_folder, self.val_folder = test_folder, val_folder
         self.dataset_kwargs = dict(dataset_kwargs or {})
         self.path_column, self.label_column = path_column, label_column
         self.image_size, self._in_channels = image_size, 3 if color_mode == "rgb" else 1
@@ -115,16 +123,29 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
             if self.dataset:
                 self._index = index_builtin(self.dataset, self.dataset_kwargs)
             elif self.folder:
-                self._index = index_folder(Path(self.folder), self._in_channels)
+                self._index = index_folder(Path(self.folder), self._in_channels,
+                                           Path(self.test_folder) if self.test_folder else None,
+                                           Path(self.val_folder) if self.val_folder else None)
             else:
                 self._index = index_csv(Path(self.csv), Path(self.test_csv) if self.test_csv else None,
                                         self.path_column, self.label_column, self._in_channels)
+            if isinstance(self._index.source, list):
+                given = [f"data.{n}" for n in ("folder", "val_folder", "test_folder", "csv", "test_csv")
+                         if getattr(self, n)]
+                check_image_files(self._index.source, " + ".join(given))
         return self._index
 
     # -- splits ---------------------------------------------------------------------------------------
     def split_indices(self) -> dict[str, np.ndarray]:
         index = self._load_index()
-        return split_indices(index.labels, self.val_fraction, self.test_fraction, self.seed, test_index=index.test_index)
+        if index.val_index is None:
+            return split_indices(index.labels, self.val_fraction, self.test_fraction, self.seed,
+                                 test_index=index.test_index)
+        # a fixed val split: cut (or take) the test split from the other samples only
+        rest = np.setdiff1d(np.arange(len(index.labels)), index.val_index)
+        test = None if index.test_index is None else np.searchsorted(rest, index.test_index)
+        parts = split_indices(index.labels[rest], 0.0, self.test_fraction, self.seed, test_index=test)
+        return {"train": rest[parts["train"]], "val": np.sort(index.val_index), "test": rest[parts["test"]]}
 
     def _transform(self, train: bool) -> Callable[[torch.Tensor], torch.Tensor]:
         if train:
@@ -152,6 +173,7 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
                 raise ImageDataError(f"data.predict_source {source} holds no images")
         else:
             paths, _ = read_image_csv(source, self.path_column, self.label_column, None, require_labels=False)
+        check_image_files(paths, f"data.predict_source {source}")
         return ImageSet(paths, None, paths, self.in_channels, self._transform(False))
 
     def split_loader(self, name: str, train: bool) -> DataLoader:
@@ -160,10 +182,12 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
         ds = self.splits[name]
         if len(ds) == 0:
             raise ImageDataError(f"the {name} split is empty; raise data.{'val' if name == 'val' else 'test'}_fraction")
-        sampler = None if train else eval_sampler(ds)  # unpadded DDP shards: each sample evaluated once
-        return DataLoader(ds, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
-                          sampler=sampler, num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          drop_last=train and len(ds) > self.batch_size)
+        common = dict(num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        if train:  # resumable: a resumed run continues mid-epoch with the same batches
+            return train_loader(ds, batch_size=self.batch_size, shuffle=True, drop_last=len(ds) > self.batch_size,
+                                **common)
+        # unpadded DDP shards: each sample evaluated once
+        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=eval_sampler(ds), **common)
 
     def predict_dataloader(self) -> DataLoader:
         if self.predict_source and "predict" not in self.splits:

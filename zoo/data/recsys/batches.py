@@ -27,6 +27,8 @@ from zoo.distributed import distributed_world
 
 #: dense evaluation batches are kept while all of them together stay under this many bytes
 EVAL_CACHE_BYTES = 512 * 2 ** 20
+#: users x items cells of one evaluation batch: its two bool masks and float scores stay near 200 MB
+EVAL_BLOCK_CELLS = 2 ** 25
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,12 @@ class PairBatches(IterableDataset):
     def __len__(self) -> int:
         return (len(self.users) + self.batch_size - 1) // self.batch_size
 
+    def state_dict(self) -> dict[str, int]:  # the negatives of a pass are drawn from (seed, epoch)
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
+
     def sample_negatives(self, users: np.ndarray, rng: np.random.Generator, num: int) -> np.ndarray:
         neg = rng.integers(1, self.num_items + 1, size=len(users) * num)
         base = np.repeat(users * self.stride, num) if num > 1 else users * self.stride
@@ -131,6 +139,12 @@ class SequenceBatches(IterableDataset):
 
     def __len__(self) -> int:
         return (len(self.users) + self.batch_size - 1) // self.batch_size
+
+    def state_dict(self) -> dict[str, int]:  # a pass's order is drawn from (seed, epoch)
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)

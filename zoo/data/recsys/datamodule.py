@@ -13,7 +13,9 @@ from torch.utils.data import DataLoader
 
 from zoo.data.distributed import eval_sampler
 from zoo.data.files import read_text
+from zoo.data.loaders import train_loader
 from zoo.data.recsys.batches import (
+    EVAL_BLOCK_CELLS,
     BatchCache,
     BatchSpec,
     EvalBatches,
@@ -23,15 +25,17 @@ from zoo.data.recsys.batches import (
     UserBatches,
 )
 from zoo.data.recsys.csr import CSR, concat_csr
-from zoo.data.recsys.processing import SPLITS, STAGE_INDEX, assign_split, handle_duplicates, k_core
+from zoo.data.recsys.processing import SPLITS, STAGE_INDEX, assign_split
 from zoo.data.recsys.readers import (
     RecsysDataError,
     RecsysFileError,
     UnknownUserError,
+    item_text_summary,
+    iter_table,
     read_table,
-    standardise_interactions,
     standardise_items,
 )
+from zoo.data.recsys.streaming import EncodedLog, drop_duplicates, encode_log, k_core_mask
 from zoo.registry import DATAMODULES, DATASETS
 
 
@@ -56,6 +60,8 @@ class InteractionDataModule(pl.LightningDataModule):
         batch_size / eval_batch_size: training batch (interactions or sequences) / users per evaluation batch.
         predict_users: user ids (or a file with one per line) to recommend for; None = every user.
         unknown_users: in predict, ``error`` or ``popular`` (recommend the most popular training items).
+        chunk_rows: interactions read at a time from a file (CSV chunks, Parquet record batches); the log is
+            then held as integer codes, never as one string per id (:mod:`zoo.data.recsys.streaming`).
     """
 
     def __init__(
@@ -83,6 +89,7 @@ class InteractionDataModule(pl.LightningDataModule):
         eval_batch_size: int = 4096,
         predict_users: list[str | int] | str | None = None,
         unknown_users: str = "error",
+        chunk_rows: int = 1_000_000,
     ) -> None:
         super().__init__()
         given = [n for n, v in (("path", path), ("dataset", dataset)) if v]
@@ -98,6 +105,8 @@ class InteractionDataModule(pl.LightningDataModule):
             raise RecsysDataError(f"data.unknown_users must be error or popular; got {unknown_users!r}")
         if len(split_ratios) != 3 or min(split_ratios) < 0 or split_ratios[0] <= 0:
             raise RecsysDataError(f"data.split_ratios must be three non-negative numbers with train > 0; got {split_ratios}")
+        if chunk_rows < 1:
+            raise RecsysDataError(f"data.chunk_rows must be >= 1; got {chunk_rows}")
         if batch_size < 1 or eval_batch_size < 1:
             raise RecsysDataError("data.batch_size and data.eval_batch_size must be >= 1")
         self.save_hyperparameters()
@@ -111,6 +120,7 @@ class InteractionDataModule(pl.LightningDataModule):
         self.empty_split, self.seed = empty_split, seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.predict_users, self.unknown_users = predict_users, unknown_users
+        self.chunk_rows = chunk_rows
         self._prepared = False
         self._views: dict[str, EvalView] = {}
         self._spec: BatchSpec | None = None
@@ -119,63 +129,60 @@ class InteractionDataModule(pl.LightningDataModule):
             DATASETS.entry(dataset)
 
     # -- loading and processing ---------------------------------------------------------------------
-    def _frames(self) -> tuple[pd.DataFrame, pd.DataFrame | None, str, str]:
+    def _load(self) -> tuple[EncodedLog, pd.DataFrame | None, str, str]:
+        """The log encoded chunk by chunk (:mod:`zoo.data.recsys.streaming`) and the items table."""
         items_raw, items_source = None, ""
+        with_split = self.split == "column"
         if self.dataset:
             spec = DATASETS.create(self.dataset, **self.dataset_kwargs)
             if "interactions" in spec:
-                raw, source = spec["interactions"], f"dataset {self.dataset}"
+                source = f"dataset {self.dataset}"
+                log = encode_log([spec["interactions"]], source, self.columns, with_split)
                 items_raw, items_source = spec.get("items"), f"dataset {self.dataset} items"
             else:
-                raw, _ = read_table(spec["path"], "auto")
                 source = spec["path"]
+                log = encode_log(iter_table(source, "auto", None, self.chunk_rows)[0], source, self.columns, with_split)
                 if spec.get("items_path") and not self.items_path:
                     items_raw, _ = read_table(spec["items_path"], "auto")
                     items_source = spec["items_path"]
         else:
-            raw, _ = read_table(self.path, self.format, self.sep)
             source = str(self.path)
+            chunks, _ = iter_table(self.path, self.format, self.sep, self.chunk_rows)
+            log = encode_log(chunks, source, self.columns, with_split)
         if self.items_path:
             items_raw, _ = read_table(self.items_path, "auto")
             items_source = str(self.items_path)
-        inter = standardise_interactions(raw, source, **self.columns)
         items = None
         if items_raw is not None:
             items = standardise_items(items_raw, items_source, None, self.item_text_columns)
-        if self.split == "column":
-            if "split" not in raw.columns:
-                raise RecsysDataError(f"{source}: data.split 'column' needs a 'split' column with train/val/test")
-            inter["split"] = raw["split"].astype(str).to_numpy()
-        return inter, items, source, items_source
+        return log, items, source, items_source
 
     def prepare(self) -> None:
         if self._prepared:
             return
-        inter, items, source, items_source = self._frames()
-        inter = handle_duplicates(inter, self.duplicates, source)
+        log, items, source, items_source = self._load()
+        log = drop_duplicates(log, self.duplicates, source)
         if self.implicit_threshold is not None:
-            if inter["rating"].isna().all():
+            if log.rating is None:
                 raise RecsysDataError(f"{source}: data.implicit_threshold needs a rating column")
-            inter = inter[inter["rating"] >= self.implicit_threshold]
-        inter = k_core(inter, self.user_core, self.item_core)
-        if len(inter) == 0:
+            log = log.select(log.rating >= self.implicit_threshold)
+        if self.user_core > 1 or self.item_core > 1:
+            log = log.select(k_core_mask(log.users, log.items, self.user_core, self.item_core))
+        if len(log) == 0:
             raise RecsysDataError(f"{source}: no interactions left after implicit_threshold / k-core filtering")
-        self.user_ids = sorted(inter["user"].unique().tolist())
-        self.item_ids = ["[PAD]"] + sorted(inter["item"].unique().tolist())
-        user_index = {u: k for k, u in enumerate(self.user_ids)}
-        item_index = {it: k for k, it in enumerate(self.item_ids)}
-        users = inter["user"].map(user_index).to_numpy(np.int64)
-        items_idx = inter["item"].map(item_index).to_numpy(np.int64)
-        has_time = not inter["timestamp"].isna().all()
-        order_key = inter["timestamp"].to_numpy(float) if has_time else inter["row"].to_numpy(float)
+        log = log.compact()
+        self.user_ids = log.user_ids.tolist()
+        self.item_ids = ["[PAD]"] + log.item_ids.tolist()
+        users, items_idx = log.users, log.items + 1
+        rows = log.row
+        order_key = log.timestamp if log.timestamp is not None else rows.astype(float)
         # ties in time keep file order
-        order_key = np.lexsort((inter["row"].to_numpy(), order_key)).argsort().astype(np.int64)
+        order_key = np.lexsort((rows, order_key)).argsort().astype(np.int64)
         if self.split == "column":
-            labels = inter["split"].str.lower().map({"train": 0, "val": 1, "valid": 1, "test": 2})
-            if labels.isna().any():
-                row = int(inter["row"].to_numpy()[labels.isna().to_numpy()][0])
+            part = log.split
+            if (part < 0).any():
+                row = int(rows[part < 0][0])
                 raise RecsysDataError(f"{source}: data row {row}: split must be train, val or test")
-            part = labels.to_numpy(np.int8)
         elif self.split == "random":
             rng = np.random.default_rng(self.seed)
             part = assign_split(users, rng.permutation(len(users)), "random", self.split_ratios)
@@ -196,6 +203,7 @@ class InteractionDataModule(pl.LightningDataModule):
             raise RecsysDataError(f"{source}: the split leaves no training interactions")
         self.item_train_counts = torch.from_numpy(np.bincount(self.parts["train"][1], minlength=self.num_items + 1))
         self.item_texts: list[str] | None = None
+        self.item_names: list[str] | None = None
         if items is not None:
             text = dict(zip(items["item"], items["text"]))
             missing = [it for it in self.item_ids[1:] if it not in text]
@@ -203,11 +211,22 @@ class InteractionDataModule(pl.LightningDataModule):
                 raise RecsysDataError(f"{items_source}: {len(missing)} item id(s) used in {source} are missing, e.g. "
                                       f"{missing[:5]}; every item of the log needs a row in the items file")
             self.item_texts = [""] + [text[it] for it in self.item_ids[1:]]
+            name = dict(zip(items["item"], items["name"]))
+            self.item_names = [""] + [name[it] for it in self.item_ids[1:]]
+            self._report_item_text(items.attrs.get("text_columns", []), items_source)
         self._csr: dict[str, CSR] = {s: CSR.build(*p, n) for s, p in self.parts.items()}
         self._prepared = True
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()
+
+    def _report_item_text(self, columns: list[str], source: str) -> None:
+        from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+        lines, warning = item_text_summary(self.item_ids[1:], self.item_texts[1:], columns, source)
+        rank_zero_info("\n".join(lines))
+        if warning:
+            rank_zero_warn(warning)
 
     # -- what models need ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -267,7 +286,7 @@ class InteractionDataModule(pl.LightningDataModule):
         else:
             u, i = self.train_pairs()
             ds = PairBatches(u, i, self.num_items, self.batch_size, spec.num_negatives, self.seed)
-        return DataLoader(ds, batch_size=None)
+        return train_loader(ds, batch_size=None)  # resumable: the sampler's epoch and the position in it
 
     def _eval_loader(self, stage: str) -> DataLoader:
         spec = self.batch_spec
@@ -278,8 +297,14 @@ class InteractionDataModule(pl.LightningDataModule):
 
     def _user_loader(self, stage: str, ds: UserBatches, spec: BatchSpec) -> DataLoader:
         collate = EvalBatches(stage, self.eval_view(stage), self.num_items, spec.history_len, self._cache)
-        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, sampler=eval_sampler(ds),
+        return DataLoader(ds, batch_size=self.eval_block_size(), shuffle=False, sampler=eval_sampler(ds),
                           collate_fn=collate)
+
+    def eval_block_size(self) -> int:
+        """Users per evaluation / predict batch: ``eval_batch_size``, lowered so that one batch's dense masks and
+        scores stay within ``EVAL_BLOCK_CELLS`` users x items, whatever the catalogue size."""
+        self.prepare()
+        return max(1, min(self.eval_batch_size, EVAL_BLOCK_CELLS // (self.num_items + 1)))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

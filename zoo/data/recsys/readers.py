@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from zoo.data.files import DataFileError, require_file
+from zoo.data.files import DataFileError, check_header, require_file
 from zoo.errors import ZooError
 
 USER_ALIASES = ("user_id", "userId", "user", "uid", "UserID")
 ITEM_ALIASES = ("item_id", "movieId", "item", "iid", "ItemID", "MovieID")
 RATING_ALIASES = ("rating", "score", "Rating")
 TIME_ALIASES = ("timestamp", "time", "Timestamp", "ts")
+#: the column shown as the item's name in predictions, first found wins
+NAME_COLUMNS = ("movie_title", "title", "name", "item_name", "Title", "Name")
 
 
 class RecsysDataError(ZooError, ValueError):
@@ -35,6 +38,14 @@ def _strip_atomic(df: pd.DataFrame) -> pd.DataFrame:
 
 def read_table(path: str | Path, fmt: str = "auto", sep: str | None = None) -> tuple[pd.DataFrame, str]:
     """Read an interactions or items table as strings; returns (frame, detected format)."""
+    chunks, fmt = iter_table(path, fmt, sep, None)
+    return next(iter(chunks)), fmt
+
+
+def iter_table(path: str | Path, fmt: str = "auto", sep: str | None = None,
+               chunk_rows: int | None = None) -> tuple[Iterator[pd.DataFrame], str]:
+    """The table as frames of strings of at most ``chunk_rows`` rows (CSV chunks, Parquet record batches; one frame
+    when None), so a large log is never held as strings all at once; returns (frames, detected format)."""
     path = require_file(path, RecsysFileError)
     # undecodable bytes are replaced, not refused: older MovieLens releases are Latin-1 and only feed item text
     if fmt == "auto":
@@ -48,19 +59,37 @@ def read_table(path: str | Path, fmt: str = "auto", sep: str | None = None) -> t
             fmt, sep = "csv", sep or "\t"
         else:
             fmt = "csv"
-    if fmt == "atomic":
-        df = _strip_atomic(pd.read_csv(path, sep=sep or "\t", dtype=str, keep_default_na=False, na_values=[""],
-                                       quoting=3, encoding="utf-8", encoding_errors="replace"))
-    elif fmt == "udata":
-        df = pd.read_csv(path, sep=sep or "\t", header=None, dtype=str, names=["user_id", "item_id", "rating", "timestamp"])
-    elif fmt == "parquet":
-        df = pd.read_parquet(path).astype(str)
-    elif fmt == "csv":
-        df = pd.read_csv(path, sep=sep or ",", dtype=str, keep_default_na=False, na_values=[""],
-                         encoding="utf-8", encoding_errors="replace")
-    else:
+    if fmt not in ("atomic", "udata", "parquet", "csv"):
         raise RecsysDataError(f"data.format must be one of auto, csv, parquet, udata, atomic; got {fmt!r}")
-    return df, fmt
+    return _frames(path, fmt, sep, chunk_rows), fmt
+
+
+def _frames(path: Path, fmt: str, sep: str | None, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(path)
+        if chunk_rows is None:
+            yield table.read().to_pandas().astype(str)
+            return
+        for batch in table.iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas().astype(str)
+        return
+    if fmt == "atomic":
+        kwargs: dict[str, Any] = dict(sep=sep or "\t", keep_default_na=False, na_values=[""], quoting=3,
+                                      encoding="utf-8", encoding_errors="replace")
+    elif fmt == "udata":
+        kwargs = dict(sep=sep or "\t", header=None, names=["user_id", "item_id", "rating", "timestamp"])
+    else:
+        kwargs = dict(sep=sep or ",", keep_default_na=False, na_values=[""], encoding="utf-8", encoding_errors="replace")
+    if fmt != "udata":
+        check_header(path, kwargs["sep"], error=RecsysDataError)
+    try:
+        frames = pd.read_csv(path, dtype=str, chunksize=chunk_rows, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise RecsysDataError(f"{path}: the file is empty; expected a header line and one interaction per row") from None
+    for df in [frames] if chunk_rows is None else frames:
+        yield _strip_atomic(df) if fmt == "atomic" else df
 
 
 def _pick_column(df: pd.DataFrame, wanted: str | None, aliases: Sequence[str], what: str, source: str,
@@ -78,9 +107,10 @@ def _pick_column(df: pd.DataFrame, wanted: str | None, aliases: Sequence[str], w
 
 def standardise_interactions(raw: pd.DataFrame, source: str, user_column: str | None = None,
                              item_column: str | None = None, rating_column: str | None = None,
-                             time_column: str | None = None) -> pd.DataFrame:
+                             time_column: str | None = None, first_row: int = 1) -> pd.DataFrame:
     """Columns ``user``, ``item`` (str), ``rating``, ``timestamp`` (float, NaN when absent) and ``row`` (the
-    1-based data row in the source file, for error messages). NaN or non-numeric values stop with an error."""
+    1-based data row in the source file, for error messages; ``first_row`` is that of ``raw``'s first row when it
+    is a chunk of the file). NaN or non-numeric values stop with an error."""
     u = _pick_column(raw, user_column, USER_ALIASES, "user", source, True)
     i = _pick_column(raw, item_column, ITEM_ALIASES, "item", source, True)
     r = _pick_column(raw, rating_column, RATING_ALIASES, "rating", source, False)
@@ -88,7 +118,7 @@ def standardise_interactions(raw: pd.DataFrame, source: str, user_column: str | 
     df = pd.DataFrame({"user": raw[u].astype(str).str.strip(), "item": raw[i].astype(str).str.strip()})
     missing_id = raw[u].isna() | raw[i].isna() | (df["user"] == "") | (df["item"] == "")
     if missing_id.any():
-        row = int(np.flatnonzero(missing_id.to_numpy())[0]) + 1
+        row = int(np.flatnonzero(missing_id.to_numpy())[0]) + first_row
         raise RecsysDataError(f"{source}: data row {row} has an empty user or item id")
     for name, col in (("rating", r), ("timestamp", t)):
         if col is None:
@@ -98,17 +128,18 @@ def standardise_interactions(raw: pd.DataFrame, source: str, user_column: str | 
         bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise RecsysDataError(f"{source}: data row {row + 1} has {name} {raw[col].iloc[row]!r} in column {col!r}; "
+            raise RecsysDataError(f"{source}: data row {row + first_row} has {name} {raw[col].iloc[row]!r} in column {col!r}; "
                                   f"expected a finite number ({int(bad.sum())} such rows)")
         df[name] = values.to_numpy(dtype=float)
-    df["row"] = np.arange(1, len(df) + 1)
+    df["row"] = np.arange(first_row, first_row + len(df))
     return df
 
 
 def standardise_items(raw: pd.DataFrame, source: str, item_column: str | None = None,
                       text_columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Columns ``item`` (str) and ``text``: the text columns joined as ``col: value`` lines; genre lists
-    (``|``-separated in ml-latest) are comma-separated."""
+    """Columns ``item`` (str), ``text`` (the text columns joined as ``col: value`` lines; genre lists,
+    ``|``-separated in ml-latest, are comma-separated) and ``name`` (the title / name column, "" without one).
+    ``attrs["text_columns"]`` names the columns the text was built from."""
     i = _pick_column(raw, item_column, ITEM_ALIASES, "item", source, True)
     if text_columns:
         missing = [c for c in text_columns if c not in raw.columns]
@@ -125,5 +156,23 @@ def standardise_items(raw: pd.DataFrame, source: str, item_column: str | None = 
         values = raw[c].fillna("").astype(str).str.replace("|", ", ", regex=False)
         label = {"movie_title": "title", "release_year": "year", "class": "genres"}.get(c, c)
         text = text + np.where(values != "", label + ": " + values + ". ", "")
-    items = pd.DataFrame({"item": raw[i].astype(str).str.strip(), "text": text.str.strip()})
-    return items.drop_duplicates("item", keep="first")
+    name_col = next((c for c in NAME_COLUMNS if c in raw.columns), None)
+    names = raw[name_col].fillna("").astype(str).str.strip() if name_col else ""
+    items = pd.DataFrame({"item": raw[i].astype(str).str.strip(), "text": text.str.strip(), "name": names})
+    items = items.drop_duplicates("item", keep="first")
+    items.attrs["text_columns"] = cols
+    return items
+
+
+def item_text_summary(item_ids: Sequence[str], texts: Sequence[str], columns: Sequence[str], source: str,
+                      examples: int = 3) -> tuple[list[str], str | None]:
+    """What a user should see of the item text a recommender builds: (info lines with the columns used and a
+    few examples, a warning naming the items whose text is empty or None)."""
+    lines = [f"{source}: item text from column(s) {', '.join(map(str, columns))}, e.g."]
+    lines += [f"  {it!r}: {text[:120]!r}" for it, text in list(zip(item_ids, texts))[:examples]]
+    empty = [it for it, text in zip(item_ids, texts) if not text]
+    warning = None
+    if empty:
+        warning = (f"{source}: {len(empty)} of {len(item_ids)} item(s) have an empty text (all of "
+                   f"{', '.join(map(str, columns))} blank), e.g. {empty[:5]}; text-aware models see only their ID")
+    return lines, warning

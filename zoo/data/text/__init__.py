@@ -19,12 +19,14 @@ from zoo.data.text.builtin import TaggedCorpus, TextCorpus, TextDatasetUnavailab
 from zoo.data.text.cache import CACHE_VERSION, load_ragged, save_ragged, tokenizer_fingerprint
 from zoo.data.text.classification import TextDataModule
 from zoo.data.text.conll import read_conll, read_tagged, read_token_jsonl, validate_bio
+from zoo.data.text.ngrams import NgramTextDataModule
 from zoo.data.text.readers import TextDataError, read_table
 from zoo.data.text.tokens import TokenDataModule
 from zoo.data.text.words import WORD_RE, align_labels, join_words, split_words
 
 __all__ = [
-    "CACHE_VERSION", "WORD_RE", "DynamicPadCollator", "LengthGroupedBatchSampler", "TaggedCorpus", "TextCorpus",
+    "CACHE_VERSION", "WORD_RE", "DynamicPadCollator", "LengthGroupedBatchSampler", "NgramTextDataModule",
+    "TaggedCorpus", "TextCorpus",
     "TextDataBase", "TextDataError", "TextDataModule", "TextDatasetUnavailableError", "TokenDataModule",
     "TokenizedSet", "align_labels", "join_words", "load_ragged", "log", "read_conll", "read_table", "read_tagged",
     "read_token_jsonl", "save_ragged", "split_words", "tokenizer_fingerprint", "validate_bio",

@@ -13,7 +13,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from zoo.data.distributed import eval_sampler
-from zoo.data.loaders import SplitLoaders
+from zoo.data.loaders import SplitLoaders, train_loader
 from zoo.data.splits import split_indices
 from zoo.data.text.batching import DynamicPadCollator, LengthGroupedBatchSampler, TokenizedSet
 from zoo.data.text.cache import Ragged, cached, default_cache_dir
@@ -79,6 +79,8 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         self._tokenizer: Any = None
         self.splits: dict[str, TokenizedSet] = {}
         self.truncated: dict[str, int] = {}
+        #: figures of the data checks (vocabulary fit, long texts) for the run report (``data_checks.json``)
+        self.data_checks: dict[str, Any] = {}
         if dataset:
             DATASETS.entry(dataset)  # an unknown name fails now, listing close matches
 
@@ -90,6 +92,9 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
             self._tokenizer = load_tokenizer(self.tokenizer_name)
         return self._tokenizer
 
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
     def _cached(self, kind: str, content: Any, build: Callable[[], tuple[Ragged, dict[str, Any]]]
                 ) -> tuple[Ragged, dict[str, Any]]:
         return cached(self.cache_dir, kind, self.max_length, self.tokenizer, content, build)
@@ -98,6 +103,19 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         """Indices of the training rows that make each split; a split ``given`` as its own file is not cut."""
         return split_indices(labels, 0.0 if "val" in given else self.val_fraction, self.test_fraction, self.seed,
                              test_index=[] if "test" in given else None)
+
+    def check_vocabulary(self, texts: Sequence[str]) -> None:
+        """The vocabulary figures of the training texts into :attr:`data_checks`; one warning when the encoder's
+        vocabulary does not fit them (:mod:`zoo.data.text.vocabulary`)."""
+        from zoo.data.text.vocabulary import vocabulary_report, vocabulary_warning
+
+        if "vocabulary" in self.data_checks or not texts:
+            return
+        report = vocabulary_report(self.tokenizer, texts, self.max_length)
+        self.data_checks["vocabulary"] = report
+        message = vocabulary_warning(report, self.tokenizer_name)
+        if message:
+            log.warning(message)
 
     def _report_truncation(self, split: str, truncated: int, total: int, unit: str = "texts") -> None:
         self.truncated[split] = truncated
@@ -111,7 +129,7 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         ds = self.splits.get(name)
         if ds is None or len(ds) == 0:
             raise TextDataError(f"the {name} split is empty; give data.{name} or raise data.{name}_fraction")
-        collate = DynamicPadCollator(self.tokenizer.pad_token_id or 0)
+        collate = DynamicPadCollator(self.pad_token_id())
         bs = self.batch_size if train else self.eval_batch_size
         common = dict(collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
         # Lightning shards plain samplers across ranks but cannot rebuild a custom batch sampler, so under DDP the
@@ -119,11 +137,13 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         if self.group_by_length and grouped and not is_distributed():
             sampler = LengthGroupedBatchSampler(ds.lengths, bs, shuffle=train, seed=self.seed,
                                                 drop_last=train and len(ds) > bs)
+            if train:  # resumable: a resumed run continues mid-epoch with the same batches
+                return train_loader(ds, batch_sampler=sampler, **common)
             return DataLoader(ds, batch_sampler=sampler, **common)
         if not train:
             # unpadded DDP shards: each sample evaluated once (Lightning's DistributedSampler repeats some)
             return DataLoader(ds, batch_size=bs, sampler=eval_sampler(ds), **common)
-        return DataLoader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, **common)
+        return train_loader(ds, batch_size=bs, shuffle=True, drop_last=len(ds) > bs, **common)
 
     def predict_dataloader(self) -> DataLoader:
         # plain order: Lightning rebuilds batch samplers for predict, and rows come out in input order

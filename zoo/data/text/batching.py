@@ -26,7 +26,8 @@ class TokenizedSet(Dataset):
 
     @property
     def lengths(self) -> list[int]:
-        return [len(r["input_ids"]) for r in self.rows]
+        # a chunked document (``windows``) costs all its windows
+        return [len(r["input_ids"]) * len(r.get("windows") or (0,)) for r in self.rows]
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -47,6 +48,12 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:  # a resumed run replays the pass of this epoch (zoo.data.loaders)
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch = int(state["epoch"])
 
     def _batches(self) -> list[list[int]]:
         idx = list(range(len(self.lengths)))
@@ -75,12 +82,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
 
 class DynamicPadCollator:
-    """Pads ``input_ids`` (and ``token_type_ids`` / token ``labels``) to the longest sequence in the batch."""
+    """Pads ``input_ids`` (and ``token_type_ids`` / token ``labels`` / n-gram ``weights``) to the longest sequence
+    in the batch. A chunked document (``long_text: chunks``) brings its ``windows``: each window is one padded
+    sequence, and ``window_doc`` maps it to its document's position in the batch (labels stay one per document)."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        if "windows" in rows[0]:
+            return self._windows(rows)
         width = max(len(r["input_ids"]) for r in rows)
         n = len(rows)
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
@@ -102,6 +113,23 @@ class DynamicPadCollator:
             out["token_type_ids"] = types
         if token_labels is not None:
             out["labels"] = token_labels
+        if "weights" in rows[0]:
+            weights = torch.zeros((n, width), dtype=torch.float32)
+            for i, r in enumerate(rows):
+                weights[i, :len(r["weights"])] = torch.as_tensor(r["weights"], dtype=torch.float32)
+            out["weights"] = weights
+        self._labels_and_keys(rows, out)
+        return out
+
+    def _windows(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        flat = [{"input_ids": w} for r in rows for w in r["windows"]]
+        out = self(flat)
+        out["window_doc"] = torch.tensor([d for d, r in enumerate(rows) for _ in r["windows"]], dtype=torch.long)
+        self._labels_and_keys(rows, out)
+        return out
+
+    @staticmethod
+    def _labels_and_keys(rows: list[dict[str, Any]], out: dict[str, Any]) -> None:
         if "label" in rows[0]:
             first = rows[0]["label"]
             out["label"] = torch.tensor([r["label"] for r in rows],
@@ -109,7 +137,6 @@ class DynamicPadCollator:
         for key in ("id", "text", "word_spans"):
             if key in rows[0]:
                 out[key] = [r[key] for r in rows]
-        return out
 
 
 __all__ = ["DynamicPadCollator", "LengthGroupedBatchSampler", "TokenizedSet"]

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from zoo.data.splits import subset_indices
-from zoo.data.text.base import TextDataBase
+from zoo.data.text.base import TextDataBase, log
 from zoo.data.text.batching import TokenizedSet
 from zoo.data.text.cache import Ragged
+from zoo.data.text.long_text import check_long_text, encode_long
 from zoo.data.text.readers import TextDataError, column, label_values, read_table, text_values
 from zoo.registry import DATAMODULES, DATASETS
 
@@ -37,6 +38,11 @@ class TextDataModule(TextDataBase):
         label_separator: makes the task multi-label: labels in one cell separated by this string (e.g. ``|``);
             JSONL / Parquet cells may also hold lists.
         labels: fix the label set and its order (default: sorted labels of the training data).
+        long_text: texts longer than ``max_length``: ``truncate`` (keep the start), ``head_tail`` (keep the first
+            quarter and the last three quarters of the budget) or ``chunks`` (overlapping windows; the model pools
+            their logits, see ``model.chunk_pooling``). Single texts only (not pairs).
+        chunk_overlap: tokens shared by consecutive windows (``chunks``; default a quarter of ``max_length``).
+        max_chunks: windows per text at most (``chunks``); the rest of a longer text is dropped and counted.
         tokenizer, max_length, max_samples, fractions, batch sizes, ...: shared with token data, see
             :class:`~zoo.data.text.base.TextDataBase`.
     """
@@ -48,13 +54,23 @@ class TextDataModule(TextDataBase):
         label_column: str = "label",
         label_separator: str | None = None,
         labels: list[str] | None = None,
+        long_text: str = "truncate",
+        chunk_overlap: int | None = None,
+        max_chunks: int = 8,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        chunk_overlap = check_long_text(long_text, chunk_overlap, max_chunks, self.max_length)
+        if long_text != "truncate" and text_pair_column:
+            raise TextDataError(f"data.long_text: {long_text} works on single texts; text pairs are truncated "
+                                "(set data.long_text: truncate)")
+        self.long_text, self.chunk_overlap, self.max_chunks = long_text, chunk_overlap, max_chunks
         self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
         self.label_separator = label_separator
         self.fixed_class_names = list(labels) if labels else None
         self._tables: dict[str, Table] | None = None
+        #: per split: texts, how many were longer than max_length, windows made (for the run report)
+        self.long_text_counts: dict[str, dict[str, int]] = {}
         self._class_names: list[str] | None = None
 
     # -- what the model needs to know ----------------------------------------------------------------
@@ -163,12 +179,29 @@ class TextDataModule(TextDataBase):
                 arrays["token_type_ids"] = enc["token_type_ids"]
             return arrays, {"truncated": int(truncated)}
 
-        arrays, extra = self._cached("seq", {"text": texts, "pair": pairs}, build)
+        if self.long_text == "truncate":
+            arrays, extra = self._cached("seq", {"text": texts, "pair": pairs}, build)
+            seqs = [[ids] for ids in arrays["input_ids"]]
+        else:
+            arrays, extra = self._cached(f"seq-{self.long_text}-{self.chunk_overlap}-{self.max_chunks}", texts,
+                                         lambda: encode_long(self.tokenizer, texts, self.long_text, self.max_length,
+                                                             self.chunk_overlap, self.max_chunks))
+            flat, seqs, at = arrays["input_ids"], [], 0
+            for (k,) in arrays["n_windows"]:
+                seqs.append(flat[at:at + k])
+                at += k
         self._report_truncation(split, extra["truncated"], len(texts))
+        if extra.get("beyond_max_chunks"):
+            log.warning("zoo: %s split: %d texts are longer than max_chunks=%d windows; their ends were dropped",
+                        split, extra["beyond_max_chunks"], self.max_chunks)
+        self.long_text_counts[split] = {"texts": len(texts), "longer_than_max_length": int(extra["truncated"]),
+                                        "windows": sum(len(x) for x in seqs)}
         rows = []
         lookup = {c: k for k, c in enumerate(self._class_names or [])}
-        for i, ids in enumerate(arrays["input_ids"]):
-            row: dict[str, Any] = {"input_ids": ids, "id": table["id"][i], "text": texts[i]}
+        for i, windows in enumerate(seqs):
+            row: dict[str, Any] = {"input_ids": windows[0], "id": table["id"][i], "text": texts[i]}
+            if self.long_text == "chunks":
+                row["windows"] = windows
             if "token_type_ids" in arrays:
                 row["token_type_ids"] = arrays["token_type_ids"][i]
             if "labels" in table:
@@ -193,6 +226,9 @@ class TextDataModule(TextDataBase):
             for split in ("train", "val", "test"):
                 sub = tables[split] if split in tables and split != "train" else take(train, parts[split])
                 self.splits[split] = self._tokenize(sub, split)
+            if self.tokenizer is not None:
+                self.check_vocabulary(take(train, parts["train"])["text"])
+            self.data_checks["long_text"] = {"mode": self.long_text, **self.long_text_counts}
         if stage == "predict" and self.predict_path and "predict" not in self.splits:
             self.splits["predict"] = self._tokenize(self._read_file(self.predict_path, require_labels=False), "predict")
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from zoo.data.files import read_text
 from zoo.data.splits import limit
 from zoo.data.text.base import TextDataBase
 from zoo.data.text.batching import TokenizedSet
 from zoo.data.text.cache import Ragged
-from zoo.data.text.conll import Sentence, read_tagged
+from zoo.data.text.conll import Sentence, check_bio_mode, read_tagged
 from zoo.data.text.readers import TextDataError
 from zoo.data.text.words import align_labels, join_words, split_words
 from zoo.registry import DATAMODULES, DATASETS
@@ -28,6 +28,8 @@ class TokenDataModule(TextDataBase):
         dataset: a built-in tagged set (``ner_demo``).
         predict: a text file with one raw sentence per line, for ``zoo predict`` (default: the test split).
         tags: fix the tag set (default: sorted tags seen in training).
+        bio: ``error`` (default) stops at an ``I-X`` that does not continue an ``X`` entity, naming file and line;
+            ``repair`` turns such tags into ``B-X`` (the usual conversion) and logs how many it changed.
         max_length: sub-word tokens per sentence; words cut off are counted and logged.
         tokenizer, max_samples, fractions, batch sizes, ...: shared with classification data, see
             :class:`~zoo.data.text.base.TextDataBase`.
@@ -36,10 +38,12 @@ class TokenDataModule(TextDataBase):
     def __init__(
         self,
         tags: list[str] | None = None,
+        bio: Literal["error", "repair"] = "error",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.fixed_tags = list(tags) if tags else None
+        self.bio = check_bio_mode(bio)
         self._sentences: dict[str, list[Sentence]] | None = None
         self._tags: list[str] | None = None
 
@@ -58,7 +62,7 @@ class TokenDataModule(TextDataBase):
         if self.dataset:
             builtin = DATASETS.create(self.dataset)
             paths = {k: paths.get(k) or builtin.get(k) for k in ("train", "val", "test")}
-        sents = {k: limit(read_tagged(p, self.encoding), self.max_samples, self.seed) for k, p in paths.items() if p}
+        sents = {k: limit(read_tagged(p, self.encoding, self.bio), self.max_samples, self.seed) for k, p in paths.items() if p}
         self._sources = {k: str(p) for k, p in paths.items() if p}
         seen = sorted({t for _, tags, _ in sents["train"] for t in tags}, key=lambda t: (t != "O", t[2:], t))
         tags = self.fixed_tags or seen
@@ -80,13 +84,18 @@ class TokenDataModule(TextDataBase):
         if not items:
             return TokenizedSet([])
 
+        # a word the tokenizer reduces to nothing (U+3000, a no-break space) would lose its tag and shift the
+        # spans of the words after it: it is read as the unknown token instead
+        unk = self.tokenizer.unk_token or "[UNK]"
+        words = [[w if w.strip() else unk for w in ws] for ws, *_ in items]
+
         def build() -> tuple[Ragged, dict[str, Any]]:
-            enc = self.tokenizer([w for w, *_ in items], is_split_into_words=True, truncation=True,
+            enc = self.tokenizer(words, is_split_into_words=True, truncation=True,
                                  max_length=self.max_length, return_attention_mask=False)
             word_ids = [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(items))]
             return {"input_ids": enc["input_ids"], "word_ids": word_ids}, {}
 
-        arrays, _ = self._cached("tok", [w for w, *_ in items], build)
+        arrays, _ = self._cached("tok", words, build)
         rows, cut = [], 0
         for i, (words, spans, text, tags, ident) in enumerate(items):
             wids = [None if w < 0 else w for w in arrays["word_ids"][i]]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from zoo.contract import SAMPLE_KEY
 from zoo.data.recsys import BatchSpec, InteractionDataModule
@@ -47,8 +47,13 @@ class RecommenderTask(ZooTask):
         num_users / num_items: sizes; None = read from the data when bound (a checkpoint records them).
         ks: cut-offs of the ranking metrics (10 is always added: ``val/ndcg@10`` is the headline).
         top_k: recommendations per user in ``predict``.
+        retrieval: how ``predict`` finds the top-K: ``exact`` (score every item) or ``faiss`` (an HNSW index over
+            the item vectors, :mod:`zoo.tasks.recsys.retrieval`; models scored by an inner product only).
         sampled_negatives: > 0 also logs the sampled-negatives protocol with that many negatives.
         cold_threshold: held-out items with at most this many training interactions count as cold (test report).
+        sparse_embeddings: train the ID tables a model lists in ``sparse_tables`` with row-wise sparse updates
+            (:mod:`zoo.tasks.recsys.optim`): a step costs what its batch touches, not the size of the tables. Off
+            (dense) when ``weight_decay > 0`` (the sparse optimizers have none) and under FSDP / DeepSpeed.
         lr / weight_decay / optimizer / scheduler / warmup_ratio: as :class:`~zoo.tasks.base.ZooTask`
             (recommenders default to Adam, RecBole's choice).
     """
@@ -57,8 +62,9 @@ class RecommenderTask(ZooTask):
     monitor_mode = "max"
 
     def __init__(self, *, num_users: int | None = None, num_items: int | None = None,
-                 ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10, sampled_negatives: int = 0,
-                 cold_threshold: int = 5, lr: float = 1e-3, weight_decay: float = 0.0, optimizer: Optimizer = "adam",
+                 ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10, retrieval: str = "exact",
+                 sampled_negatives: int = 0,
+                 cold_threshold: int = 5, sparse_embeddings: bool = True, lr: float = 1e-3, weight_decay: float = 0.0, optimizer: Optimizer = "adam",
                  scheduler: Scheduler = "none", warmup_ratio: float = 0.0) -> None:
         super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
                          warmup_ratio=warmup_ratio)
@@ -72,6 +78,14 @@ class RecommenderTask(ZooTask):
         self.num_users, self.num_items = num_users, num_items
         self.ks, self.top_k = tuple(ks), top_k
         self.sampled_negatives, self.cold_threshold = sampled_negatives, cold_threshold
+        self.sparse_embeddings = sparse_embeddings
+        from zoo.tasks.recsys.retrieval import RETRIEVALS, RetrievalError
+
+        if retrieval not in RETRIEVALS:
+            raise RetrievalError(f"model.retrieval must be one of {', '.join(RETRIEVALS)}; got {retrieval!r}")
+        self.retrieval = retrieval
+        self._faiss_index: Any = None
+        self._catalogue: dict[str, list[str]] = {}
         self.user_ids: list[str] | None = None
         self.item_ids: list[str] | None = None
         self._acc: dict[str, RankingAccumulator] = {}
@@ -81,6 +95,51 @@ class RecommenderTask(ZooTask):
     def has_sizes(self) -> bool:
         """Whether the sizes are known, so the network can be built without data (constructor or checkpoint)."""
         return self.num_users is not None and self.num_items is not None
+
+    # -- row-wise updates of ID tables (zoo.tasks.recsys.optim) ---------------------------------------
+    def sparse_tables(self) -> list[nn.Embedding]:
+        """The ID tables that training reads only through lookups of the batch's rows (so their gradient is
+        sparse); a model whose training touches a whole table (LightGCN's propagation) lists none."""
+        return []
+
+    def build(self) -> None:
+        super().build()
+        # decided when the network is built, not in configure_optimizers: DDP records which parameters have
+        # sparse gradients when it wraps the module, before the optimizers exist
+        use = self.sparse_embeddings and self.weight_decay == 0
+        for table in self.sparse_tables():
+            table.sparse = use
+
+    def configure_optimizers(self) -> Any:
+        tables = [t for t in self.sparse_tables() if t.sparse]
+        if tables and not self._sparse_strategy():
+            for t in tables:
+                t.sparse = False
+            tables = []
+        if not tables:
+            return super().configure_optimizers()
+        from zoo.tasks.recsys.optim import DenseSparseOptimizer, sparse_optimizer
+
+        sparse_ids = {id(t.weight) for t in tables}
+        groups = [{**g, "params": [p for p in g["params"] if id(p) not in sparse_ids]} for g in self.parameter_groups()]
+        groups = [g for g in groups if g["params"]]
+        dense = None
+        if groups:
+            fused = {"fused": True} if self._can_fuse_optimizer(groups) else {}
+            kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}.get(self.optimizer_name, torch.optim.AdamW)
+            extra = {"momentum": 0.9, "nesterov": True} if self.optimizer_name == "sgd" else {}
+            dense = kind(groups, lr=self.lr, **extra, **fused)
+        opt = DenseSparseOptimizer(dense, sparse_optimizer(self.optimizer_name, [t.weight for t in tables], self.lr))
+        return self.scheduled(opt)
+
+    def _sparse_strategy(self) -> bool:
+        """Sparse gradients work on one device and under DDP; sharded strategies need dense ones."""
+        if self._trainer is None:
+            return True
+        from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
+
+        strategy = self._trainer.strategy
+        return isinstance(strategy, SingleDeviceStrategy | DDPStrategy) and not isinstance(strategy, DeepSpeedStrategy)
 
     # -- data -> model ------------------------------------------------------------------------------
     def configure_from_data(self, datamodule: Any) -> None:
@@ -97,6 +156,10 @@ class RecommenderTask(ZooTask):
         self.num_users, self.num_items = datamodule.num_users, datamodule.num_items
         self.hparams["num_users"], self.hparams["num_items"] = self.num_users, self.num_items
         self.item_popularity = datamodule.item_train_counts.float().to(self.device)
+        # the catalogue's names and texts, shown beside each recommendation in predict (not kept in checkpoints:
+        # predict binds the model to its data, which has them)
+        self._catalogue = {k: v for k, v in (("item_name", datamodule.item_names), ("item_text", datamodule.item_texts))
+                           if v is not None and any(v[1:])}
         self.prepare_data_dependent(datamodule)
         self.build()  # after_build fills the network from the data (graphs, features), so it must exist
         self.after_build(datamodule)
@@ -128,6 +191,23 @@ class RecommenderTask(ZooTask):
     def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         """``[B, num_items + 1]`` scores of every item (column 0 is padding) for the given user indices."""
         raise NotImplementedError
+
+    def retrieval_vectors(self, users: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(user vectors [B, d], item vectors [num_items + 1, d])`` whose inner products are the scores, for
+        an approximate nearest-neighbour index; models scored otherwise (NeuMF's MLP) do not implement it."""
+        from zoo.tasks.recsys.retrieval import RetrievalError
+
+        raise RetrievalError(f"model.retrieval: faiss needs scores that are inner products of user and item "
+                             f"vectors; {type(self).__name__} scores otherwise, use retrieval: exact")
+
+    def _top_known(self, users: Tensor, history: Tensor | None, exclude: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        if self.retrieval == "faiss":
+            from zoo.tasks.recsys.retrieval import index_for
+
+            vectors, _ = self.retrieval_vectors(users, history)
+            return index_for(self).search(vectors, k, exclude)
+        scores = self.full_sort_scores(users, history)
+        return scores.float().masked_fill(exclude, float("-inf")).topk(k, dim=1)
 
     def _masks(self, batch: dict[str, Any], *keys: str) -> list[Tensor]:
         """The [B, num_items + 1] masks an evaluation / predict batch must carry (zoo.data.recsys.batches)."""
@@ -192,7 +272,11 @@ class RecommenderTask(ZooTask):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         t = self._last_test
-        report = {"model": type(self).__name__, "protocol": "full ranking, seen items masked",
+        protocol = "full ranking, seen items masked"
+        if self.sampled_negatives > 0:
+            protocol += (f"; and sampled: each held-out item against {self.sampled_negatives} random unseen items "
+                         f"(sampled{self.sampled_negatives}_* metrics, optimistic, not comparable with full ranking)")
+        report = {"model": type(self).__name__, "protocol": protocol,
                   "cold_threshold": self.cold_threshold,
                   "all": {k: v for k, v in t.items() if "@" in k and not k.startswith("cold")},
                   f"cold_items_le_{self.cold_threshold}": {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("cold_") and "@" in k},
@@ -228,8 +312,7 @@ class RecommenderTask(ZooTask):
         top_items = torch.zeros(len(users), k, dtype=torch.long)
         top_scores = torch.zeros(len(users), k)
         if bool(known.any()):
-            scores = self.full_sort_scores(users[known], history[known] if history is not None else None)
-            s, i = scores.float().masked_fill(exclude[known], float("-inf")).topk(k, dim=1)
+            s, i = self._top_known(users[known], history[known] if history is not None else None, exclude[known], k)
             top_items[known.cpu()], top_scores[known.cpu()] = i.cpu(), s.cpu()
         if bool((~known).any()):
             if self.item_popularity.numel() != self.num_items + 1:
@@ -244,8 +327,9 @@ class RecommenderTask(ZooTask):
                 score = float(top_scores[b, r])
                 if not math.isfinite(score):
                     break  # the user has seen (almost) everything
-                rows.append({"user": uid, "rank": r + 1, "item": self.item_ids[int(top_items[b, r])],
-                             "score": round(score, 6), SAMPLE_KEY: b})
+                item = int(top_items[b, r])
+                rows.append({"user": uid, "rank": r + 1, "item": self.item_ids[item], "score": round(score, 6),
+                             **{col: values[item] for col, values in self._catalogue.items()}, SAMPLE_KEY: b})
         return rows
 
     # -- checkpoints --------------------------------------------------------------------------------

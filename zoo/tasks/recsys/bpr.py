@@ -41,10 +41,16 @@ class BPR(RecommenderTask):
     def train_batch_spec(self) -> BatchSpec:
         return BatchSpec(num_negatives=self.num_negatives)
 
+    def sparse_tables(self) -> list[nn.Embedding]:
+        return [self.user_emb, self.item_emb]
+
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        # index_select, not nn.Embedding's forward: its backward is one index_add_, about 3x cheaper on CPU than
-        # embedding_dense_backward, and a third of a BPR step is that backward. Training pairs never hold the
-        # padding index 0 (negatives are drawn from 1..num_items), so padding_idx has nothing to protect here.
+        if self.item_emb.sparse:  # row-wise updates: the backward is the batch's rows, nothing else
+            return {"user": self.user_emb(batch["user"]), "pos": self.item_emb(batch["pos"]),
+                    "neg": self.item_emb(batch["neg"])}
+        # dense tables: index_select, not nn.Embedding's forward: its backward is one index_add_, about 3x cheaper
+        # on CPU than embedding_dense_backward. Training pairs never hold the padding index 0 (negatives are drawn
+        # from 1..num_items), so padding_idx has nothing to protect here.
         users, items = self.user_emb.weight, self.item_emb.weight
         return {"user": users.index_select(0, batch["user"]), "pos": items.index_select(0, batch["pos"]),
                 "neg": items.index_select(0, batch["neg"].reshape(-1)).view(*batch["neg"].shape, -1)}
@@ -62,6 +68,9 @@ class BPR(RecommenderTask):
     def task_loss(self, out: dict[str, Tensor], batch: Any) -> Tensor:
         loss = -torch.nn.functional.logsigmoid(out["margin"]).mean()
         return loss + self.reg_weight * out["reg"] if "reg" in out else loss
+
+    def retrieval_vectors(self, users: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.user_emb(users), self.item_emb.weight
 
     def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self.user_emb(users) @ self.item_emb.weight.T

@@ -101,6 +101,10 @@ class LightGCN(RecommenderTask):
     def task_loss(self, out: dict[str, Tensor], batch: Any) -> Tensor:
         return bpr_loss(out["pos"], out["neg"]) + self.reg_weight * out["reg"]
 
+    def retrieval_vectors(self, users: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        allv = self.propagate()
+        return allv[:self.num_users][users], allv[self.num_users:]
+
     def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         # propagate once per evaluation (the weights do not change between evaluation batches)
         if self._cache is None or self._cache[0] != self.global_step or self.training:

@@ -49,6 +49,9 @@ class NeuMF(RecommenderTask):
     def train_batch_spec(self) -> BatchSpec:
         return BatchSpec(num_negatives=self.num_negatives)
 
+    def sparse_tables(self) -> list[nn.Embedding]:
+        return [self.gmf_user, self.gmf_item, self.mlp_user, self.mlp_item]
+
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         neg = batch["neg"] if batch["neg"].ndim == 2 else batch["neg"][:, None]
         items = torch.cat([batch["pos"][:, None], neg], dim=1)  # [B, 1 + n]

@@ -61,7 +61,9 @@ class SASRec(RecommenderTask):
         causal = torch.triu(torch.ones(L, L, dtype=torch.bool, device=seq.device), diagonal=1)
         # left padding: padded positions attend only to themselves via the causal mask's first real key; a fully
         # masked row would give NaN, so padding is not used as a key mask, only zeroed out of the loss
-        x = self.encoder(x, mask=causal)
+        # is_causal says what the mask is, so the encoder does not compare it with a causal mask element by
+        # element (a data-dependent branch that torch.export cannot capture)
+        x = self.encoder(x, mask=causal, is_causal=True)
         return self.norm(x)
 
     def forward_embedded(self, emb: Tensor, batch: dict[str, Tensor]) -> Tensor:

@@ -127,6 +127,9 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
     def train_batch_spec(self) -> BatchSpec:
         return BatchSpec(num_negatives=self.num_negatives)
 
+    def sparse_tables(self) -> list[nn.Embedding]:
+        return [self.user_emb, self.item_emb]
+
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         emb = {"user": self.user_emb(batch["user"])}
         pos, neg = batch["pos"], batch["neg"]
@@ -183,6 +186,9 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
     def uses_adapters(self) -> bool:
         """With ``text_peft`` checkpoints hold the adapters, not the frozen encoder (rebuilt from ``text_encoder``)."""
         return bool(self.text_peft)
+
+    def retrieval_vectors(self, users: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.user_emb(users), self.item_vectors()
 
     def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self.user_emb(users) @ self.item_vectors().T

@@ -57,6 +57,9 @@ class TwoTower(RecommenderTask):
         self.user_tower = tower(d, self.tower_layers, self.dropout)
         self.item_tower = tower(d, self.tower_layers, self.dropout)
 
+    def sparse_tables(self) -> list[nn.Embedding]:
+        return [self.user_emb, self.item_emb]
+
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return {"user": self.user_emb(batch["user"]), "item": self.item_emb(batch["pos"])}
 
@@ -80,6 +83,9 @@ class TwoTower(RecommenderTask):
 
     def task_loss(self, out: Tensor, batch: Any) -> Tensor:
         return F.cross_entropy(out, torch.arange(out.shape[0], device=out.device))
+
+    def retrieval_vectors(self, users: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._user_vec(self.user_emb(users)), self._item_vec(self.item_emb.weight)
 
     def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self._user_vec(self.user_emb(users)) @ self._item_vec(self.item_emb.weight).T

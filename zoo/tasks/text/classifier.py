@@ -9,9 +9,10 @@ import torch
 from torch import Tensor
 
 from zoo.backbones.text import check_pooling, pool, resolve_encoder
+from zoo.errors import ConfigError
 from zoo.tasks.base import Optimizer, Scheduler
 from zoo.tasks.classification import ClassDataMismatchError, ClassificationTask
-from zoo.tasks.text.encoder import EncoderMixin
+from zoo.tasks.text.encoder import CHUNK_POOLING, EncoderMixin, pool_windows
 from zoo.tasks.text.labels import LabelMode, mode_for
 
 
@@ -27,6 +28,7 @@ class TextClassifier(EncoderMixin, ClassificationTask):
         class_weights: ``balanced`` (inverse frequency in the training data) or one weight per class; for
             multi-label these weight the positive term of each label.
         dropout: dropout on the pooled vector.
+        chunk_pooling: ``mean`` or ``max`` over the window logits of a long text (``data.long_text: chunks``).
     """
 
     label_mode: LabelMode
@@ -48,6 +50,7 @@ class TextClassifier(EncoderMixin, ClassificationTask):
         optimizer: Optimizer = "adamw",
         scheduler: Scheduler = "linear",
         warmup_ratio: float = 0.06,
+        chunk_pooling: str = "mean",
     ) -> None:
         super().__init__(num_classes=num_classes, class_names=class_names, label_smoothing=label_smoothing, lr=lr,
                          weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
@@ -62,6 +65,9 @@ class TextClassifier(EncoderMixin, ClassificationTask):
             raise ValueError(f"model.class_weights must be 'balanced' or a list of floats, got {class_weights!r}")
         self.class_weights_arg = class_weights
         self.dropout_p = dropout
+        if chunk_pooling not in CHUNK_POOLING:
+            raise ConfigError(f"model.chunk_pooling must be one of {', '.join(CHUNK_POOLING)}; got {chunk_pooling!r}")
+        self.chunk_pooling = chunk_pooling
         #: training label counts and number of texts, for ``class_weights: balanced``
         self._label_counts: tuple[Tensor, float] | None = None
         if self.num_classes is not None and multi_label is not None:
@@ -106,6 +112,14 @@ class TextClassifier(EncoderMixin, ClassificationTask):
             raise ClassDataMismatchError(f"model.class_weights has {len(arg)} values for {num_classes} classes")
         return torch.tensor([float(x) for x in arg])
 
+    def temperature_size(self) -> int:
+        return int(self.num_classes or 1) if self.multi_label else 1
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Calibrated probabilities: a softmax over the classes, or a sigmoid per label for multi-label."""
+        scaled = self.scaled_logits(logits)
+        return scaled.sigmoid() if self.multi_label else scaled.softmax(-1)
+
     @property
     def thresholds(self) -> Tensor:
         return self.label_mode.thresholds
@@ -113,7 +127,7 @@ class TextClassifier(EncoderMixin, ClassificationTask):
     # -- contract -------------------------------------------------------------------------------------
     def forward_embedded(self, emb: Tensor, batch: dict[str, Any]) -> Tensor:
         hidden = self.encode(emb, batch)
-        return self.head(pool(hidden, batch["attention_mask"], self.pooling))
+        return pool_windows(self.head(pool(hidden, batch["attention_mask"], self.pooling)), batch, self.chunk_pooling)
 
     def task_loss(self, out: Tensor, batch: dict[str, Any]) -> Tensor:
         return self.label_mode.loss(out, batch[self.target_key])

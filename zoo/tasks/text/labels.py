@@ -91,7 +91,7 @@ class SingleLabel(LabelMode):
     def update_metrics(self, task: Any, stage: str, out: Tensor, batch: dict[str, Any]) -> None:
         ClassificationTask.update_metrics(task, stage, out, batch)
         if stage == "test":
-            self._keep_errors(out.float().softmax(-1), hard_targets(batch[task.target_key]), batch)
+            self._keep_errors(task.probabilities(out), hard_targets(batch[task.target_key]), batch)
 
     def _keep_errors(self, probs: Tensor, target: Tensor, batch: dict[str, Any]) -> None:
         conf, pred = probs.max(-1)
@@ -155,7 +155,7 @@ class MultiLabel(LabelMode):
         return F.binary_cross_entropy_with_logits(out.float(), target.float(), pos_weight=self.class_weight)
 
     def update_metrics(self, task: Any, stage: str, out: Tensor, batch: dict[str, Any]) -> None:
-        preds = (out.float().sigmoid() >= self.thresholds).long()
+        preds = (task.probabilities(out) >= self.thresholds).long()
         target = batch[task.target_key].round().long()
         self.metrics[f"{stage}_metrics"].update(preds, target)
         if stage == "test":
@@ -179,7 +179,7 @@ class MultiLabel(LabelMode):
         return write_multilabel_report(self.last_label_stats, task.class_names or [], out_dir)
 
     def predict_rows(self, task: Any, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        probs = task(batch).float().sigmoid()
+        probs = task.probabilities(task(batch))
         names = task.class_names or []
         ids = batch.get("id", list(range(len(probs))))
         rows = []

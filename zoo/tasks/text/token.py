@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,13 @@ from zoo.backbones.text import resolve_encoder
 from zoo.distributed import distributed_world
 from zoo.reporting.text import write_entity_report
 from zoo.tasks.base import Optimizer, Scheduler, ZooTask
-from zoo.tasks.classification import ClassDataMismatchError, _plain
+from zoo.tasks.classification import Calibrated, ClassDataMismatchError, _plain
 from zoo.tasks.text.encoder import EncoderMixin
 
+log = logging.getLogger("zoo.tasks")
 
-class TokenClassifier(EncoderMixin, ZooTask):
+
+class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
     """Token classification (named entities in IOB2) on a local Hugging Face encoder.
 
     Words are labelled on their first sub-token; other sub-tokens carry -100 and are ignored by the loss and
@@ -29,6 +32,8 @@ class TokenClassifier(EncoderMixin, ZooTask):
         peft: adapters as a dict, e.g. ``{method: lora, r: 8, target_modules: [query, value]}``.
         tag_names: the IOB2 tags (taken from the datamodule when unset).
         dropout: dropout on the token states.
+        head_lr: learning rate of the linear head (default: ``lr``). With adapters, ``lr`` suits the adapters
+            and a freshly initialised head needs more (see "When NER predicts only O" in docs/text.md).
     """
 
     monitor = "val/f1"
@@ -45,6 +50,7 @@ class TokenClassifier(EncoderMixin, ZooTask):
         optimizer: Optimizer = "adamw",
         scheduler: Scheduler = "linear",
         warmup_ratio: float = 0.06,
+        head_lr: float | None = None,
     ) -> None:
         super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
                          warmup_ratio=warmup_ratio)
@@ -54,6 +60,7 @@ class TokenClassifier(EncoderMixin, ZooTask):
         self.peft_spec = dict(peft) if peft else None
         self.tag_names: list[str] | None = list(tag_names) if tag_names else None
         self.dropout_p = dropout
+        self.head_lr = head_lr
         #: word-level (gold, predicted) tag sequences of the running epoch, per stage
         self._seqs: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
         self.last_test_sequences: tuple[list[list[str]], list[list[str]]] | None = None
@@ -80,6 +87,20 @@ class TokenClassifier(EncoderMixin, ZooTask):
                                          "TokenDataModule")
         self.hparams["tag_names"] = list(self.tag_names)
         self.build_encoder_and_head(len(self.tag_names))
+        self.register_temperature()
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        groups = super().parameter_groups()
+        if self.head_lr is None:
+            return groups
+        head = {id(p) for p in self.head.parameters()}
+        out = []
+        for group in groups:
+            rest = [p for p in group["params"] if id(p) not in head]
+            mine = [p for p in group["params"] if id(p) in head]
+            out += [{**group, "params": rest}] if rest else []
+            out += [{**group, "params": mine, "lr": self.head_lr}] if mine else []
+        return out
 
     # -- contract -------------------------------------------------------------------------------------
     def forward_embedded(self, emb: Tensor, batch: dict[str, Any]) -> Tensor:
@@ -126,8 +147,24 @@ class TokenClassifier(EncoderMixin, ZooTask):
         flat_p = [t for s in pred for t in s]
         values["token_acc"] = sum(a == b for a, b in zip(flat_g, flat_p)) / max(1, len(flat_g))
         self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()}, prog_bar=stage == "val")
+        if stage == "val":
+            self._warn_if_no_entities(gold, pred)
         if stage == "test":
             self.last_test_sequences = (gold, pred)
+
+    def _warn_if_no_entities(self, gold: list[list[str]], pred: list[list[str]]) -> None:
+        """An all-``O`` model scores a high token accuracy and an entity F1 of 0: say so after the epoch."""
+        trainer = self._trainer
+        if trainer is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if any(t != "O" for s in pred for t in s) or not any(t != "O" for s in gold for t in s):
+            return
+        log.warning("zoo: epoch %d: the token classifier predicted no entity at all (every word 'O') on %d validation "
+                    "sentences; if this persists, raise model.lr or the epochs (see 'When NER predicts only O' in "
+                    "docs/text.md)", trainer.current_epoch, len(gold))
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        return self._eval_step("test", batch)  # logits for the calibration report (zoo.callbacks.trust)
 
     def on_test_epoch_start(self) -> None:
         self._seqs.pop("test", None)
@@ -141,7 +178,7 @@ class TokenClassifier(EncoderMixin, ZooTask):
         from seqeval.metrics.sequence_labeling import get_entities
 
         out = self(batch).float()
-        probs = out.softmax(-1)
+        probs = self.probabilities(out)
         names = self.tag_names or []
         rows = []
         for i in range(out.shape[0]):

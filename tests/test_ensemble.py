@@ -1,0 +1,77 @@
+"""``zoo ensemble``: two trained runs (fastText and TF-IDF, in-process CLI) combined with weights fitted on the
+validation split; the saved ensemble reloads and predicts identically; bad runs stop with one message."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from tests.test_ngram import write_corpus
+from zoo.cli import main
+from zoo.tasks.ensemble import Ensemble, fit_temperature, fit_weights
+
+COMMON = ["--data.init_args.batch_size", "16", "--trainer.max_epochs", "4",
+          "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false",
+          "--seed_everything", "0"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    corpus = write_corpus(root / "corpus.csv", n=120)
+    out = {}
+    for model, features in (("fasttext", "hashing"), ("tfidf", "tfidf")):
+        assert main(["fit", "--model", model, "--data", "ngram_text", "--data.init_args.train", corpus, "--data.init_args.features", features,
+                     "--data.init_args.buckets", "2048", "--trainer.default_root_dir", str(root / model), *COMMON]) == 0
+        (run,) = (root / model).glob("*/version_0")
+        out[model] = str(run)
+    return out
+
+
+def test_ensemble_fits_weights_saves_reloads_and_predicts_the_same(runs, tmp_path, capsys):
+    out = tmp_path / "ens"
+    assert main(["ensemble", "--runs", runs["fasttext"], runs["tfidf"], "--out", str(out)]) == 0
+    report = json.loads((out / "test_metrics.json").read_text())
+    weights = [m["weight"] for m in report["members"]]
+    assert sum(weights) == pytest.approx(1.0, abs=1e-3) and all(w >= 0 for w in weights)
+    best = max(m["acc"] for m in report["members"])
+    assert report["ensemble"]["acc"] >= best - 0.05
+    with open(out / "predictions_test.csv", newline="") as fh:
+        saved = list(csv.DictReader(fh))
+    ids, probs, _ = Ensemble.load(out).predict("test")
+    assert [r["id"] for r in saved] == ids
+    assert [r["label"] for r in saved] == [Ensemble.load(out).class_names[k] for k in probs.argmax(-1).tolist()]
+    capsys.readouterr()
+    assert main(["ensemble", "--load", str(out)]) == 0
+    printed = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert printed == saved
+    new = tmp_path / "new.csv"
+    new.write_text("text\n足球 比赛 матч\nфильм 电影 ταινία\n", encoding="utf-8")
+    assert main(["ensemble", "--load", str(out), "--predict", str(new)]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [r["id"] for r in rows] == ["new.csv:1", "new.csv:2"]
+
+
+def test_fitted_weights_and_temperature_follow_the_data():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (300,))
+    good = torch.nn.functional.one_hot(labels, 3).float() * 4.0 + torch.randn(300, 3) * 0.3
+    noise = torch.randn(300, 3)
+    w = fit_weights([good.softmax(-1), noise.softmax(-1)], labels)
+    assert w[0] > 0.9
+    noisy = labels.clone()
+    noisy[:60] = (noisy[:60] + 1) % 3  # a fifth of the confident answers are wrong
+    assert fit_temperature(good * 10, noisy) > 5  # overconfident logits are cooled down
+    assert fit_temperature(good * 0.1, labels) < 0.5  # timid ones sharpened
+
+
+def test_bad_runs_stop_with_one_message(runs, tmp_path, capsys):
+    assert main(["ensemble", "--runs", runs["fasttext"], str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "no config.yaml there" in err and "Traceback" not in err
+    assert main(["ensemble", "--runs", runs["fasttext"], "--out", str(tmp_path / "e")]) == 2
+    assert "at least 2 run directories" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

@@ -1,0 +1,226 @@
+"""What a new user hit on their own data (issue 15): NER data and training, image folders, run output."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from tests.helpers import quiet_trainer
+from zoo.backbones.text import tiny_bert_dir
+from zoo.cli import main
+from zoo.data.image import ImageDataError, ImageDataModule
+from zoo.data.text import TextDataError, TokenDataModule, read_conll
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return str(tiny_bert_dir(tmp_path_factory.mktemp("tiny_bert")))
+
+
+# -- 2: NER LoRA recipe and the all-O warning ------------------------------------------------------------------
+def test_ner_lora_recipe_gives_the_head_its_own_learning_rate():
+    recipe = yaml.safe_load((ROOT / "recipes/text/ner_lora.yaml").read_text())
+    args = recipe["model"]["init_args"]
+    # the collapse to all-O: LoRA starts as the frozen encoder (B = 0), so early on the new head does the work,
+    # and at the adapters' rate it learns the O prior first
+    assert args["head_lr"] >= 5 * args["lr"]
+
+
+def test_head_learning_rate_reaches_the_optimizer(tiny):
+    from zoo.tasks.text import TokenClassifier
+
+    model = TokenClassifier(encoder=tiny, tag_names=["O", "B-PER", "I-PER"], lr=1e-4, head_lr=1e-2,
+                            peft={"method": "lora", "r": 2, "target_modules": ["query", "value"]})
+    groups = model.parameter_groups()
+    head = {id(p) for p in model.head.parameters()}
+    rates = {g.get("lr", model.lr) for g in groups if any(id(p) in head for p in g["params"])}
+    others = {g.get("lr", model.lr) for g in groups if not any(id(p) in head for p in g["params"])}
+    assert rates == {1e-2} and others == {1e-4}
+
+
+def test_token_classifier_that_predicts_no_entity_warns_after_the_epoch(tiny, tmp_path, caplog):
+    from zoo.tasks.text import TokenClassifier
+
+    data = TokenDataModule(dataset="ner_demo", tokenizer=tiny, max_length=32, max_samples=24, batch_size=8,
+                           cache_dir=str(tmp_path / "c"))
+    model = TokenClassifier(encoder=tiny, tag_names=data.class_names, lr=1e-9, scheduler="none")
+    with torch.no_grad():
+        model.head[1].bias[data.class_names.index("O")] = 100.0  # every word O, as after the collapse
+    with caplog.at_level(logging.WARNING, logger="zoo.tasks"):
+        quiet_trainer(max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0).fit(model, data)
+    lines = [r.getMessage() for r in caplog.records if "predicted no entity" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("zoo: epoch 0: the token classifier predicted no entity at all")
+
+
+# -- 3: CoNLL columns ---------------------------------------------------------------------------------------
+def test_conll_with_tabs_keeps_ideographic_and_no_break_spaces_in_tokens(tmp_path):
+    path = tmp_path / "ja.tsv"
+    path.write_text("東京\tB-LOC\n\u3000\tI-LOC\n駅\tI-LOC\nNew\u00a0York\tB-LOC\n\n", encoding="utf-8")
+    [(tokens, tags, line)] = read_conll(path)
+    assert tokens == ["東京", "\u3000", "駅", "New\u00a0York"] and tags == ["B-LOC", "I-LOC", "I-LOC", "B-LOC"]
+    spaced = tmp_path / "sp.conll"
+    spaced.write_text("a\u3000b NN B-ORG\nc NN O\n", encoding="utf-8")
+    assert read_conll(spaced)[0][0] == ["a\u3000b", "c"]
+
+
+def test_a_whitespace_word_keeps_its_tag_and_the_spans_after_it(tiny, tmp_path):
+    path = tmp_path / "ja.tsv"
+    path.write_text("Tokyo\tB-LOC\n\u3000\tI-LOC\nstation\tI-LOC\nJohn\tB-PER\n\n" * 4, encoding="utf-8")
+    data = TokenDataModule(train=str(path), val=str(path), test=str(path), tokenizer=tiny, max_length=32,
+                           cache_dir=str(tmp_path / "c"))
+    data.setup("fit")
+    row = data.splits["test"][0]
+    assert sum(label != -100 for label in row["labels"]) == 4  # one labelled position per word
+    assert [row["text"][a:b] for a, b in row["word_spans"]] == ["Tokyo", "\u3000", "station", "John"]
+    assert data.truncated["test"] == 0
+
+
+# -- 4: bio: error | repair -----------------------------------------------------------------------------------
+def test_orphan_inside_tag_error_names_the_option_and_repair_fixes_and_counts(tmp_path, caplog):
+    path = tmp_path / "real.conll"
+    path.write_text("John B-PER\nworks O\nat O\nAcme I-ORG\nCorp I-ORG\n\nParis I-LOC\n", encoding="utf-8")
+    with pytest.raises(TextDataError, match=r"real\.conll line 4: tag 'I-ORG' follows 'O'.*set data\.bio: repair"):
+        read_conll(path)
+    with caplog.at_level(logging.WARNING, logger="zoo.data.text"):
+        sents = read_conll(path, bio="repair")
+    assert [tags for _, tags, _ in sents] == [["B-PER", "O", "O", "B-ORG", "I-ORG"], ["B-LOC"]]
+    assert any("repaired 2 I- tag(s)" in r.getMessage() and "line 4" in r.getMessage() for r in caplog.records)
+    with pytest.raises(TextDataError, match=r"data\.bio must be one of error, repair; got 'fix'"):
+        TokenDataModule(train=str(path), bio="fix")
+
+
+# -- 5, 6: image folders ------------------------------------------------------------------------------------
+def _images(root: Path, classes=("cat", "dog"), per_class=4) -> None:
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray((rng.random((8, 8, 3)) * 60 + 150 * k).astype(np.uint8)).save(root / name / f"{i}.png")
+
+
+def test_train_val_test_folders(tmp_path):
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        _images(tmp_path / split, per_class=n)
+    dm = ImageDataModule(folder=str(tmp_path / "train"), val_folder=str(tmp_path / "val"),
+                         test_folder=str(tmp_path / "test"), batch_size=4)
+    dm.setup("fit")
+    assert dm.class_names == ["cat", "dog"]
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 12, "val": 4, "test": 6}
+    assert all("/test/" in i for i in dm.splits["test"].ids) and all("/val/" in i for i in dm.splits["val"].ids)
+    only_test = ImageDataModule(folder=str(tmp_path / "train"), test_folder=str(tmp_path / "test"), val_fraction=0.25)
+    sizes = {k: len(v) for k, v in only_test.split_indices().items()}
+    assert sizes == {"train": 9, "val": 3, "test": 6}
+    _images(tmp_path / "test", classes=("bird",), per_class=1)
+    with pytest.raises(ImageDataError, match=r"data\.test_folder .*test: class folder\(s\) bird do not occur"):
+        _ = ImageDataModule(folder=str(tmp_path / "train"), test_folder=str(tmp_path / "test")).class_names
+
+
+def test_corrupt_image_in_the_test_split_stops_fit_before_training(tmp_path, capsys):
+    _images(tmp_path / "train", per_class=6)
+    _images(tmp_path / "test", per_class=2)
+    bad = tmp_path / "test" / "dog" / "broken.png"
+    bad.write_bytes(Image.open(tmp_path / "test" / "dog" / "0.png").tobytes()[:40])
+    rc = main(["fit", "--config", str(ROOT / "recipes/vision/digits.yaml"), "--data.init_args.dataset", "null",
+               "--data.init_args.folder", str(tmp_path / "train"), "--data.init_args.test_folder",
+               str(tmp_path / "test"), "--data.init_args.image_size", "8", "--trainer.default_root_dir", "runs",
+               "--trainer.enable_progress_bar", "false"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "zoo: error: data.folder + data.test_folder: 1 of 17 image file(s) cannot be read: " in err and str(bad) in err
+    assert not list(Path("runs").rglob("*.ckpt"))
+
+
+# -- 11: early stopping says why ----------------------------------------------------------------------------
+class _Scores(torch.nn.Module):
+    pass
+
+
+def test_early_stopping_says_which_metric_when_and_the_best_epoch(capsys):
+    import lightning.pytorch as pl
+
+    from zoo.callbacks import TaskEarlyStopping
+
+    scores = [0.5, 0.7, 0.6, 0.65, 0.9]
+
+    class Model(pl.LightningModule):
+        monitor, monitor_mode = "val/score", "max"
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, i):
+            return (self.w * batch[0]).sum()
+
+        def validation_step(self, batch, i):
+            self.log("val/score", scores[self.current_epoch])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(2, 1)), batch_size=2)
+    stop = TaskEarlyStopping(patience=2)
+    quiet_trainer(max_epochs=5, callbacks=[stop], num_sanity_val_steps=0).fit(Model(), loader, loader)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "early stopping" in line]
+    assert lines == ["zoo: early stopping at epoch 3: val/score did not improve by more than 0 for 2 validations "
+                     "(patience 2); best was epoch 1 (val/score = 0.7)"]
+
+
+# -- 12: metrics figure layout ------------------------------------------------------------------------------
+def test_metrics_png_is_a_grid_with_one_panel_per_at_k_metric(tmp_path):
+    from zoo.reporting.curves import MAX_COLUMNS, curve_panels, plot_curves
+
+    names = [f"{m}@{k}" for m in ("ndcg", "recall", "precision", "hit_rate") for k in (5, 10, 20)] + ["mrr", "auc",
+                                                                                                     "coverage"]
+    history = [{"epoch": float(e), **{f"val/{n}": 0.1 * e for n in names}} for e in range(3)]
+    panels = curve_panels(history, names)
+    assert [t for t, _ in panels] == ["auc", "coverage", "hit_rate@K", "mrr", "ndcg@K", "precision@K", "recall@K"]
+    assert [label for label, *_ in dict(panels)["ndcg@K"]] == ["val @5", "val @10", "val @20"]
+    path = plot_curves(history, tmp_path / "m.png", names, "metrics")
+    width, height = Image.open(path).size
+    assert (width, height) == (450 * MAX_COLUMNS, 360 * math.ceil(7 / MAX_COLUMNS))  # 15 metrics: 1800 x 720
+
+
+# -- 13: samples/s ------------------------------------------------------------------------------------------
+def test_samples_per_second_is_samples_over_wall_time_of_the_last_steps():
+    from zoo.callbacks.progress import SamplesPerSecond
+
+    speed = SamplesPerSecond(window=4)
+    t = 100.0
+    speed.update(32, t)
+    assert speed.rate is None  # the first step only opens the window
+    for dt in (0.1, 3.0, 0.1, 3.0, 0.1, 3.0):  # uneven steps: a mean of per-step rates says ~161
+        t += dt
+        speed.update(32, t)
+    assert speed.rate == pytest.approx(4 * 32 / (0.1 + 3.0 + 0.1 + 3.0))  # the last 4 steps, 6.2 s
+    speed.reset()
+    speed.update(32, t + 50.0)  # after validation or at an epoch start the window opens again
+    assert speed.rate is None
+
+
+# -- 14: noise ----------------------------------------------------------------------------------------------
+NOISE = ["litlogger", "litmodels", "LeafSpec", "dirpath has changed", "is_gradient_checkpointing",
+         "callbacks list already contains a Timer", "LightningCLI's args parameter",
+         "is not supported by the model summary"]
+
+
+def test_a_tiny_fit_and_resume_print_none_of_the_noise(tiny, tmp_path, capfd):
+    args = ["--config", str(ROOT / "recipes/text/ner_lora.yaml"), "--model.init_args.encoder", tiny,
+            "--data.init_args.tokenizer", tiny, "--data.init_args.max_samples", "16", "--data.init_args.batch_size",
+            "8", "--data.init_args.cache_dir", str(tmp_path / "c"), "--trainer.default_root_dir", "runs",
+            "--trainer.log_every_n_steps", "1"]
+    assert main(["fit", *args, "--trainer.max_epochs", "1"]) == 0
+    last = next(Path("runs").rglob("last.ckpt"))
+    assert main(["fit", *args, "--trainer.max_epochs", "2", "--ckpt_path", str(last)]) == 0
+    out = capfd.readouterr()
+    printed = out.out + out.err
+    assert "Epoch 1" in printed or "epoch" in printed.lower()  # the run itself still reports
+    assert [s for s in NOISE if s in printed] == []

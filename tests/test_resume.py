@@ -1,0 +1,141 @@
+"""A crashed `zoo fit` resumes with `--resume auto` to the same weights as a run that never stopped.
+
+Per task family (image with EMA and mixup, text on a tiny BERT, recsys BPR): a real `zoo fit` process is
+SIGKILLed in the middle of an epoch (tests.resume_helpers.KillAtStep: at a known step, not on a timer), then
+`zoo fit --resume auto` continues it. The uninterrupted reference and the resume run in this process (a `zoo`
+subprocess costs seconds of imports); only the run that gets killed needs a process of its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from zoo.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS_PER_EPOCH, EPOCHS, SAVE_EVERY, KILL_AFTER = 4, 2, 3, 7  # last.ckpt at step 6: two batches into epoch 1
+
+TRAINER = {"max_epochs": EPOCHS, "limit_train_batches": STEPS_PER_EPOCH, "limit_val_batches": 1, "accelerator": "cpu",
+           "deterministic": True, "log_every_n_steps": 1, "enable_progress_bar": False, "enable_model_summary": False,
+           "num_sanity_val_steps": 0}
+SAVE = {"class_path": "zoo.callbacks.checkpointing.LastCheckpoint", "init_args": {"every_n_train_steps": SAVE_EVERY}}
+
+
+def image_recipe(tmp: Path) -> dict:
+    return {"seed_everything": 42,
+            "model": {"class_path": "image_classifier",
+                      "init_args": {"backbone": "small_cnn", "backbone_kwargs": {"width": 8, "norm": "group"},
+                                    "num_classes": 10, "in_channels": 1, "lr": 0.003, "scheduler": "cosine"}},
+            "data": {"class_path": "image", "init_args": {"dataset": "digits", "batch_size": 16, "val_fraction": 0.1,
+                                                          "test_fraction": 0.2}},
+            # a technique with state of its own (EMA weights) and one drawing random numbers (mixup's RNG)
+            "trainer": {**TRAINER, "callbacks": [SAVE, {"class_path": "ema", "init_args": {"decay": 0.9}},
+                                                 {"class_path": "mixup", "init_args": {"alpha": 0.4, "seed": 3}}]}}
+
+
+def text_recipe(tmp: Path) -> dict:
+    from zoo.backbones.text import tiny_bert_dir
+
+    tiny = str(tiny_bert_dir(tmp / "tiny_bert"))
+    good, bad = ["great film i love it", "happy with the book", "really good"], ["terrible film", "sad bad book", "hate it"]
+    path = tmp / "reviews.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows([(good if i % 2 else bad)[i % 3], "pos" if i % 2 else "neg"] for i in range(120))
+    return {"seed_everything": 7,
+            "model": {"class_path": "text_classifier", "init_args": {"encoder": tiny, "lr": 0.001}},
+            "data": {"class_path": "text", "init_args": {"train": str(path), "tokenizer": tiny, "max_length": 16,
+                                                         "batch_size": 8, "cache_dir": str(tmp / "cache")}},
+            "trainer": {**TRAINER, "callbacks": [SAVE]}}
+
+
+def recsys_recipe(tmp: Path) -> dict:
+    return {"seed_everything": 5,
+            "model": {"class_path": "bpr", "init_args": {"embedding_dim": 8, "lr": 0.01, "optimizer": "adam"}},
+            "data": {"class_path": "interactions", "init_args": {"dataset": "synthetic_interactions", "split": "loo",
+                                                                 "batch_size": 64, "seed": 1}},
+            "trainer": {**TRAINER, "callbacks": [SAVE]}}
+
+
+FAMILIES = {"image": image_recipe, "text": text_recipe, "recsys": recsys_recipe}
+
+
+def write_recipe(tmp: Path, family: str) -> Path:
+    path = tmp / f"{family}_resume.yaml"
+    path.write_text(yaml.safe_dump(FAMILIES[family](tmp)))
+    return path
+
+
+def kill_mid_epoch(recipe: Path, cwd: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(recipe),
+                           "--trainer.callbacks+=tests.resume_helpers.KillAtStep",
+                           f"--trainer.callbacks.step={KILL_AFTER}"], cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def history(run: Path) -> list[tuple[str, str, str]]:
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    return [(r["epoch"], r["step"], r.get("train/loss", "")) for r in rows if r.get("train/loss")]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    different = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_killed_run_resumes_to_the_uninterrupted_weights(family, tmp_path, capsys):
+    recipe = write_recipe(tmp_path, family)
+    name = recipe.stem
+    assert main(["fit", "--config", str(recipe), "--trainer.default_root_dir", "reference"]) == 0
+    reference = tmp_path / "reference" / name / "version_0"
+
+    kill_mid_epoch(recipe, tmp_path)
+    run = tmp_path / "runs" / name / "version_0"
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert (saved["epoch"], saved["global_step"]) == (1, 6)  # the kill came mid-epoch, after the step-6 save
+
+    if family == "image":  # keep the killed run's files for the corrupt-checkpoint case below
+        spare = tmp_path / "spare" / name / "version_0"
+        shutil.copytree(run, spare)
+
+    capsys.readouterr()
+    assert main(["fit", "--config", str(recipe), "--resume", "auto"]) == 0
+    assert f"from {Path('runs') / name / 'version_0' / 'checkpoints' / 'last.ckpt'} (epoch 1, step 6)" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs" / name).iterdir()) == ["version_0"]  # the same run directory
+    assert_same_weights(reference / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt")
+    # one continuous history: every step once, with the reference's losses
+    assert history(run) == history(reference)
+    assert len(history(run)) == EPOCHS * STEPS_PER_EPOCH
+
+    if family == "image":
+        # the newest checkpoint truncated: resume warns, falls back to the previous good one (best.ckpt, written
+        # at the end of epoch 0: an end-of-epoch resume) and still ends on the same weights
+        last = spare / "checkpoints" / "last.ckpt"
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+        best = torch.load(spare / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+        capsys.readouterr()
+        assert main(["fit", "--config", str(recipe), "--resume", "auto", "--trainer.default_root_dir", "spare"]) == 0
+        err = capsys.readouterr().err
+        assert "warning: skipping checkpoint" in err and "last.ckpt is truncated" in err
+        assert f"best.ckpt (epoch {best['epoch']}, step {best['global_step']})" in err
+        assert_same_weights(reference / "checkpoints" / "last.ckpt", spare / "checkpoints" / "last.ckpt")
+        assert history(spare) == history(reference)

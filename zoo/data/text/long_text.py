@@ -1,0 +1,90 @@
+"""Texts longer than the encoder's window (``data.long_text``): ``truncate`` keeps the start, ``head_tail`` keeps
+the start and the end, ``chunks`` cuts the whole text into overlapping windows whose logits the model pools.
+
+``head_tail`` keeps a quarter of the budget from the head and the rest from the tail: the split Sun et al. (2019,
+"How to Fine-Tune BERT for Text Classification?") found best on long reviews and news (128 head + 382 tail of
+510). Windows are built from the text's tokens without special tokens, each then framed by the tokenizer's own
+special tokens (:func:`frame`, so BERT, RoBERTa, ... get their own [CLS]/[SEP] or <s>/</s>); a text that
+fits in one window gets exactly the ids ``truncate`` gives it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo.data.text.readers import TextDataError
+
+LONG_TEXT = ("truncate", "head_tail", "chunks")
+
+
+def check_long_text(long_text: str, chunk_overlap: int | None, max_chunks: int, max_length: int) -> int:
+    """Checks the options; returns the overlap (default: a quarter of ``max_length``)."""
+    if long_text not in LONG_TEXT:
+        raise TextDataError(f"data.long_text must be one of {', '.join(LONG_TEXT)}; got {long_text!r}")
+    if max_chunks < 1:
+        raise TextDataError(f"data.max_chunks must be >= 1, got {max_chunks}")
+    if chunk_overlap is None:
+        return max_length // 4
+    if not 0 <= chunk_overlap < max_length // 2:
+        raise TextDataError(f"data.chunk_overlap must be in [0, max_length / 2 = {max_length // 2}), got {chunk_overlap}")
+    return chunk_overlap
+
+
+def _budget(tokenizer: Any, max_length: int) -> int:
+    return max_length - tokenizer.num_special_tokens_to_add(pair=False)
+
+
+def frame(tokenizer: Any, body: list[int]) -> list[int]:
+    """``body`` between the tokenizer's own special tokens, as ``tokenizer(text)`` frames a text ([CLS] ... [SEP],
+    <s> ... </s>); read off a probe text, since transformers 5 dropped ``build_inputs_with_special_tokens``."""
+    cached = getattr(tokenizer, "_zoo_frame", None)
+    if cached is None:
+        inner = tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = tokenizer("a", add_special_tokens=True)["input_ids"]
+        at = next((i for i in range(len(full) - len(inner) + 1) if full[i:i + len(inner)] == inner), 0)
+        cached = (full[:at], full[at + len(inner):])
+        tokenizer._zoo_frame = cached
+    return [*cached[0], *body, *cached[1]]
+
+
+def head_tail(tokenizer: Any, body: list[int], max_length: int) -> list[int]:
+    """The framed ids of ``body``, its middle cut out when it does not fit."""
+    keep = _budget(tokenizer, max_length)
+    if len(body) > keep:
+        head = keep // 4
+        body = body[:head] + body[len(body) - (keep - head):]
+    return frame(tokenizer, body)
+
+
+def windows(tokenizer: Any, body: list[int], max_length: int, overlap: int, max_chunks: int) -> list[list[int]]:
+    """Framed windows of ``body``: ``max_length`` tokens each, consecutive ones sharing ``overlap`` tokens, at most
+    ``max_chunks`` (taken from the start)."""
+    keep = _budget(tokenizer, max_length)
+    step = keep - overlap
+    starts = list(range(0, max(1, len(body) - overlap), step))[:max_chunks] or [0]
+    return [frame(tokenizer, body[s:s + keep]) for s in starts]
+
+
+def encode_long(tokenizer: Any, texts: list[str], long_text: str, max_length: int, overlap: int,
+                max_chunks: int) -> tuple[dict[str, list[list[int]]], dict[str, Any]]:
+    """Ragged arrays for the tokenization cache: ``input_ids`` (one sequence per window, or per text for
+    ``head_tail``) and ``n_windows`` (``[[k]]`` per text); ``truncated`` counts texts that did not fit."""
+    bodies = tokenizer(texts, add_special_tokens=False, truncation=False, return_attention_mask=False,
+                       verbose=False)["input_ids"]
+    keep = _budget(tokenizer, max_length)
+    ids: list[list[int]] = []
+    counts: list[list[int]] = []
+    dropped = 0
+    for body in bodies:
+        if long_text == "head_tail":
+            seqs = [head_tail(tokenizer, body, max_length)]
+        else:
+            seqs = windows(tokenizer, body, max_length, overlap, max_chunks)
+            dropped += len(body) > (keep - overlap) * (max_chunks - 1) + keep
+        ids += seqs
+        counts.append([len(seqs)])
+    truncated = sum(len(b) > keep for b in bodies)
+    return {"input_ids": ids, "n_windows": counts}, {"truncated": int(truncated), "beyond_max_chunks": int(dropped)}
+
+
+__all__ = ["LONG_TEXT", "check_long_text", "encode_long", "frame", "head_tail", "windows"]

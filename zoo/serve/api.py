@@ -1,0 +1,185 @@
+"""The LitServe pieces of ``zoo serve``: one ``LitAPI`` per endpoint and an ASGI guard in front of them.
+
+LitServe decodes, batches, predicts and encodes a whole dynamic batch in one go, and any exception fails every
+request of that batch. So a bad request never raises inside the loop: ``decode_request`` turns it into an
+:class:`Invalid` marker, ``predict`` answers only the good requests of the batch (in one forward pass), and
+``encode_response`` turns each marker into its own 4xx JSON response. Malformed bodies (not JSON, too large) are
+answered by :class:`RequestGuard` before they reach a worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import litserve as ls
+from fastapi import Depends, HTTPException
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+
+from zoo.inference import InferenceInputError
+
+API_KEY_ENV = "ZOO_SERVE_API_KEY"
+
+
+@dataclass
+class Invalid:
+    field: str
+    detail: str
+    status: int = 400
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(status_code=self.status, content={"error": f"{self.field}: {self.detail}",
+                                                              "field": self.field})
+
+
+def _check_key(key: str | None) -> None:
+    expected = os.environ.get(API_KEY_ENV)
+    if expected and key != expected:
+        raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
+
+
+class _Base(ls.LitAPI):
+    def __init__(self, folder: str, backend: str | None, calibration: str, threads: int | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.folder, self.backend_name, self.calibration, self.threads = folder, backend, calibration, threads
+
+    def setup(self, device: Any) -> None:
+        from zoo.inference import load, read_meta
+
+        if read_meta(self.folder)["format"] != "safetensors" or self.backend_name == "onnx":
+            # onnx / torch_export folders load without zoo's tasks, so a worker never imports Lightning
+            self.predictor = load(self.folder, self.backend_name, self.calibration, self.threads)
+            return
+        from zoo.export import load_predictor
+
+        self.predictor = load_predictor(self.folder, self.backend_name, self.calibration, self.threads)
+
+    def authorize(self, key: str | None = Depends(APIKeyHeader(name="X-API-Key", auto_error=False))) -> None:
+        _check_key(key)
+
+    def _parse(self, item: Any, prefix: str = "") -> Any:
+        try:
+            return self.predictor.parse(item)
+        except InferenceInputError as err:
+            return Invalid(prefix + err.field, err.detail, err.status)
+
+    def encode_response(self, output: Any) -> Any:
+        return output.response() if isinstance(output, Invalid) else output
+
+
+class PredictAPI(_Base):
+    """``POST /predict``: one input per request, batched across requests by LitServe."""
+
+    # no annotation on ``request``: LitServe reads it to decide how to parse the body (JSON without one)
+    def decode_request(self, request):  # type: ignore[no-untyped-def]
+        return self._parse(request)
+
+    def batch(self, inputs: list[Any]) -> list[Any]:
+        return list(inputs)
+
+    def predict(self, x: Any) -> Any:
+        items = x if isinstance(x, list) else [x]
+        good = [i for i, it in enumerate(items) if not isinstance(it, Invalid)]
+        answers = self.predictor.run([items[i] for i in good])
+        out: list[Any] = list(items)
+        for i, answer in zip(good, answers):
+            out[i] = answer
+        return out if isinstance(x, list) else out[0]
+
+    def unbatch(self, output: Any) -> list[Any]:
+        return list(output)
+
+
+class BatchListAPI(_Base):
+    """``POST /predict/batch``: ``{"inputs": [...]}`` (or a bare list) answered in one forward pass."""
+
+    def decode_request(self, request):  # type: ignore[no-untyped-def]
+        inputs = request.get("inputs") if isinstance(request, dict) else request
+        if not isinstance(inputs, list) or not inputs:
+            return Invalid("inputs", "expected a non-empty list of inputs (each as /predict takes it)")
+        parsed = [self._parse(it, f"inputs[{i}].") for i, it in enumerate(inputs)]
+        bad = next((p for p in parsed if isinstance(p, Invalid)), None)
+        return bad if bad is not None else parsed
+
+    def predict(self, x: Any) -> Any:
+        return x if isinstance(x, Invalid) else {"outputs": self.predictor.run(x)}
+
+
+def _json_reply(status: int, field: str, detail: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    body = json.dumps({"error": f"{field}: {detail}", "field": field}).encode()
+    return ({"type": "http.response.start", "status": status,
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]},
+            {"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """ASGI middleware for POST requests: refuses bodies over ``max_bytes`` (413) and bodies that are not JSON
+    (400), reads a JSON body sent as a form (``curl -d`` without a content type) as JSON, and turns a multipart
+    upload's ``image`` file into the base64 JSON field ``/predict`` takes."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        body, more, size = b"", True, 0
+        while more:  # read to the end even when too large: a reply before that resets the client's connection
+            msg = await receive()
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            body = body + chunk if size <= self.max_bytes else b""
+            more = msg.get("more_body", False)
+        if size > self.max_bytes:
+            for msg in _json_reply(413, "body", f"{size} bytes, larger than the server's limit of {self.max_bytes}"):
+                await send(msg)
+            return
+        ctype = headers.get(b"content-type", b"").decode("latin-1")
+        if ctype.startswith("multipart/form-data"):
+            body = await self._upload_as_json(scope, body)
+        else:
+            try:
+                json.loads(body)
+            except ValueError as err:
+                for msg in _json_reply(400, "body", f"not valid JSON ({err}); expected a JSON object"):
+                    await send(msg)
+                return
+        scope = dict(scope)
+        scope["headers"] = [(k, v) for k, v in scope.get("headers") or [] if k not in (b"content-type", b"content-length")]
+        scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _upload_as_json(self, scope: dict[str, Any], body: bytes) -> bytes:
+        # the standard library's MIME parser: python-multipart (what Starlette's form parsing needs) is not a
+        # dependency of zoo
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        ctype = dict(scope.get("headers") or []).get(b"content-type", b"")
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype + b"\r\n\r\n" + body)
+        fields: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            data = part.get_payload(decode=True) or b""
+            if name:
+                fields[str(name)] = (base64.b64encode(data).decode("ascii") if part.get_filename()
+                                     else data.decode("utf-8", "replace"))
+        return json.dumps(fields).encode()
+
+
+__all__ = ["API_KEY_ENV", "BatchListAPI", "Invalid", "PredictAPI", "RequestGuard"]
