@@ -209,7 +209,8 @@ def test_samples_per_second_is_samples_over_wall_time_of_the_last_steps():
 # -- 14: noise ----------------------------------------------------------------------------------------------
 NOISE = ["litlogger", "litmodels", "LeafSpec", "dirpath has changed", "is_gradient_checkpointing",
          "callbacks list already contains a Timer", "LightningCLI's args parameter",
-         "is not supported by the model summary"]
+         "is not supported by the model summary", "was called without a model", "there is no last checkpoint available",
+         "callbacks used to create the checkpoint need to be provided"]
 
 
 def test_a_tiny_fit_and_resume_print_none_of_the_noise(tiny, tmp_path, capfd):

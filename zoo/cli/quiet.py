@@ -23,6 +23,12 @@ WARNINGS: dict[str, str] = {
     r"The dirpath has changed from": "caused by zoo's run folders",
     # the model summary's size estimate under bf16/16-mixed: an estimate, not a problem
     r"Precision .* is not supported by the model summary": "inside Lightning's model summary",
+    # zoo adds OnExceptionCheckpoint to every fit, which makes Lightning try ckpt_path="last" of the (new, empty)
+    # Trainer; zoo resolves resuming itself (--resume), before the Trainer exists
+    r"`\.fit\(ckpt_path=None\)` was called without a model": "caused by zoo's OnExceptionCheckpoint",
+    r'\.fit\(ckpt_path="last"\) is set, but there is no last checkpoint available': "caused by zoo's OnExceptionCheckpoint",
+    # test / predict run without fit's RunState and LastCheckpoint on purpose: they restore nothing there
+    r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint": "fit-only zoo callbacks",
 }
 
 #: Lightning's ``rank_zero_info`` lines (logged, not warned)
