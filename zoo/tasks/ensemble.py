@@ -5,7 +5,8 @@ Members may read different inputs (MiniLM token ids, hashed n-grams, TF-IDF), so
 batch: each member runs on its own datamodule (rebuilt from the run's ``config.yaml``) and the outputs are joined
 by row id. Per member, a temperature is fitted on the validation split (temperature scaling, Guo et al. 2017),
 then the mixing weights (a softmax over one logit per member) minimise the validation log-loss of
-``sum_k w_k softmax(z_k / T_k)``. Both are fitted with ``torch.optim.LBFGS``; scikit-learn has no weighted
+``sum_k w_k softmax(z_k / T_k)``. The temperatures are fitted as a single model's are
+(:mod:`zoo.reporting.calibration`), the weights with ``torch.optim.LBFGS``: scikit-learn has no weighted
 probability ensemble of already-trained models, and this is a few lines on top of torch.
 
 ``ensemble.json`` records everything needed to rebuild it: each member's run directory, checkpoint and data
@@ -108,18 +109,11 @@ class Member:
 
 
 def fit_temperature(logits: Tensor, labels: Tensor) -> float:
-    """The temperature minimising the log-loss of ``softmax(logits / T)`` (searched as ``log T``)."""
-    log_t = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100, line_search_fn="strong_wolfe")
+    """The temperature minimising the log-loss of ``softmax(logits / T)``: the same fit as a single model's
+    (:func:`zoo.reporting.calibration.fit_temperature`)."""
+    from zoo.reporting.calibration import fit_temperature as fit
 
-    def closure() -> Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), labels)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return float(log_t.detach().exp().clamp(0.05, 20.0))
+    return float(fit(logits, labels))
 
 
 def fit_weights(probs: list[Tensor], labels: Tensor) -> list[float]:
