@@ -48,7 +48,7 @@ class Calibrated:
 
     ``temperature`` is a persistent buffer created with the network (shape ``[1]``; ``[num_classes]`` for
     multi-label), so it travels in checkpoints and exports. It is 1 (identity) until
-    :class:`~zoo.callbacks.calibration.Calibration` fits it on the validation split. :meth:`probabilities` is the
+    :class:`~zoo.callbacks.trust.Trust` fits it on the validation split. :meth:`probabilities` is the
     one place logits become probabilities for prediction; ``calibration = "none"`` (``--calibration none``)
     switches the temperature off without touching the checkpoint.
     """
@@ -103,7 +103,7 @@ class ClassificationTask(Calibrated, ZooTask):
     #: how many misclassified test examples to keep in ``self.misclassified`` (0: none; a tracking callback
     #: such as ``WandbReports`` raises it)
     max_misclassified: int = 0
-    #: set by :class:`~zoo.callbacks.calibration.Calibration` for ``predict --coverage``: probabilities ->
+    #: set by :class:`~zoo.callbacks.trust.Trust` for ``predict --coverage``: probabilities ->
     #: the class indices of each row's conformal prediction set
     prediction_sets: Callable[[Tensor], list[list[int]]] | None = None
 
