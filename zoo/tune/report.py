@@ -11,12 +11,13 @@ works on any machine that reaches the storage):
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
+from zoo.reporting.io import atomic_write_text
 from zoo.tune.study import RECIPE, SURPLUS
 
 SETTINGS_FILE = "tune.json"
@@ -88,19 +89,16 @@ def _rows(study: Any, names: list[str]) -> list[dict[str, Any]]:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        fields = list(rows[0]) if rows else ["number", "state"]
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["number", "state"])
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(path, buffer.getvalue())
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # Several worker processes of one study write these files; each needs its own temporary name.
+    atomic_write_text(path, text)
 
 
 def write_plots(study: Any, plot_dir: Path, names: list[str]) -> dict[str, str]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from zoo.reporting.io import atomic_write_text
+
 #: environment variable through which the search process describes the trial to the fit it runs
 ENV = "ZOO_TUNE_TRIAL"
 
@@ -45,10 +47,7 @@ def parameter_count(module: Any) -> int:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=1))
 
 
 class TrialReporter(pl.Callback):
