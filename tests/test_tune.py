@@ -269,6 +269,7 @@ def test_parallel_trials_run_as_zoo_fit_processes(tmp_path):
 
 @pytest.mark.parametrize("search, recipe", [
     ("text_lora.yaml", "text/bbc_news_lora.yaml"),
+    ("text_ngram.yaml", "text/tweets_sentiment_fasttext.yaml"),
     ("image.yaml", "vision/digits.yaml"),
     ("bpr.yaml", "recsys/bpr_ml100k.yaml"),
     ("lightgcn.yaml", "recsys/lightgcn_ml100k.yaml"),
