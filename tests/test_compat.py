@@ -77,3 +77,30 @@ def test_class_name_resolver_reaches_jsonargparse():
     # dotted paths are left to jsonargparse
     cfg = parser.parse_args(["--model", '{"class_path": "zoo.tasks.image.ImageClassifier"}'])
     assert cfg.model.class_path == "zoo.tasks.image.ImageClassifier"
+
+
+def test_checkpoint_hook_replaces_lightnings_ckpt_path_step(tmp_path, monkeypatch):
+    import torch
+    from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
+
+    ckpt = tmp_path / "model.ckpt"
+    # Lightning's own step would merge these into the model's config and stop: BoringModel takes no "width"
+    torch.save({"hyper_parameters": {"width": 3}, "state_dict": {}}, ckpt)
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class CLI(compat.LightningCLIWithCheckpointHook):
+        def merge_checkpoint_hyperparameters(self):
+            # after parse_arguments (the config holds --ckpt_path), before instantiate_classes (no model yet)
+            seen.append((self.config.fit.ckpt_path, hasattr(self, "model")))
+
+        def before_instantiate_classes(self):
+            raise Stop
+
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("Lightning read the checkpoint itself") or real_load(*a, **k))
+    with pytest.raises(Stop):
+        CLI(BoringModel, BoringDataModule, args=["fit", "--ckpt_path", str(ckpt)])
+    assert seen == [(str(ckpt), False)]

@@ -186,10 +186,9 @@ def test_loader_runs_where_lightning_cannot_be_imported(tmp_path):
     assert done.stdout.strip() in model.class_names
 
 
-#: exported in every format, and compared with zoo predict, by the tests above
+#: exported in every format, and compared with zoo predict, by the tests above (the n-gram models in every format:
+#: tests/test_export_ngram.py; their tiny cases also run through the loop below)
 COVERED = {"text_classifier", "token_classifier", "image_classifier", "bpr", "sasrec"}
-#: features made by scikit-learn vectorizers on the data side: no exported graph carries them (docs/serving.md)
-NOT_EXPORTABLE = {"fasttext", "tfidf"}
 
 
 def _registered():
@@ -203,10 +202,6 @@ def test_every_other_registered_model_exports_to_onnx_verified(name, tmp_path):
     from zoo.registry import MODELS
 
     model, data = MODELS.entry(name).meta["tiny_case"](tmp_path)
-    if name in NOT_EXPORTABLE:
-        with pytest.raises(ExportError, match="n-gram classifiers"):
-            export_model(model, data, "onnx", tmp_path / name, samples=8)
-        return
     meta = export_model(model, data, "onnx", tmp_path / name, samples=8)
     print(f"{name} onnx: max abs diff {meta['verification']['max_abs_diff']:.2e}")
     assert meta["verification"]["passed"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
@@ -52,6 +53,20 @@ class FSDPStrategyWithLateWrapPolicy(FSDPStrategy):
             if policy is not None:
                 self.kwargs["auto_wrap_policy"] = policy
         return super()._setup_model(model)
+
+
+class LightningCLIWithCheckpointHook(LightningCLI):
+    """Lightning's ``LightningCLI`` whose step that merges a ``--ckpt_path`` checkpoint's hyper-parameters into the
+    config (Lightning's private ``_parse_ckpt_path``, run by ``__init__`` after ``parse_arguments`` and before
+    ``instantiate_classes``) is :meth:`merge_checkpoint_hyperparameters` instead. Lightning's own reads the file
+    again without handling a bad one (a traceback), and knows only checkpoints that name their ``_class_path``."""
+
+    def merge_checkpoint_hyperparameters(self) -> None:
+        """Update ``self.config`` from the checkpoint the command starts from; override in a subclass (this one
+        merges nothing)."""
+
+    def _parse_ckpt_path(self) -> None:
+        self.merge_checkpoint_hyperparameters()
 
 
 def wandb_init_kwargs(logger: Any) -> dict[str, Any]:
@@ -112,5 +127,5 @@ def install_class_name_resolver(resolve: Callable[[str], str | None]) -> None:
     _typehints.resolve_class_path_by_name = resolve_class_path_by_name
 
 
-__all__ = ["VERIFIED_WITH", "FSDPStrategyWithLateWrapPolicy", "install_class_name_resolver", "is_compiled", "jsonargparse_debug_mode",
-           "logger_will_update", "norm_layers_with_running_stats", "parser_actions", "rich_available", "wandb_init_kwargs"]
+__all__ = ["VERIFIED_WITH", "FSDPStrategyWithLateWrapPolicy", "LightningCLIWithCheckpointHook", "install_class_name_resolver",
+           "is_compiled", "jsonargparse_debug_mode", "logger_will_update", "norm_layers_with_running_stats", "parser_actions", "rich_available", "wandb_init_kwargs"]

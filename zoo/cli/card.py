@@ -10,7 +10,7 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     from zoo.errors import ConfigError
 
-    parser = argparse.ArgumentParser(prog="zoo card", description=__doc__)
+    parser = argparse.ArgumentParser(prog="zoo card", description=__doc__, allow_abbrev=False)
     parser.add_argument("run_dir", type=Path, help="a run directory (runs/<recipe>/version_N) or its test/ folder")
     parser.add_argument("--card", type=Path, default=None,
                         help="YAML with intended_use, limitations, license, summary (overrides the recipe's card:)")

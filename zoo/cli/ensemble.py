@@ -15,7 +15,7 @@ import time
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zoo ensemble", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="zoo ensemble", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--runs", nargs="+", metavar="RUN",
                    help="run directories of `zoo fit` (runs/<recipe>/version_N)")
     p.add_argument("--out", help="directory for ensemble.json, test_metrics.json and test predictions")
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     ens.fit()
     outs = ens.outputs("test")
     probs, labels = ens.combine(outs), outs[0].labels
-    report: dict = {"members": [], "seconds": 0.0}
+    report: dict = {"members": [], "validation": ens.validation, "fallback": ens.fallback, "seconds": 0.0}
     n = len(ens.class_names)
     if labels is not None:
         report["ensemble"] = scores(probs, labels, n)
@@ -67,5 +67,18 @@ def main(argv: list[str]) -> int:
     _write_rows(buf, outs[0].ids, probs, ens.class_names)
     atomic_write_text(Path(args.out) / "predictions_test.csv", buf.getvalue())
     print(json.dumps(report, indent=2))
-    print(f"zoo: wrote {path}", file=sys.stderr)
+    print(f"zoo: wrote {path}: {_summary(ens)}", file=sys.stderr)
     return 0
+
+
+def _summary(ens) -> str:
+    """What the ensemble is, on one line: the fallback and why, or the weights and what they won by."""
+    from zoo.tasks.ensemble import HEADLINE
+
+    val = ens.validation or {}
+    if ens.fallback:
+        return f"fell back to one member, weight 1.0: {ens.fallback['reason']}"
+    weights = " / ".join(f"{m.weight:.2f}" for m in ens.members)
+    best = max((s[HEADLINE] for s in val.get("members", [])), default=float("nan"))
+    return (f"weights {weights}; validation {HEADLINE} {val.get('ensemble', {}).get(HEADLINE, float('nan')):.4f} "
+            f"above the best member's {best:.4f}")

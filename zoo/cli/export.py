@@ -7,7 +7,7 @@ import argparse
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="zoo export", description=__doc__)
+    parser = argparse.ArgumentParser(prog="zoo export", description=__doc__, allow_abbrev=False)
     parser.add_argument("source", help="run directory (runs/<recipe>/version_N) or a .ckpt file inside one")
     parser.add_argument("--format", required=True, choices=("safetensors", "onnx", "torch_export"))
     parser.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")

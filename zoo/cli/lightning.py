@@ -15,125 +15,20 @@ recipe name as its group and task / backbone / technique tags.
 
 from __future__ import annotations
 
-import difflib
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 
-from zoo.compat import install_class_name_resolver, jsonargparse_debug_mode, parser_actions, rich_available
+from zoo.cli.parse_errors import ZooArgumentParser, _explain  # noqa: F401  (zoo.cli.tune imports _explain here)
+from zoo.compat import LightningCLIWithCheckpointHook, install_class_name_resolver, rich_available
 from zoo.contract import trait
 from zoo.version import __version__
 
 
-class ZooArgumentParser(LightningArgumentParser):
-    """Reports a bad key or value in one short message, with close matches, instead of a page of usage."""
-
-    def error(self, message: str, ex: Exception | None = None) -> Any:
-        if not self.exit_on_error or jsonargparse_debug_mode():
-            return super().error(message, ex)
-        sub = getattr(ex, "subcommand_parser", None)
-        prog = (sub or self).prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: error: {_explain(message, self)}\n")
-        sys.stderr.write(f"Run `{prog} --help` for the accepted keys (`--model.help CLASS` for a model's).\n")
-        self.exit(2)
-
-
-def _known_keys(parser: Any, seen: set[int] | None = None) -> list[str]:
-    seen = seen if seen is not None else set()
-    if id(parser) in seen:
-        return []
-    seen.add(id(parser))
-    keys = []
-    for action in parser_actions(parser):
-        choices = getattr(action, "choices", None)
-        if isinstance(choices, dict):
-            for sub in choices.values():
-                keys += _known_keys(sub, seen)
-        dest = getattr(action, "dest", "")
-        if dest and dest not in ("help", "config", "print_config", "==SUPPRESS=="):
-            keys.append(dest)
-    return keys
-
-
-def _init_params(class_path: str) -> list[str]:
-    import importlib
-    import inspect
-
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-        return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
-    except (ImportError, AttributeError, ValueError, TypeError):
-        return []
-
-
-_UNKNOWN_KEY_PATTERNS = (
-    r"""[Oo]ption ["']([\w.\-]+)["'] is not accepted""",
-    r"""does not accept option ["']([\w.\-]+)["']""",
-    r"""[Kk]ey ["']([\w.\-]+)["'] is not expected""",
-    r"""No action for key ["']([\w.\-]+)["']""",
-    r"""unrecognized arguments: --([\w.\-]+)""",
-)
-
-
-def _unknown_keys(message: str) -> list[str]:
-    return [m for pattern in _UNKNOWN_KEY_PATTERNS for m in re.findall(pattern, message)]
-
-
-def _summary(message: str) -> str | None:
-    """jsonargparse's error for a nested value starts with ``Parser key "model":`` and names the culprit lines
-    below; the first line should name it: ``--model.init_args.lr: Expected a <class 'float'>. Got value: abc``."""
-    keys = re.findall(r'Parser key "([\w.]+)"', message)
-    if not keys:
-        return None
-    flag = keys[0] if len(keys) == 1 else f"{keys[0]}.init_args.{keys[-1]}"
-    bad_path = re.search(r"Expected a dot import path string: (\S+)", message)
-    if bad_path:
-        return (f"--{keys[0]}.class_path {bad_path.group(1)}: not a registered name or an importable class "
-                f"(`zoo list models`, `zoo list datamodules`, `zoo list callbacks` show the names)")
-    lines = message.splitlines()
-    last = max(i for i, line in enumerate(lines) if f'Parser key "{keys[-1]}"' in line)
-    detail = next((line.strip() for line in lines[last + 1:] if line.strip() and not line.strip().startswith("- ")), "")
-    if not detail or detail.startswith("Does not validate"):
-        given = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='([^']*)'\)", message)
-        if given:
-            return f"--{flag if given.group(1) == keys[-1] else keys[0] + '.init_args.' + given.group(1)}: bad value {given.group(2)!r}"
-        return None
-    return f"--{flag}: {detail}"
-
-
-def _explain(message: str, parser: Any) -> str:
-    hints = []
-    candidates = sorted(set(_known_keys(parser)))
-    class_match = re.search(r"class_path '([\w.]+)'", message)
-    for bad in dict.fromkeys(_unknown_keys(message)):
-        if bad in candidates:
-            continue
-        if class_match and "." not in bad:
-            params = _init_params(class_match.group(1))
-            close = difflib.get_close_matches(bad, params, n=3, cutoff=0.6)
-            accepted = ", ".join(params)
-            hints.append(f"'{bad}' is not an argument of {class_match.group(1).rsplit('.', 1)[-1]}"
-                         + (f"; did you mean: {', '.join(close)}?" if close else "") + f" Accepted: {accepted}")
-            continue
-        close = difflib.get_close_matches(bad, candidates, n=3, cutoff=0.75)
-        if not close:
-            leaf = bad.rsplit(".", 1)[-1]
-            close = [c for c in candidates if difflib.SequenceMatcher(None, leaf, c.rsplit(".", 1)[-1]).ratio() > 0.8][:3]
-        if close:
-            hints.append(f"'{bad}' is not an accepted key; did you mean: {', '.join(close)}?")
-    # the first line names the culprit; jsonargparse's nested report follows for the details
-    first = hints[0] if hints else _summary(message)
-    if first is None:
-        return "\n".join([message.strip(), *hints])
-    return "\n".join([first, message.strip(), *hints[1:]])
-
-
-class ZooCLI(LightningCLI):
+class ZooCLI(LightningCLIWithCheckpointHook):
     #: the checkpoint and run directory this command starts from (zoo.cli.resume.resolve_checkpoint)
     _run_location: Any = None
 
@@ -150,8 +45,16 @@ class ZooCLI(LightningCLI):
         kwargs.setdefault("parser_class", ZooArgumentParser)
         super().__init__(*args, **kwargs)
 
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if add_subcommands:
+            # Trainer.fit/validate/test/predict load --ckpt_path themselves: say weights_only=True to each, rather
+            # than leave it to Lightning's and torch's defaults (None; False for a remote path)
+            self.parser.set_defaults({f"{sub}.weights_only": True for sub in self.subcommands()})
+
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         kwargs.setdefault("dump_header", [f"zoo {__version__}"])
+        kwargs.setdefault("allow_abbrev", False)  # --trainer.max_epoch is a typo, not --trainer.max_epochs
         return super().init_parser(**kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -173,15 +76,22 @@ class ZooCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         from zoo.cli.resume import resolve_checkpoint
+        from zoo.errors import ConfigError
+
+        sub = self.config.get("subcommand")
+        if sub and self.config[sub].get("weights_only") is False:
+            raise ConfigError("--weights_only false: zoo reads checkpoints with weights_only=True only (tensors and "
+                              "plain values; a file that needs code to unpickle is refused), so leave it out")
+        if sub and self.config[sub].get("weights_only") is None:  # what config.yaml of earlier runs holds
+            self.config[sub]["weights_only"] = True
 
         # before LightningCLI reads the checkpoint's hyperparameters into the config: a bad or foreign file must
         # stop here with one message, not build another task's model
         self._run_location = resolve_checkpoint(self.config)
 
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI's own version reads the file with a bare torch.load (a traceback for a bad file) and cannot
-        # merge the hyper-parameters of a checkpoint saved outside the CLI (no _class_path): the file was checked
-        # in parse_arguments, and the class comes from its zoo entry
+    def merge_checkpoint_hyperparameters(self) -> None:
+        # the file was checked in parse_arguments; a checkpoint saved outside the CLI has no _class_path, so the
+        # class comes from its zoo entry
         location = self._run_location
         sub = self.config.get("subcommand")
         if location is None or not sub:

@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
         write_index()
         print(f"wrote {INDEX}")
         return 0
-    parser = argparse.ArgumentParser(prog="zoo list", description="List what zoo has registered.")
+    parser = argparse.ArgumentParser(prog="zoo list", description="List what zoo has registered.", allow_abbrev=False)
     parser.add_argument("kind", choices=LIST_KINDS)
     parser.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'resnet*'")
     args = parser.parse_args(argv)

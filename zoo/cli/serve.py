@@ -7,7 +7,7 @@ import argparse
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="zoo serve", description=__doc__)
+    parser = argparse.ArgumentParser(prog="zoo serve", description=__doc__, allow_abbrev=False)
     parser.add_argument("path", help="export folder (zoo export ... --out DIR), run directory or .ckpt file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)

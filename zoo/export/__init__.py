@@ -6,8 +6,9 @@
 
 The folder holds the artefact (``model.onnx``, ``model.pt2`` or ``model.safetensors``), ``zoo_export.json``
 (task, names, preprocessing, versions, the source checkpoint's hash, verification figures) and what the
-predictor needs beside it (tokenizer files, the recommender's seen items / histories / popularity). Export runs
-the artefact on sample inputs from the run's data and refuses to write it when it disagrees with the eager model.
+predictor needs beside it (tokenizer files, the n-gram models' TF-IDF vocabulary and idf, the recommender's seen
+items / histories / popularity). Export runs the artefact on sample inputs from the run's data and refuses to write
+it when it disagrees with the eager model.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from zoo.export.formats import (
 )
 from zoo.export.sources import load_run
 from zoo.export.spec import ExportError, Graph, describe, merged, temperature_of
-from zoo.inference import META_FILE, ModuleRunner, Predictor, load, read_meta
+from zoo.inference import META_FILE, ModuleRunner, Predictor, family_for, load, read_meta
 from zoo.inference.runners import OnnxRunner, exported_program_runner, runner_for
 from zoo.reporting.io import atomic_write_text
 from zoo.version import __version__
@@ -69,6 +70,7 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
         raise ExportError("the run's data yields no sample inputs to verify the export on")
     tables = spec.meta.pop("tables", None)
     tokenizer = spec.meta.pop("tokenizer", None)
+    featurizer = spec.meta.pop("featurizer", None)
     meta: dict[str, Any] = {"zoo_export": 1, "format": fmt, "task": spec.task,
                             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
                             "inputs": spec.inputs, "output": "output", "files": {fmt: FILES[fmt]},
@@ -88,6 +90,11 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
 
             save_file({k: v.contiguous() for k, v in tables.items()}, str(tmp / "recsys.safetensors"))
             meta["files"]["recsys"] = "recsys.safetensors"
+        if featurizer is not None:  # settings in zoo_export.json; TF-IDF's vocabulary (JSON) and idf (safetensors)
+            import sklearn
+
+            meta["files"].update(featurizer.save(tmp))
+            meta["versions"]["scikit-learn"] = sklearn.__version__
         if fmt == "onnx":
             write_onnx(graph, spec, tmp / FILES[fmt])
             runner: Any = OnnxRunner(tmp / FILES[fmt], spec.inputs)
@@ -104,6 +111,8 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
             runner = ModuleRunner(Graph(rebuild(tmp, meta), spec.inputs, spec.task == "recommendation"), spec.inputs)
         meta["verification"] = {"against": "eager model", "backend": runner.backend,
                                 **verify(eager, runner, spec, tolerance)}
+        if spec.raw:
+            meta["verification"]["from_raw_inputs"] = _verify_raw(eager, runner, spec, tolerance, tmp, meta)
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1))
         if out.exists():
             shutil.rmtree(out)
@@ -112,6 +121,17 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def _verify_raw(eager: Any, runner: Any, spec: Any, tolerance: float, folder: Path,
+                meta: dict[str, Any]) -> dict[str, Any]:
+    """The predictor's own path: the sample batches' raw inputs prepared from the folder just written (the n-gram
+    featuriser rebuilt from its settings / vocabulary), run by the exported graph, against the eager model on the
+    data's own inputs; so a featuriser that does not travel intact fails the export too."""
+    family = family_for(meta)(folder, meta)
+    feeds = [family.collate([family.parse(x) for x in batch]) for batch in spec.raw]
+    result = verify(eager, runner, spec, tolerance, exported_feeds=feeds, what=" fed from raw inputs")
+    return {k: v for k, v in result.items() if k not in ("tolerance", "allowed_abs_diff")}
 
 
 def export_run(source: str | Path, fmt: str, out: str | Path, **kwargs: Any) -> dict[str, Any]:

@@ -131,15 +131,17 @@ def compare(eager: Tensor, exported: Tensor, mask: Tensor | None, k: int) -> dic
             "top1_disagree_beyond_ties": int(((ta[:, 0] != tb[:, 0]) & (margin > 1e-4)).sum())}
 
 
-def verify(eager_fn: Any, exported_fn: Any, spec: ExportSpec, tolerance: float, k: int = 5) -> dict[str, Any]:
-    """Run both on the spec's sample batches; raise :class:`ExportError` beyond ``tolerance`` (absolute, scaled
-    by the eager outputs' magnitude when above 1) or when a top-1 answer differs where the eager top two are
-    more than 1e-4 apart."""
+def verify(eager_fn: Any, exported_fn: Any, spec: ExportSpec, tolerance: float, k: int = 5,
+           exported_feeds: list[dict[str, Tensor]] | None = None, what: str = "") -> dict[str, Any]:
+    """Run both on the spec's sample batches (the exported side on ``exported_feeds`` instead, when given: the
+    same inputs as the predictor prepares them); raise :class:`ExportError` beyond ``tolerance`` (absolute,
+    scaled by the eager outputs' magnitude when above 1) or when a top-1 answer differs where the eager top two
+    are more than 1e-4 apart."""
     parts = []
-    for feeds in spec.samples:
+    for i, feeds in enumerate(spec.samples):
         with torch.no_grad():
             a = eager_fn(*[feeds[n] for n in spec.inputs])
-        b = exported_fn(feeds)
+        b = exported_fn(exported_feeds[i] if exported_feeds is not None else feeds)
         mask = feeds.get("attention_mask") if spec.task == "token_classification" else None
         parts.append(compare(a, b, mask, k))
     kname = next(key for key in parts[0] if key.startswith("top") and key != "top1_agree" and "disagree" not in key)
@@ -152,7 +154,7 @@ def verify(eager_fn: Any, exported_fn: Any, spec: ExportSpec, tolerance: float, 
     result["allowed_abs_diff"] = tolerance * scale
     bad_top1 = sum(p["top1_disagree_beyond_ties"] for p in parts)
     if result["max_abs_diff"] > result["allowed_abs_diff"] or bad_top1:
-        raise ExportError(f"the exported model disagrees with the eager one: max abs difference "
+        raise ExportError(f"the exported model{what} disagrees with the eager one: max abs difference "
                           f"{result['max_abs_diff']:.3g} (allowed {result['allowed_abs_diff']:.3g}), top-1 agreement "
                           f"{result['top1_agreement']:.4f} ({bad_top1} outside ties); nothing was written. Raise "
                           "--tolerance only if this difference is acceptable")

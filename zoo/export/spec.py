@@ -19,6 +19,7 @@ from zoo.tasks.classification import ClassificationTask
 from zoo.tasks.recsys.base import RecommenderTask
 from zoo.tasks.text.classifier import TextClassifier
 from zoo.tasks.text.encoder import EncoderMixin
+from zoo.tasks.text.ngram import BagOfNgramsTask
 from zoo.tasks.text.token import TokenClassifier
 
 
@@ -64,6 +65,9 @@ class ExportSpec:
     max_sequence: int | None = None
     #: what is exported instead of the model's own function (a recommender's tables), when not None
     scorer: nn.Module | None = None
+    #: per sample batch, the raw inputs it was made from, when the predictor's own preprocessing is to be verified
+    #: too (the n-gram models: texts featurised by the exported folder's vectorizers)
+    raw: list[list[Any]] = field(default_factory=list)
 
 
 def merged(model: Any) -> Any:
@@ -82,7 +86,9 @@ def temperature_of(model: nn.Module) -> list[float]:
     return [float(x) for x in t.flatten()] if isinstance(t, Tensor) and t.numel() else [1.0]
 
 
-def _loader_samples(datamodule: Any, names: list[str], limit: int) -> list[dict[str, Tensor]]:
+def _loader_samples(datamodule: Any, names: list[str], limit: int,
+                    raw: list[list[Any]] | None = None) -> list[dict[str, Tensor]]:
+    """Up to ``limit`` rows of test (else validation) batches; each batch's ``text`` goes to ``raw`` if given."""
     loader = None
     for getter in ("test_dataloader", "val_dataloader"):
         try:
@@ -96,6 +102,8 @@ def _loader_samples(datamodule: Any, names: list[str], limit: int) -> list[dict[
     for batch in loader:
         feeds = {n: batch[n] for n in names if isinstance(batch.get(n), Tensor)}
         out.append(feeds)
+        if raw is not None:
+            raw.append(list(batch["text"]))
         seen += len(next(iter(feeds.values())))
         if seen >= limit:
             break
@@ -108,6 +116,8 @@ def _loader_samples(datamodule: Any, names: list[str], limit: int) -> list[dict[
             width = max(2, int(mask.sum(1).max()))
             first = {n: t[:, :width] for n, t in first.items()}
         out.append(first)
+        if raw is not None:
+            raw.append(raw[0][:3])
     return out
 
 
@@ -115,14 +125,15 @@ def describe(model: Any, datamodule: Any, samples: int = 64) -> ExportSpec:
     """The :class:`ExportSpec` of a bound model and its datamodule."""
     if isinstance(model, RecommenderTask):
         return _recsys(model, datamodule, samples)
+    if isinstance(model, BagOfNgramsTask):
+        return _ngram(model, datamodule, samples)
     if isinstance(model, TokenClassifier | TextClassifier):
         return _text(model, datamodule, samples)
     if isinstance(model, ClassificationTask) and hasattr(datamodule, "in_channels"):
         return _image(model, datamodule, samples)
-    raise ExportError(f"zoo export handles text classifiers (HF encoders), token classifiers, image classifiers and "
-                      f"recommenders; {type(model).__name__} with {type(datamodule).__name__} is none of them "
-                      "(n-gram classifiers read features that scikit-learn vectorizers make on the data side, which "
-                      "an exported graph does not carry)")
+    raise ExportError(f"zoo export handles text classifiers (HF encoders, n-gram models), token classifiers, image "
+                      f"classifiers and recommenders; {type(model).__name__} with {type(datamodule).__name__} is none "
+                      "of them")
 
 
 def _text(model: Any, datamodule: Any, samples: int) -> ExportSpec:
@@ -144,6 +155,27 @@ def _text(model: Any, datamodule: Any, samples: int) -> ExportSpec:
     spec = ExportSpec("token_classification" if token else "text_classification", names, dynamic, meta,
                       _loader_samples(datamodule, names, samples), max_sequence=int(datamodule.max_length))
     spec.meta["tokenizer"] = tok
+    return spec
+
+
+def _ngram(model: Any, datamodule: Any, samples: int) -> ExportSpec:
+    """``fasttext`` / ``tfidf``: the graph reads bags of n-grams (``input_ids``, ``weights``); the featuriser's
+    settings (and TF-IDF vocabulary / idf, written by :func:`zoo.export.export_model`) travel beside it."""
+    featurizer = getattr(datamodule, "featurizer", None)
+    if featurizer is None:
+        raise ExportError(f"exporting {type(model).__name__} needs its ngram_text data (the n-gram featuriser), not "
+                          f"{type(datamodule).__name__}")
+    names = ["input_ids", "weights"]
+    dynamic: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in names}
+    dynamic["output"] = {0: "batch"}
+    pre = {"ngrams": featurizer.settings.to_json(), "feature_space": dict(model.feature_space), "pad_id": 0}
+    meta: dict[str, Any] = {"labels": list(model.class_names or []), "multi_label": False, "preprocessing": pre}
+    raw: list[list[Any]] = []
+    feeds = _loader_samples(datamodule, names, samples, raw)
+    # a text has at most one entry per feature, plus the pad column
+    spec = ExportSpec("text_classification", names, dynamic, meta, feeds,
+                      max_sequence=int(model.feature_space["num_features"]) + 1, raw=raw)
+    spec.meta["featurizer"] = featurizer
     return spec
 
 

@@ -4,9 +4,10 @@
     predictor = load("exported/bbc")                # a folder written by `zoo export`
     predictor.predict(["Shares rose after the earnings call"])
 
-This layer imports only torch, onnxruntime, numpy, safetensors, PIL / torchvision (images) and the transformers
-tokenizer (text) — never Lightning nor zoo's tasks or data (an import-linter contract in ``pyproject.toml`` keeps
-it so, and a test imports it in a process where Lightning cannot be imported).
+This layer imports only torch, onnxruntime, numpy, safetensors, PIL / torchvision (images), the transformers
+tokenizer (text) and scikit-learn (the n-gram models' features, :mod:`zoo.inference.ngrams`) — never Lightning
+nor zoo's tasks or data (an import-linter contract in ``pyproject.toml`` keeps it so, and a test imports it in a
+process where Lightning cannot be imported).
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.inference.families import FAMILIES, Family, InferenceInputError, iob_entities
+from zoo.inference.ngrams import NgramTextClassification, is_ngram
 from zoo.inference.runners import ExportFormatError, ModuleRunner, OnnxRunner, Runner, runner_for
 
 META_FILE = "zoo_export.json"
 CALIBRATIONS = ("temperature", "none")
+
+
+def family_for(meta: dict[str, Any]) -> type[Family]:
+    """The family that turns requests into the graph's inputs: the task's, or the n-gram featuriser for a
+    ``fasttext`` / ``tfidf`` text classifier (whose graph reads bags of n-grams, not token ids)."""
+    return NgramTextClassification if is_ngram(meta) else FAMILIES[meta["task"]]
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:
@@ -51,7 +59,7 @@ class Predictor:
         if calibration not in CALIBRATIONS:
             raise ZooError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {calibration!r}")
         self.folder, self.meta, self.runner = Path(folder), meta, runner
-        self.family: Family = FAMILIES[meta["task"]](self.folder, meta)
+        self.family: Family = family_for(meta)(self.folder, meta)
         temperature = meta.get("temperature") or [1.0]
         self.calibration = calibration
         self.temperature = torch.tensor(temperature if calibration == "temperature" else [1.0], dtype=torch.float32)
@@ -105,4 +113,4 @@ def load(folder: str | Path, backend: str | None = None, calibration: str = "tem
 
 
 __all__ = ["CALIBRATIONS", "META_FILE", "ExportFormatError", "InferenceInputError", "ModuleRunner", "OnnxRunner",
-           "Predictor", "Runner", "iob_entities", "load", "read_meta"]
+           "Predictor", "Runner", "family_for", "iob_entities", "load", "read_meta"]

@@ -50,6 +50,16 @@ def _top_k(item: Any, default: int | None, limit: int) -> int | None:
     return min(k, limit)
 
 
+def text_field(item: Any, name: str = "text") -> str:
+    """The non-empty string of a text request (a bare string is ``{"text": ...}``)."""
+    if isinstance(item, str) and name == "text":
+        item = {"text": item}
+    text = _field(item, name, str, "a non-empty string")
+    if not text.strip():
+        raise InferenceInputError(name, "empty; expected a non-empty string")
+    return text
+
+
 class Family:
     """Base: ``parse`` (one request -> a parsed item), ``collate`` (items -> feeds), ``answers`` (output -> dicts)."""
 
@@ -77,12 +87,7 @@ class _Text(Family):
         self.pad_id = int(self.pre.get("pad_id", 0))
 
     def _text(self, item: Any, name: str = "text") -> str:
-        if isinstance(item, str) and name == "text":
-            item = {"text": item}
-        text = _field(item, name, str, "a non-empty string")
-        if not text.strip():
-            raise InferenceInputError(name, "empty; expected a non-empty string")
-        return text
+        return text_field(item, name)
 
     def _pad(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         width = max(len(r["input_ids"]) for r in rows)
@@ -338,4 +343,4 @@ FAMILIES: dict[str, type[Family]] = {
 }
 
 __all__ = ["FAMILIES", "Family", "ImageClassification", "InferenceInputError", "Recommendation",
-           "TextClassification", "TokenClassification", "iob_entities"]
+           "TextClassification", "TokenClassification", "iob_entities", "text_field"]

@@ -5,12 +5,15 @@ Members may read different inputs (MiniLM token ids, hashed n-grams, TF-IDF), so
 batch: each member runs on its own datamodule (rebuilt from the run's ``config.yaml``) and the outputs are joined
 by row id. Per member, a temperature is fitted on the validation split (temperature scaling, Guo et al. 2017),
 then the mixing weights (a softmax over one logit per member) minimise the validation log-loss of
-``sum_k w_k softmax(z_k / T_k)``. The temperatures are fitted as a single model's are
+``sum_k w_k softmax(z_k / T_k)``. When one member alone scores at least as well on the validation split as the
+fitted combination (macro-F1, the classifiers' headline metric), the ensemble falls back to that member: all weight
+on it, so it predicts exactly as that member does (issue 13: an ensemble is never worse than its best member on
+validation). The temperatures are fitted as a single model's are
 (:mod:`zoo.reporting.calibration`), the weights with ``torch.optim.LBFGS``: scikit-learn has no weighted
 probability ensemble of already-trained models, and this is a few lines on top of torch.
 
 ``ensemble.json`` records everything needed to rebuild it: each member's run directory, checkpoint and data
-settings, its temperature and weight, and the class names.
+settings, its temperature and weight, the class names, the validation scores, and the fallback when there was one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from zoo.registry import DATAMODULES
 from zoo.reporting.io import atomic_write_text
 
 FORMAT = 1
+#: the score that decides between the combination and its best member (the classifiers' monitored val/f1_macro)
+HEADLINE = "f1_macro"
 
 
 class EnsembleError(ZooError, ValueError):
@@ -149,9 +154,14 @@ def _aligned(outs: list[Outputs], members: list[Member], split: str) -> None:
 class Ensemble:
     """Members with their temperatures and weights; :meth:`fit` on validation, :meth:`predict` on any split."""
 
-    def __init__(self, members: list[Member], class_names: list[str]) -> None:
+    def __init__(self, members: list[Member], class_names: list[str], validation: dict[str, Any] | None = None,
+                 fallback: dict[str, Any] | None = None) -> None:
         self.members = members
         self.class_names = class_names
+        #: validation scores of the fitted combination and of each member (:meth:`fit`)
+        self.validation = validation
+        #: why all weight went to one member (:meth:`choose`), or None when the combination won
+        self.fallback = fallback
 
     @classmethod
     def from_runs(cls, runs: list[str], checkpoint: str = "best.ckpt") -> Ensemble:
@@ -167,9 +177,14 @@ class Ensemble:
             raise EnsembleError("multi-label runs cannot be ensembled yet (single-label classifiers only)")
         return cls(members, names[0])
 
-    def outputs(self, split: str, predict: str | None = None) -> list[Outputs]:
-        outs = [m.outputs(split, predict) for m in self.members]
-        _aligned(outs, self.members, split)
+    def active(self) -> list[Member]:
+        """The members with a weight above zero (one after a fallback): the only ones :meth:`predict` runs."""
+        return [m for m in self.members if m.weight > 0]
+
+    def outputs(self, split: str, predict: str | None = None, members: list[Member] | None = None) -> list[Outputs]:
+        members = self.members if members is None else members
+        outs = [m.outputs(split, predict) for m in members]
+        _aligned(outs, members, split)
         return outs
 
     def fit(self) -> list[Outputs]:
@@ -183,21 +198,53 @@ class Ensemble:
         weights = fit_weights([m.probabilities(o.logits) for m, o in zip(self.members, outs)], labels)
         for m, w in zip(self.members, weights):
             m.weight = w
+        self.choose(outs, labels)
         return outs
 
-    def combine(self, outs: list[Outputs]) -> Tensor:
-        return sum(m.weight * m.probabilities(o.logits) for m, o in zip(self.members, outs))  # type: ignore[return-value]
+    def choose(self, outs: list[Outputs], labels: Tensor) -> None:
+        """Keep the fitted weights only when the combination beats every member on validation; otherwise put all
+        weight on the best member. The weights minimise log-loss, not the headline score, so the mixture can score
+        below a member (on BBC the fitted fastText + TF-IDF mix tested below TF-IDF alone, docs/text.md)."""
+        n = len(self.class_names)
+        combined = scores(self.combine(outs), labels, n)
+        members = [scores(o.logits, labels, n) for o in outs]
+        losses = [float(torch.nn.functional.nll_loss(m.probabilities(o.logits).clamp_min(1e-12).log(), labels))
+                  for m, o in zip(self.members, outs)]
+        self.validation = {"ensemble": combined, "members": members}
+        # ties between members: the better accuracy, then the lower calibrated log-loss, then the first given
+        best = min(range(len(outs)), key=lambda k: (-members[k][HEADLINE], -members[k]["acc"], losses[k], k))
+        if members[best][HEADLINE] < combined[HEADLINE]:
+            self.fallback = None
+            return
+        self.fallback = {"member": self.members[best].run, "metric": HEADLINE,
+                         "member_score": members[best][HEADLINE], "combination_score": combined[HEADLINE],
+                         "fitted_weights": [m.weight for m in self.members],
+                         "reason": f"{self.members[best].run} alone scores validation {HEADLINE} "
+                                   f"{members[best][HEADLINE]:.4f} >= the fitted combination's {combined[HEADLINE]:.4f}"}
+        for k, m in enumerate(self.members):
+            m.weight = 1.0 if k == best else 0.0
+
+    def combine(self, outs: list[Outputs], members: list[Member] | None = None) -> Tensor:
+        """The weighted mixture of the members' calibrated probabilities; members of weight 0 add nothing, so
+        after a fallback this is exactly the chosen member's ``softmax(z / T)``."""
+        pairs = [(m, o) for m, o in zip(self.members if members is None else members, outs) if m.weight > 0]
+        mix = pairs[0][0].weight * pairs[0][0].probabilities(pairs[0][1].logits)
+        for m, o in pairs[1:]:
+            mix = mix + m.weight * m.probabilities(o.logits)
+        return mix
 
     def predict(self, split: str, predict: str | None = None) -> tuple[list[str], Tensor, Tensor | None]:
-        """``(ids, probabilities [N, C], labels or None)`` on ``split``."""
-        outs = self.outputs(split, predict)
-        return outs[0].ids, self.combine(outs), outs[0].labels
+        """``(ids, probabilities [N, C], labels or None)`` on ``split``; members of weight 0 are not run."""
+        members = self.active()
+        outs = self.outputs(split, predict, members)
+        return outs[0].ids, self.combine(outs, members), outs[0].labels
 
     # -- saving -----------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "class_names": self.class_names,
                 "members": [{"run": m.run, "checkpoint": m.checkpoint, "data": m.data, "temperature": m.temperature,
-                             "weight": m.weight} for m in self.members]}
+                             "weight": m.weight} for m in self.members],
+                "validation": self.validation, "fallback": self.fallback}
 
     def save(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
@@ -216,12 +263,15 @@ class Ensemble:
                               temperature=float(m["temperature"]), weight=float(m["weight"]))
                        for m in spec["members"]]
             names = list(spec["class_names"])
+            validation, fallback = spec.get("validation"), spec.get("fallback")  # absent in files before issue 13
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise EnsembleError(f"{file}: not a zoo ensemble ({type(err).__name__}: {err})") from None
         for m in members:
-            if not Path(m.checkpoint).is_file():
+            if m.weight > 0 and not Path(m.checkpoint).is_file():
                 raise EnsembleError(f"{file}: member checkpoint {m.checkpoint} is missing")
-        return cls(members, names)
+        if not any(m.weight > 0 for m in members):
+            raise EnsembleError(f"{file}: no member has a weight above 0")
+        return cls(members, names, validation, fallback)
 
 
 def scores(probs: Tensor, labels: Tensor, num_classes: int) -> dict[str, float]:
@@ -233,4 +283,4 @@ def scores(probs: Tensor, labels: Tensor, num_classes: int) -> dict[str, float]:
             "f1_macro": float(multiclass_f1_score(pred, labels, num_classes, average="macro"))}
 
 
-__all__ = ["Ensemble", "EnsembleError", "Member", "Outputs", "fit_temperature", "fit_weights", "scores"]
+__all__ = ["HEADLINE", "Ensemble", "EnsembleError", "Member", "Outputs", "fit_temperature", "fit_weights", "scores"]

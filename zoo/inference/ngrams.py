@@ -1,0 +1,248 @@
+"""Bag-of-n-gram features of the n-gram text models — hashed word and character n-grams (``fasttext``) or TF-IDF
+over a vocabulary fitted on the training split (``tfidf``) — shared by the training data
+(:class:`zoo.data.text.ngrams.NgramTextDataModule`) and the exported predictor, so a served text gets the very
+features the model was trained on.
+
+Both come from scikit-learn's C-backed vectorizers (murmurhash3 ``HashingVectorizer``, ``TfidfVectorizer``)
+rather than a Python n-gram loop: a BBC article has thousands of character n-grams. A text's features are its
+non-zero entries, as ``input_ids`` (feature index + 1; 0 pads) and ``weights`` (the feature's share of the text,
+or its TF-IDF value). An export keeps them without pickles: the settings in ``zoo_export.json``
+(``preprocessing.ngrams``) and, for TF-IDF, the fitted vocabulary (``ngram_vocabulary.json``) and idf vectors
+(``ngram_idf.safetensors``), from which a ``TfidfVectorizer`` is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo.inference.families import Family, TextClassification, _top_k, text_field
+from zoo.inference.runners import ExportFormatError
+
+FEATURES = ("hashing", "tfidf")
+#: a word is any run of word characters in any script (sklearn's default drops one-character words, which are
+#: whole words in Chinese or Japanese)
+WORD_PATTERN = r"(?u)\b\w+\b"
+VOCABULARY_FILE, IDF_FILE = "ngram_vocabulary.json", "ngram_idf.safetensors"
+
+
+def _range(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))
+
+
+@dataclass(frozen=True)
+class NgramSettings:
+    """What the vectorizers are built from (validated by the datamodule, which names the flags)."""
+
+    features: str = "hashing"
+    word_ngrams: tuple[int, int] | None = (1, 2)
+    char_ngrams: tuple[int, int] | None = (2, 4)
+    buckets: int = 2 ** 17
+    max_features: int | None = 100_000
+    lowercase: bool = True
+
+    def analyzers(self) -> list[tuple[str, tuple[int, int], str | None]]:
+        """(sklearn analyzer, n-gram range, token pattern) of each feature block, in column order."""
+        specs = [("word", self.word_ngrams, WORD_PATTERN), ("char_wb", self.char_ngrams, None)]
+        return [(a, rng, p) for a, rng, p in specs if rng is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": self.features, "word_ngrams": list(self.word_ngrams) if self.word_ngrams else None,
+                "char_ngrams": list(self.char_ngrams) if self.char_ngrams else None, "buckets": self.buckets,
+                "max_features": self.max_features, "lowercase": self.lowercase,
+                # what the settings mean to scikit-learn, for a reader without zoo
+                "analyzers": [a for a, _, _ in self.analyzers()], "word_pattern": WORD_PATTERN,
+                "scheme": ("HashingVectorizer(alternate_sign=False, norm=None) per analyzer, blocks side by side, "
+                           "each row divided by its sum" if self.features == "hashing" else
+                           "TfidfVectorizer(sublinear_tf=True, norm='l2') per analyzer, blocks side by side, times "
+                           "1/sqrt(blocks)") + "; input_ids = column + 1, weights = the values"}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> NgramSettings:
+        max_features = value.get("max_features")
+        if value["features"] not in FEATURES:
+            raise ValueError(f"features {value['features']!r} is not one of {', '.join(FEATURES)}")
+        return cls(features=str(value["features"]), word_ngrams=_range(value.get("word_ngrams")),
+                   char_ngrams=_range(value.get("char_ngrams")), buckets=int(value["buckets"]),
+                   max_features=None if max_features is None else int(max_features),
+                   lowercase=bool(value["lowercase"]))
+
+
+class NgramFeaturizer:
+    """Texts -> bags of n-gram features; ``fit`` learns the TF-IDF vocabulary (hashing needs no fitting)."""
+
+    def __init__(self, settings: NgramSettings, fitted: list[tuple[list[str], np.ndarray]] | None = None) -> None:
+        """``fitted``: each TF-IDF block's vocabulary (terms in column order) and idf vector, as an export holds."""
+        if settings.features not in FEATURES:
+            raise ValueError(f"n-gram features must be one of {', '.join(FEATURES)}, got {settings.features!r}")
+        self.settings = settings
+        self.vectorizers = self._build(fitted)
+
+    def _build(self, fitted: list[tuple[list[str], np.ndarray]] | None = None) -> list[Any]:
+        from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
+
+        s, out = self.settings, []
+        for k, (analyzer, rng, pattern) in enumerate(s.analyzers()):
+            kw: dict[str, Any] = {"analyzer": analyzer, "ngram_range": rng, "lowercase": s.lowercase}
+            if pattern:
+                kw["token_pattern"] = pattern
+            if s.features == "hashing":
+                out.append(HashingVectorizer(n_features=s.buckets, alternate_sign=False, norm=None, **kw))
+                continue
+            vec = TfidfVectorizer(sublinear_tf=True, min_df=1, max_features=s.max_features, dtype=np.float32, **kw)
+            if fitted is not None:
+                terms, idf = fitted[k]
+                vec.set_params(vocabulary={t: i for i, t in enumerate(terms)})
+                vec.idf_ = idf  # a public setter: the fitted TfidfVectorizer without refitting
+            out.append(vec)
+        return out
+
+    def fit(self, texts: list[str]) -> NgramFeaturizer:
+        """Fit the TF-IDF vocabularies; ``ValueError`` naming the analyzer when the texts have none of its n-grams."""
+        if self.settings.features == "tfidf":
+            for v in self.vectorizers:
+                try:
+                    v.fit(texts)
+                except ValueError as err:  # sklearn: "empty vocabulary"
+                    raise ValueError(f"TF-IDF found no {v.analyzer} n-grams in the training texts: {err}") from None
+        return self
+
+    @property
+    def num_features(self) -> int:
+        if self.settings.features == "hashing":
+            return self.settings.buckets * len(self.vectorizers)
+        return sum(len(v.vocabulary_) for v in self.vectorizers)
+
+    def vocabularies(self) -> list[list[str]]:
+        return [[str(t) for t in v.get_feature_names_out()] for v in self.vectorizers]
+
+    def space(self) -> dict[str, Any]:
+        """What the features mean (kind, size, fingerprint): the model records it and refuses other features."""
+        s = self.settings
+        if s.features == "hashing":
+            key = f"hashing:{s.word_ngrams}:{s.char_ngrams}:{s.buckets}:{s.lowercase}"
+        else:
+            key = "tfidf:" + "\n".join(t for terms in self.vocabularies() for t in terms)
+        return {"kind": s.features, "num_features": int(self.num_features),
+                "fingerprint": hashlib.sha256(key.encode()).hexdigest()[:16]}
+
+    def matrix(self, texts: list[str]) -> Any:
+        """The ``[texts, features]`` CSR matrix."""
+        import scipy.sparse as sp
+
+        mats = [v.transform(texts).tocsr() for v in self.vectorizers]
+        out = sp.hstack(mats, format="csr") if len(mats) > 1 else mats[0]
+        if self.settings.features == "hashing":
+            # fastText averages a text's n-gram vectors: each feature's share of the text's n-grams
+            sums = np.asarray(out.sum(axis=1)).ravel()
+            out = sp.diags(1.0 / np.maximum(sums, 1.0)) @ out
+        else:
+            # the word and char blocks are each L2-normalised by sklearn; keep the whole vector at unit length
+            out = out.multiply(1.0 / np.sqrt(len(mats))).tocsr()
+        return out.tocsr()
+
+    def bags(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each text's ``(input_ids, weights)``: feature index + 1 (int64) and value (float32)."""
+        m = self.matrix(texts)
+        rows = []
+        for i in range(m.shape[0]):
+            lo, hi = m.indptr[i], m.indptr[i + 1]
+            ids = m.indices[lo:hi].astype(np.int64) + 1
+            weights = m.data[lo:hi].astype(np.float32)
+            if not len(ids):  # nothing this vocabulary knows: one pad feature of weight 0 keeps the bag non-empty
+                ids, weights = np.zeros(1, np.int64), np.zeros(1, np.float32)
+            rows.append((ids, weights))
+        return rows
+
+    # -- an export folder's copy ----------------------------------------------------------------------------
+    def save(self, folder: Path) -> dict[str, str]:
+        """Write what :meth:`load` needs besides the settings; returns the ``files`` entries of ``zoo_export.json``."""
+        if self.settings.features == "hashing":
+            return {}
+        from safetensors.numpy import save_file
+
+        analyzers = [a for a, _, _ in self.settings.analyzers()]
+        (folder / VOCABULARY_FILE).write_text(json.dumps(dict(zip(analyzers, self.vocabularies())),
+                                                         ensure_ascii=False), encoding="utf-8")
+        save_file({a: np.ascontiguousarray(v.idf_) for a, v in zip(analyzers, self.vectorizers)},
+                  str(folder / IDF_FILE))
+        return {"ngram_vocabulary": VOCABULARY_FILE, "ngram_idf": IDF_FILE}
+
+    @classmethod
+    def load(cls, folder: Path, meta: dict[str, Any]) -> NgramFeaturizer:
+        """The featurizer of an export folder, checked against the feature space the model was trained on."""
+        pre = meta.get("preprocessing", {})
+        try:
+            settings = NgramSettings.from_json(pre["ngrams"])
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ExportFormatError(f"{folder}: preprocessing.ngrams in zoo_export.json is incomplete ({err!r}); "
+                                    "re-export the run") from None
+        featurizer = cls(settings, _read_tfidf(folder, meta, settings) if settings.features == "tfidf" else None)
+        expected, got = pre.get("feature_space") or {}, featurizer.space()
+        if expected and expected != got:
+            raise ExportFormatError(f"{folder}: the n-gram features rebuilt from the folder ({got['num_features']} "
+                                    f"features, fingerprint {got['fingerprint']}) are not those the model was trained "
+                                    f"on ({expected.get('num_features')} features, fingerprint "
+                                    f"{expected.get('fingerprint')}); the vocabulary files were changed: re-export")
+        return featurizer
+
+
+def _read_tfidf(folder: Path, meta: dict[str, Any], settings: NgramSettings) -> list[tuple[list[str], np.ndarray]]:
+    from safetensors.numpy import load_file
+
+    files = meta.get("files", {})
+    vocab_path = folder / files.get("ngram_vocabulary", VOCABULARY_FILE)
+    idf_path = folder / files.get("ngram_idf", IDF_FILE)
+    try:
+        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+        idf = load_file(str(idf_path))
+    except (OSError, ValueError) as err:
+        raise ExportFormatError(f"{folder}: the TF-IDF vocabulary ({vocab_path.name}) or idf vectors "
+                                f"({idf_path.name}) cannot be read: {err}") from None
+    out = []
+    for analyzer, _, _ in settings.analyzers():
+        terms, weights = vocab.get(analyzer), idf.get(analyzer)
+        if not isinstance(terms, list) or weights is None or len(terms) != len(weights):
+            raise ExportFormatError(f"{folder}: {vocab_path.name} / {idf_path.name} hold no matching '{analyzer}' "
+                                    "vocabulary and idf vector; re-export the run")
+        out.append(([str(t) for t in terms], weights))
+    return out
+
+
+class NgramTextClassification(Family):
+    """``{"text": ..., ["top_k": k]}`` -> label, confidence and probabilities, for the n-gram text models: the
+    texts of a batch are featurised together (one sklearn call) and padded to the batch's largest bag."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
+        super().__init__(folder, meta)
+        self.featurizer = NgramFeaturizer.load(folder, meta)
+
+    def parse(self, item: Any) -> dict[str, Any]:
+        return {"text": text_field(item), "top_k": _top_k(item, None, len(self.meta["labels"]))}
+
+    def collate(self, items: list[Any]) -> dict[str, torch.Tensor]:
+        bags = self.featurizer.bags([it["text"] for it in items])
+        # at least 2 wide: a torch.export program's feature axis starts at 2 (1 would be specialised)
+        width = max([2, *(len(ids) for ids, _ in bags)])
+        ids = torch.zeros((len(bags), width), dtype=torch.long)
+        weights = torch.zeros((len(bags), width), dtype=torch.float32)
+        for i, (a, w) in enumerate(bags):
+            ids[i, :len(a)] = torch.from_numpy(a)
+            weights[i, :len(w)] = torch.from_numpy(w)
+        return {"input_ids": ids, "weights": weights}
+
+    answers = TextClassification.answers
+
+
+def is_ngram(meta: dict[str, Any]) -> bool:
+    return meta.get("task") == "text_classification" and "ngrams" in meta.get("preprocessing", {})
+
+
+__all__ = ["FEATURES", "IDF_FILE", "VOCABULARY_FILE", "WORD_PATTERN", "NgramFeaturizer", "NgramSettings",
+           "NgramTextClassification", "is_ngram"]
