@@ -282,3 +282,32 @@ def test_shipped_search_spaces_are_accepted_by_their_recipes(search, recipe):
     recipe_dict = yaml.safe_load((ROOT / "recipes" / recipe).read_text())
     assert check_space(recipe_dict, space, recipe).__name__
     assert recipe_values(space, recipe_dict) is not None  # --baseline can run the recipe's own values
+
+
+def test_a_resumed_search_with_the_same_sampler_seed_does_not_repeat_parameter_sets(tmp_path):
+    """Re-running a stopped search with its --sampler-seed must not replay the first process's random draws."""
+    from zoo.tune.space import load_space
+    from zoo.tune.study import TuneSettings, open_study
+
+    space = load_space(write_space(tmp_path, "model.init_args.lr: {type: float, low: 0.001, high: 1.0, log: true}\n"
+                                             "data.init_args.batch_size: [8, 16, 32, 64]"))
+    settings = TuneSettings(recipe={}, space=space, out_dir=tmp_path, study_name="resumed", metric="val/loss",
+                            mode="min", sampler_seed=0, quiet=True)
+
+    def draw(n: int) -> list[dict]:
+        study = open_study(settings)  # a new process: a new sampler from the same --sampler-seed
+        out = []
+        for _ in range(n):
+            trial = study.ask()
+            params = space.sample(trial)
+            study.tell(trial, 1.0)
+            out.append(params)
+        return out
+
+    first, second = draw(3), draw(3)
+    assert all(p not in first for p in second), (first, second)
+    (tmp_path / "again").mkdir()
+    fresh = TuneSettings(recipe={}, space=space, out_dir=tmp_path / "again", study_name="resumed",
+                         metric="val/loss", mode="min", sampler_seed=0, quiet=True)
+    settings = fresh
+    assert draw(3) == first  # a new study with the same seed still reproduces the first draws

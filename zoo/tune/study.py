@@ -116,6 +116,10 @@ def open_study(settings: TuneSettings) -> Any:
         raise ZooError(f"study {settings.study_name!r} in {_hide_password(settings.storage_url)} optimizes "
                        f"{[d.name.lower() for d in study.directions]}, not {settings.directions}; "
                        "use another --study-name or the same objectives")
+    if settings.sampler_seed is not None and study.trials:
+        # The same --sampler-seed on a resumed search would replay the first process's random draws and repeat
+        # its parameter sets; continue from a seed of its own, still reproducible from the seed and the study.
+        study.sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + len(study.trials))
     study.set_user_attr("zoo_metric", settings.metric)
     study.set_user_attr("zoo_objectives", [settings.metric, *settings.objectives])
     if not study.trials:
