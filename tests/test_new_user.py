@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +211,7 @@ def test_samples_per_second_is_samples_over_wall_time_of_the_last_steps():
 NOISE = ["litlogger", "litmodels", "LeafSpec", "dirpath has changed", "is_gradient_checkpointing",
          "callbacks list already contains a Timer", "LightningCLI's args parameter",
          "is not supported by the model summary", "was called without a model", "there is no last checkpoint available",
-         "callbacks used to create the checkpoint need to be provided"]
+         "callbacks used to create the checkpoint need to be provided", "`weights_only` was not set"]
 
 
 def test_a_tiny_fit_and_resume_print_none_of_the_noise(tiny, tmp_path, capfd):
@@ -224,4 +225,20 @@ def test_a_tiny_fit_and_resume_print_none_of_the_noise(tiny, tmp_path, capfd):
     out = capfd.readouterr()
     printed = out.out + out.err
     assert "Epoch 1" in printed or "epoch" in printed.lower()  # the run itself still reports
+    assert [s for s in NOISE if s in printed] == []
+
+
+def test_a_real_zoo_fit_process_prints_none_of_the_noise(tmp_path):
+    """As a user runs it: a separate process, Lightning's own console logging set up by the CLI (in-process tests
+    do not see Lightning's INFO lines, e.g. the checkpoint connector's "`weights_only` was not set")."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(ROOT / "recipes/vision/digits_tiny.yaml"),
+                          "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "runs")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    printed = out.stdout + out.stderr
+    assert out.returncode == 0, printed[-3000:]
+    assert "Trainable params" in printed  # Lightning's console output is there to be checked
     assert [s for s in NOISE if s in printed] == []

@@ -61,7 +61,7 @@ class LastCheckpoint(Checkpoint):
         if trainer.is_global_zero:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            trainer.save_checkpoint(tmp)
+            trainer.save_checkpoint(tmp, weights_only=False)  # the whole training state; said, so Lightning does not log its default
             if trainer.is_global_zero:
                 os.replace(tmp, path)
         finally:
