@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -226,24 +225,11 @@ def test_a_changed_featuriser_is_refused_at_load(run, tmp_path):
 def test_zoo_serve_answers_over_http(run):
     """A real ``zoo serve`` process on each export: hashed features (fastText) and the TF-IDF vocabulary and idf
     files loaded in the worker."""
-    from tests.test_serve import _call, _free_port
+    from tests.test_serve import _call, _free_port, start_server
 
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", str(run["tmp"] / "onnx"), "--port", str(port),
-                             "--threads", "1", "--api-key", "k"], cwd=run["tmp"], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_server(run["tmp"] / "onnx", port, run["tmp"], "--threads", "1", "--api-key", "k")
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"zoo serve exited: {proc.stdout.read().decode()[-3000:]}")
-            try:
-                if _call(port, "/health", key=None, timeout=2)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("zoo serve did not become healthy in 120 s")
         expected = load_predictor(run["tmp"] / "onnx").predict(NEW_TEXTS)
         status, batch = _call(port, "/predict/batch", {"inputs": NEW_TEXTS}, key="k")
         assert status == 200 and batch["outputs"] == expected

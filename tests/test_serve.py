@@ -44,6 +44,25 @@ def _call(port, path, body=None, key=KEY, ctype="application/json", timeout=60):
         return err.code, json.loads(text) if text.startswith(b"{") else text.decode()
 
 
+def start_server(folder: Path, port: int, cwd: Path, *args: str) -> subprocess.Popen:
+    """``zoo serve FOLDER`` as a real process in its own process group, returned once ``/health`` answers 200."""
+    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", str(folder), "--port", str(port), *args],
+                            cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"zoo serve exited: {proc.stdout.read().decode()[-3000:]}")
+        try:
+            if _call(port, "/health", key=None, timeout=2)[0] == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail("zoo serve did not become healthy in 120 s")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from zoo.export import export_model
@@ -56,24 +75,9 @@ def server(tmp_path_factory):
     rows = [r for b in quiet_trainer().predict(model, datamodule=data) for r in b]
     texts = [r["text"] for r in data.splits["test"].rows]
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", str(tmp / "text"), "--port", str(port),
-                             "--max-batch-size", "8", "--batch-timeout", "0.02", "--api-key", KEY, "--threads", "1",
-                             "--max-body-mb", "1"],
-                            cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_server(tmp / "text", port, tmp, "--max-batch-size", "8", "--batch-timeout", "0.02", "--api-key", KEY,
+                        "--threads", "1", "--max-body-mb", "1")
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"zoo serve exited: {proc.stdout.read().decode()[-3000:]}")
-            try:
-                if _call(port, "/health", key=None, timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("zoo serve did not become healthy in 120 s")
         yield {"port": port, "proc": proc, "texts": texts, "rows": rows, "classes": model.class_names}
     finally:  # the whole process group: workers outlive a main process that died
         try:
