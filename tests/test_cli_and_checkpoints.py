@@ -228,3 +228,70 @@ def test_run_report_history_aligns_train_and_val_epochs(tmp_path):
     # the last epoch's training accuracy is what the trainer holds at the end
     assert report.history[-1]["train/acc"] == pytest.approx(float(trainer.callback_metrics["train/acc"]))
     assert (tmp_path / "curves_metrics.png").exists()
+
+
+BPR = {"seed_everything": 5,
+       "model": {"class_path": "bpr", "init_args": {"embedding_dim": 8, "lr": 0.01, "optimizer": "adam", "top_k": 10}},
+       "data": {"class_path": "interactions", "init_args": {"dataset": "synthetic_interactions", "split": "loo",
+                                                            "batch_size": 64, "seed": 1}},
+       "trainer": {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1, "accelerator": "cpu",
+                   "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0}}
+
+
+def rows_per_user(path):
+    counts = {}
+    for row in csv.DictReader(open(path)):
+        counts[row["user"]] = counts.get(row["user"], 0) + 1
+    return set(counts.values())
+
+
+def test_a_command_line_flag_wins_over_the_checkpoints_hyperparameters(tmp_path, capsys):
+    import yaml
+
+    recipe = tmp_path / "bpr.yaml"
+    recipe.write_text(yaml.safe_dump(BPR))  # the recipe says top_k 10
+    assert main(["fit", "--config", str(recipe), "--model.init_args.top_k", "4"]) == 0
+    ckpt = str(next(Path("runs").rglob("last.ckpt")))
+
+    def predict(*flags):
+        return main(["predict", "--config", str(recipe), "--ckpt_path", ckpt, "--output", "p.csv", *flags])
+
+    assert predict() == 0
+    assert rows_per_user("p.csv") == {4}  # the checkpoint's top_k beats the recipe's
+    capsys.readouterr()
+    assert predict("--model.init_args.top_k", "3") == 0
+    assert rows_per_user("p.csv") == {3}  # the flag beats the checkpoint's
+    assert "--model.init_args.top_k 3 (command line) replaces top_k=4" in capsys.readouterr().err
+    assert predict("--model.init_args={top_k: 2}") == 0
+    assert rows_per_user("p.csv") == {2}
+
+    # a flag that changes the network cannot be loaded with these weights: one message, no traceback
+    capsys.readouterr()
+    assert predict("--model.init_args.embedding_dim", "16") == 2
+    err = capsys.readouterr().err
+    assert "zoo: error: --model.init_args.embedding_dim 16: the weights in" in err and "embedding_dim=8" in err
+    assert "Traceback" not in err and "replaces" not in err
+
+
+def test_allow_untrained_as_a_bare_flag(tmp_path, capsys):
+    import yaml
+
+    recipe = tmp_path / "bpr.yaml"
+    recipe.write_text(yaml.safe_dump(BPR))
+    base = ["predict", "--config", str(recipe), "--output", "p.csv"]
+    assert main([*base, "--allow_untrained"]) == 0  # as README and the refusal spell it
+    assert rows_per_user("p.csv") == {10}
+    assert main([*base, "--allow_untrained", "true"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--allow_untrained", "false"]) == 2
+    assert "or --allow_untrained to use the model's initial weights" in capsys.readouterr().err
+    assert main([*base, "--no_allow_untrained"]) == 2
+
+
+def test_command_line_model_keys_reads_every_flag_form():
+    from zoo.cli.resume import command_line_model_keys
+
+    argv = ["predict", "--config", "r.yaml", "--model.init_args.top_k", "3", "--model.lr=0.1",
+            "--model.init_args", "{ks: [5], retrieval: exact}", "--model={init_args: {seed: 1}}",
+            "--model.class_path", "bpr", "--data.init_args.batch_size", "8", "--trainer.max_epochs", "1"]
+    assert command_line_model_keys(argv) == {"top_k", "lr", "ks", "retrieval", "seed"}

@@ -139,17 +139,23 @@ def test_corrupt_image_in_the_test_split_stops_fit_before_training(tmp_path, cap
     assert not list(Path("runs").rglob("*.ckpt"))
 
 
+# -- 9: most_popular as documented ------------------------------------------------------------------------------
+def test_the_documented_most_popular_test_command_works_and_does_not_compare_it_with_itself(capsys):
+    command = "zoo test --config recipes/recsys/most_popular_ml100k.yaml --allow_untrained true"
+    for where in ("recipes/recsys/most_popular_ml100k.yaml", "docs/recsys.md"):
+        assert command in (ROOT / where).read_text(encoding="utf-8").replace("\n# ", " "), where
+    Path("recipes").symlink_to(ROOT / "recipes")  # run it as written, from a folder with the recipes
+    assert main([*command.split()[1:], "--trainer.enable_progress_bar", "false"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("zoo: baseline: skipped, MostPopular is itself the baseline") == 1
+    assert "does not beat the baseline" not in err
+    [run] = Path("runs/most_popular_ml100k").iterdir()
+    assert (run / "recsys_test_report.txt").is_file() and not list(run.rglob("baseline.json"))
+
+
 # -- 11: early stopping says why ----------------------------------------------------------------------------
-class _Scores(torch.nn.Module):
-    pass
-
-
-def test_early_stopping_says_which_metric_when_and_the_best_epoch(capsys):
+def _fit_with_scores(callbacks, scores=(0.5, 0.7, 0.6, 0.65, 0.9)):
     import lightning.pytorch as pl
-
-    from zoo.callbacks import TaskEarlyStopping
-
-    scores = [0.5, 0.7, 0.6, 0.65, 0.9]
 
     class Model(pl.LightningModule):
         monitor, monitor_mode = "val/score", "max"
@@ -168,11 +174,78 @@ def test_early_stopping_says_which_metric_when_and_the_best_epoch(capsys):
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(2, 1)), batch_size=2)
-    stop = TaskEarlyStopping(patience=2)
-    quiet_trainer(max_epochs=5, callbacks=[stop], num_sanity_val_steps=0).fit(Model(), loader, loader)
+    quiet_trainer(max_epochs=len(scores), callbacks=callbacks, num_sanity_val_steps=0).fit(Model(), loader, loader)
+
+
+STOP_LINE = ("zoo: early stopping at epoch 3: val/score did not improve by more than 0 for 2 validations "
+             "(patience 2); best was epoch 1 (val/score = 0.7)")
+
+
+def _stop_lines(capsys):
+    return [line for line in capsys.readouterr().err.splitlines() if "early stopping" in line]
+
+
+def test_early_stopping_says_which_metric_when_and_the_best_epoch(capsys):
+    from zoo.callbacks import TaskEarlyStopping
+
+    _fit_with_scores([TaskEarlyStopping(patience=2)])
+    assert _stop_lines(capsys) == [STOP_LINE]
+
+
+def test_lightnings_early_stopping_gets_the_same_line_from_the_notice(capsys):
+    """The shipped recsys recipes and users' own recipes configure Lightning's class, which stops silently."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from zoo.callbacks import EarlyStoppingNotice
+
+    _fit_with_scores([EarlyStopping(monitor="val/score", mode="max", patience=2)])
+    assert _stop_lines(capsys) == []  # Lightning alone says nothing
+    _fit_with_scores([EarlyStopping(monitor="val/score", mode="max", patience=2), EarlyStoppingNotice()])
+    assert _stop_lines(capsys) == [STOP_LINE]
+    # the notice before the callback in the list, and a stop on a threshold rather than patience
+    _fit_with_scores([EarlyStoppingNotice(), EarlyStopping(monitor="val/score", mode="max", stopping_threshold=0.6)])
+    assert _stop_lines(capsys) == ["zoo: early stopping at epoch 1: Stopping threshold reached: val/score = "
+                                   "0.699999988079071 > 0.6; best was epoch 0 (val/score = 0.5)"]
+
+
+def test_early_stopping_notice_is_silent_without_a_stop_and_does_not_repeat_zoos_own_line(capsys):
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from zoo.callbacks import EarlyStoppingNotice, TaskEarlyStopping
+
+    _fit_with_scores([EarlyStopping(monitor="val/score", mode="max", patience=3), EarlyStoppingNotice()])
+    assert _stop_lines(capsys) == []  # ran to max_epochs
+    _fit_with_scores([TaskEarlyStopping(patience=2), EarlyStoppingNotice()])
+    assert _stop_lines(capsys) == [STOP_LINE]
+
+
+def test_zoo_fit_says_why_a_recipes_lightning_early_stopping_ended_it(tmp_path, capsys):
+    """The shipped recsys recipes configure Lightning's EarlyStopping; zoo fit adds the notice to every run."""
+    recipe = yaml.safe_load((ROOT / "recipes/recsys/bpr_ml100k.yaml").read_text())
+    [stop] = recipe["trainer"]["callbacks"]
+    assert stop["class_path"] == "lightning.pytorch.callbacks.EarlyStopping"
+    stop["init_args"].update(patience=1, min_delta=1.0)  # NDCG cannot improve by 1: stops after the 2nd validation
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "log.csv").write_text("user_id,item_id\n" + "".join(f"u{u},i{(u + k) % 12}\n" for u in range(20)
+                                                                     for k in range(6)))
+    assert main(["fit", "--config", "r.yaml", "--data.init_args.dataset", "null", "--data.init_args.path", "log.csv",
+                 "--data.init_args.batch_size", "64", "--trainer.max_epochs", "5", "--trainer.enable_progress_bar",
+                 "false"]) == 0
     lines = [line for line in capsys.readouterr().err.splitlines() if "early stopping" in line]
-    assert lines == ["zoo: early stopping at epoch 3: val/score did not improve by more than 0 for 2 validations "
-                     "(patience 2); best was epoch 1 (val/score = 0.7)"]
+    assert len(lines) == 1 and lines[0].startswith("zoo: early stopping at epoch 1: val/ndcg@10 did not improve by "
+                                                   "more than 1 for 1 validations (patience 1); best was epoch 0 (")
+
+
+# -- 15: the recipe's time line -------------------------------------------------------------------------------
+def test_the_recipe_time_line_is_not_printed_for_a_fast_dev_run(tmp_path, capsys):
+    (tmp_path / "recipes/vision").mkdir(parents=True)
+    (tmp_path / "recipes/vision/long.yaml").write_text((ROOT / "recipes/vision/digits_tiny.yaml").read_text())
+    (tmp_path / "recipes/results.yaml").write_text("machine: 2 CPU cores\nrecipes:\n  vision/long.yaml: {cpu_minutes: 50}\n")
+    common = ["fit", "--config", "recipes/vision/long.yaml", "--trainer.enable_progress_bar", "false"]
+    assert main([*common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1"]) == 0
+    assert "zoo: this recipe trains for about 50 minutes on 2 CPU cores" in capsys.readouterr().err
+    assert main([*common, "--trainer.fast_dev_run", "true"]) == 0
+    assert "trains for about" not in capsys.readouterr().err
 
 
 # -- 12: metrics figure layout ------------------------------------------------------------------------------
@@ -211,7 +284,11 @@ def test_samples_per_second_is_samples_over_wall_time_of_the_last_steps():
 NOISE = ["litlogger", "litmodels", "LeafSpec", "dirpath has changed", "is_gradient_checkpointing",
          "callbacks list already contains a Timer", "LightningCLI's args parameter",
          "is not supported by the model summary", "was called without a model", "there is no last checkpoint available",
-         "callbacks used to create the checkpoint need to be provided", "`weights_only` was not set"]
+         "callbacks used to create the checkpoint need to be provided", "`weights_only` was not set",
+         # recommenders (issue 15, point 14 re-tried): caused by zoo's recsys task / loaders, nothing a user can change
+         "You have overridden `transfer_batch_to_device`", "`IterableDataset` has `__len__` defined",
+         # zoo's own warnings are one `zoo:` line, not Python's "file.py:N: UserWarning: ..." and its source line
+         "UserWarning", "rank_zero_warn("]
 
 
 def test_a_tiny_fit_and_resume_print_none_of_the_noise(tiny, tmp_path, capfd):
@@ -241,4 +318,28 @@ def test_a_real_zoo_fit_process_prints_none_of_the_noise(tmp_path):
     printed = out.stdout + out.stderr
     assert out.returncode == 0, printed[-3000:]
     assert "Trainable params" in printed  # Lightning's console output is there to be checked
+    assert [s for s in NOISE if s in printed] == []
+
+
+def test_a_real_recommender_fit_process_prints_none_of_the_noise(tmp_path):
+    """A recsys recipe on the user's own tiny log and catalogue (one item without text), in its own process."""
+    import subprocess
+    import sys
+
+    (tmp_path / "log.csv").write_text("user_id,item_id\n" + "".join(f"u{u},i{(u + k) % 12}\n" for u in range(20)
+                                                                     for k in range(6)))
+    (tmp_path / "items.csv").write_text("item_id,title\n" + "".join(f"i{i},{'' if i == 7 else f'Film {i}'}\n"
+                                                                      for i in range(12)))
+    out = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(ROOT / "recipes/recsys/bpr_ml100k.yaml"),
+                          "--data.init_args.dataset", "null", "--data.init_args.path", "log.csv",
+                          "--data.init_args.items_path", "items.csv", "--data.init_args.batch_size", "32",
+                          "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1",
+                          "--trainer.default_root_dir", str(tmp_path / "runs")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    printed = out.stdout + out.stderr
+    assert out.returncode == 0, printed[-3000:]
+    assert "zoo: items.csv: item text from column(s) title, e.g.\n  'i0': 'title: Film 0.'" in printed
+    assert ("\nzoo: items.csv: 1 of 12 item(s) have an empty text (all of title blank), e.g. ['i7']; text-aware "
+            "models see only their ID\n") in printed
     assert [s for s in NOISE if s in printed] == []

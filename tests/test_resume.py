@@ -139,3 +139,135 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(family, tmp_path, capsy
         assert f"best.ckpt (epoch {best['epoch']}, step {best['global_step']})" in err
         assert_same_weights(reference / "checkpoints" / "last.ckpt", spare / "checkpoints" / "last.ckpt")
         assert history(spare) == history(reference)
+
+
+# -- which checkpoint and which run --resume takes ---------------------------------------------------------------
+CHOICE_STEPS = 4  # per epoch; best.ckpt stays at epoch 0 (step 4), last.ckpt ends at epoch 1 (step 8)
+
+
+@pytest.fixture(scope="module")
+def fitted_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A digits_tiny-like run of 2 epochs whose best.ckpt is its epoch-0 state (the checkpoint monitors the epoch,
+    lower is better), trained once for the tests below, which copy it."""
+    tmp = tmp_path_factory.mktemp("choice")
+    recipe = image_recipe(tmp)
+    recipe["model"]["init_args"]["backbone_kwargs"] = {"width": 4, "norm": "group"}
+    best = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+            "init_args": {"monitor": "epoch", "mode": "min", "filename": "best", "enable_version_counter": False}}
+    recipe["trainer"] = {**TRAINER, "limit_train_batches": CHOICE_STEPS, "callbacks": [best]}
+    path = tmp / "choice.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["fit", "--config", str(path), "--trainer.default_root_dir", str(tmp / "runs")]) == 0
+    return path, tmp / "runs" / "choice" / "version_0"
+
+
+def position(path: Path) -> tuple[int, int]:
+    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return saved["epoch"], saved["global_step"]
+
+
+def copy_run(run: Path, version: int, newer_by: float = 0.0) -> Path:
+    copy = Path("runs") / "choice" / f"version_{version}"
+    shutil.copytree(run, copy)
+    for ckpt in (copy / "checkpoints").glob("*.ckpt"):
+        os.utime(ckpt, (ckpt.stat().st_atime, ckpt.stat().st_mtime + newer_by))
+    return copy
+
+
+def test_resume_takes_the_furthest_training_state_not_the_newest_file(fitted_run, capsys):
+    recipe, fitted = fitted_run
+    run = copy_run(fitted, 0)
+    best, last = run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt"
+    assert (position(best), position(last)) == ((0, CHOICE_STEPS), (1, 2 * CHOICE_STEPS))
+    # what the end-of-fit calibration can leave: best.ckpt rewritten after last.ckpt
+    os.utime(best, (best.stat().st_atime, last.stat().st_mtime + 60))
+
+    capsys.readouterr()
+    assert main(["fit", "--config", str(recipe), "--resume", str(run), "--trainer.max_epochs", "3"]) == 0
+    err = capsys.readouterr().err
+    assert f"from {last} (epoch 1, step {2 * CHOICE_STEPS})" in err, err[-2000:]
+    assert position(last) == (2, 3 * CHOICE_STEPS)  # one more epoch on top of last.ckpt's two
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv")) if r.get("train/loss")]
+    assert steps == list(range(3 * CHOICE_STEPS))
+
+
+def test_resume_auto_passes_over_a_newer_run_with_other_model_or_data_settings(fitted_run, capsys):
+    from zoo.cli.runs import find_resume_checkpoint
+
+    recipe, fitted = fitted_run
+    run = copy_run(fitted, 0)
+    # a newer run of the same recipe trained on other data (3-channel shapes): what --resume auto took before
+    other = copy_run(fitted, 1, newer_by=60)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["data"]["init_args"]["dataset"] = "synthetic_shapes"
+    config["model"]["init_args"].update(in_channels=3, num_classes=3)
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+
+    capsys.readouterr()
+    assert main(["fit", "--config", str(recipe), "--resume", "auto", "--trainer.max_epochs", "3"]) == 0
+    err = capsys.readouterr().err
+    assert f"passing over {other}" in err and "model.init_args.in_channels: 3 there, 1 here" in err, err[-2000:]
+    assert "data.init_args.dataset: 'synthetic_shapes' there, 'digits' here" in err
+    assert f"from {run / 'checkpoints' / 'last.ckpt'} (epoch 1, step {2 * CHOICE_STEPS})" in err
+    assert position(run / "checkpoints" / "last.ckpt") == (2, 3 * CHOICE_STEPS)
+    assert position(other / "checkpoints" / "last.ckpt") == (1, 2 * CHOICE_STEPS)  # left alone
+
+    # no run fits the command: nothing to resume (the caller starts a new run), each run named with its keys
+    settings = {"model": {"class_path": "zoo.tasks.image.ImageClassifier", "init_args": {"in_channels": 2}}}
+    assert find_resume_checkpoint("auto", Path("runs"), "choice", settings) is None
+    err = capsys.readouterr().err
+    assert err.count("passing over") == 2 and "in_channels: 1 there, 2 here" in err
+    # an explicit run directory is taken as given
+    assert find_resume_checkpoint(str(other), Path("runs"), "choice", settings)[0] == other / "checkpoints" / "last.ckpt"
+
+
+def fake_checkpoint(path: Path, epoch: int, step: int, mtime: float, training_state: bool = True) -> None:
+    state = {"epoch": epoch, "global_step": step, "state_dict": {"w": torch.zeros(1)}}
+    if training_state:
+        state["loops"] = {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    os.utime(path, (mtime, mtime))
+
+
+def test_the_furthest_state_wins_then_last_ckpt_then_the_newest_file(capsys):
+    from zoo.cli.runs import find_resume_checkpoint
+
+    ckpts = Path("runs/r/version_0/checkpoints")
+    fake_checkpoint(ckpts / "on_exception.ckpt", 1, 6, mtime=4_000)
+    fake_checkpoint(ckpts / "best.ckpt", 1, 8, mtime=3_000)  # same step as last.ckpt, newer file
+    fake_checkpoint(ckpts / "last.ckpt", 1, 8, mtime=2_000)
+    fake_checkpoint(ckpts / "weights.ckpt", 2, 12, mtime=1_000, training_state=False)
+    (ckpts / "broken.ckpt").write_bytes(b"PK\x03\x04 not a whole zip")
+    path, saved = find_resume_checkpoint("auto", Path("runs"), "r")
+    assert path == ckpts / "last.ckpt" and saved["global_step"] == 8
+    err = capsys.readouterr().err
+    assert "weights.ckpt: it holds weights only" in err and "broken.ckpt is truncated or corrupt" in err
+
+    (ckpts / "last.ckpt").unlink()
+    assert find_resume_checkpoint("auto", Path("runs"), "r")[0] == ckpts / "best.ckpt"  # the tie, then the newest
+    fake_checkpoint(ckpts / "other.ckpt", 1, 8, mtime=5_000)
+    assert find_resume_checkpoint("auto", Path("runs"), "r")[0] == ckpts / "other.ckpt"
+
+
+def test_settings_that_do_not_change_training_are_not_differences(tmp_path):
+    from zoo.cli.runs import settings_differences
+
+    run = tmp_path / "version_0"
+    run.mkdir()
+    assert settings_differences(run, {"model": {}}) is None  # no config.yaml: cannot tell
+    saved = {"model": {"class_path": "zoo.tasks.image.ImageClassifier",
+                       "init_args": {"class_names": ["a", "b"], "in_channels": 1, "lr": 0.003, "ks": [5, 10]}},
+             "data": {"class_path": "zoo.data.image.datamodule.ImageDataModule",
+                      "init_args": {"num_workers": 4, "eval_batch_size": 64, "batch_size": 32, "folder": None}}}
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    same = {"model": {"class_path": "zoo.tasks.image.ImageClassifier",
+                      "init_args": {"class_names": None, "in_channels": 1, "lr": 0.003, "ks": [5, 10], "new": 1}},
+            "data": {"class_path": "zoo.data.image.datamodule.ImageDataModule",
+                     "init_args": {"num_workers": 0, "eval_batch_size": None, "batch_size": 32, "folder": None}}}
+    assert settings_differences(run, same) == []
+    other = yaml.safe_load(yaml.safe_dump(same))
+    other["model"]["init_args"]["lr"] = 0.01
+    other["data"]["init_args"]["folder"] = "photos"
+    assert settings_differences(run, other) == ["model.init_args.lr: 0.003 there, 0.01 here",
+                                                "data.init_args.folder: None there, 'photos' here"]

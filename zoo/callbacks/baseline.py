@@ -78,6 +78,9 @@ class BaselineComparison(pl.Callback):
     """Args:
         margin: absolute amount of the headline metric the model must beat the reference by.
         enabled: false skips the reference (large data where even a linear model takes too long).
+
+    A model whose class sets ``is_baseline = True`` (``most_popular``) is the reference: it is not compared with
+    itself, one line says so.
     """
 
     def __init__(self, margin: float = 0.01, enabled: bool = True) -> None:
@@ -89,6 +92,10 @@ class BaselineComparison(pl.Callback):
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         out = run_dir(trainer)  # a collective under DDP: every rank
         if not self.enabled or not trainer.is_global_zero or trainer.datamodule is None or trainer.sanity_checking:
+            return
+        if getattr(pl_module, "is_baseline", False):  # most_popular: the reference is the model itself
+            print(f"zoo: baseline: skipped, {type(pl_module).__name__} is itself the baseline it would be compared with",
+                  file=sys.stderr)
             return
         from zoo.baselines.references import NoReference, reference_for, unknown_token_rate
         from zoo.reporting.io import atomic_write_text

@@ -49,7 +49,26 @@ def _resolve(target: str) -> Any:
     return getattr(importlib.import_module(module), fn)
 
 
+#: exit code of a command whose reader closed the pipe (``zoo list models | head -1``): 128 + SIGPIPE, what the
+#: shell reports for a program that SIGPIPE ended
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _dispatch(argv)
+        sys.stdout.flush()  # a reader that has gone shows here, not as a traceback at interpreter exit
+    except BrokenPipeError:
+        # Python ignores SIGPIPE, so a closed pipe is an exception; point stdout at devnull so that the flush at
+        # exit does not raise again (the recipe of the Python docs, "Note on SIGPIPE")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _dispatch(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

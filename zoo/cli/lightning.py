@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningArgumentParser
 
 from zoo.cli.parse_errors import ZooArgumentParser, _explain  # noqa: F401  (zoo.cli.tune imports _explain here)
@@ -31,6 +32,9 @@ from zoo.version import __version__
 class ZooCLI(LightningCLIWithCheckpointHook):
     #: the checkpoint and run directory this command starts from (zoo.cli.resume.resolve_checkpoint)
     _run_location: Any = None
+    #: the command line, and the model flags on it that differ from the checkpoint's: {key: (saved, given)}
+    _argv: list[str] = []
+    _overrides: dict[str, tuple[Any, Any]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _install_registry_names()
@@ -62,7 +66,8 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         parser.add_argument("--resume", type=str | None, default=None,
                             help="fit: continue a run from its newest valid checkpoint: auto (this recipe's runs), "
                                  "a checkpoint file or a run directory (docs/reliability.md)")
-        parser.add_argument("--allow_untrained", type=bool, default=False,
+        # bare `--allow_untrained` as README and the refusal spell it; `--allow_untrained true|false` too
+        parser.add_argument("--allow_untrained", action=ActionYesNo, nargs="?", default=False,
                             help="test/predict: run without --ckpt_path, with the model's initial weights")
         parser.add_argument("--calibration", type=str, default="temperature",
                             help="temperature (fit after fit, apply in test/predict) or none (docs/trust.md)")
@@ -74,6 +79,7 @@ class ZooCLI(LightningCLIWithCheckpointHook):
                             help="test: report the confidence threshold and share answered at this accuracy, e.g. 0.98")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._argv = [str(a) for a in (sys.argv[1:] if args is None else args if isinstance(args, list) else [])]
         super().parse_arguments(parser, args)
         from zoo.cli.resume import resolve_checkpoint
         from zoo.errors import ConfigError
@@ -104,6 +110,17 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         class_path = hparams.pop("_class_path", None) or (checkpoint.get("zoo") or {}).get("task")
         if not hparams or not class_path:
             return
+        from zoo.cli.resume import command_line_model_keys
+        from zoo.cli.runs import plain
+
+        # the weights were built with the checkpoint's values, so they beat the recipe's; a flag on the command
+        # line beats both (check_weights_fit stops one that changes the network)
+        given = plain(self.config[sub]["model"].get("init_args")) or {}
+        explicit = command_line_model_keys(self._argv) & set(hparams)
+        self._overrides = {key: (plain(hparams[key]), given.get(key)) for key in sorted(explicit)
+                           if plain(hparams[key]) != given.get(key)}
+        for key in explicit:
+            hparams.pop(key)
         update = {sub: {"model": {"class_path": class_path, "dict_kwargs": hparams}}}
         try:
             self.config = self.parser.parse_object(update, self.config)
@@ -114,6 +131,13 @@ class ZooCLI(LightningCLIWithCheckpointHook):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         self._bind_data()
+        if self._overrides and self._run_location is not None:
+            from zoo.cli.resume import check_weights_fit
+
+            check_weights_fit(self.model, self._run_location.checkpoint, self._overrides)
+            for key, (saved, ours) in self._overrides.items():
+                print(f"zoo: --model.init_args.{key} {ours} (command line) replaces {key}={saved} of "
+                      f"{self._run_location.checkpoint}", file=sys.stderr)
 
     def _bind_data(self) -> None:
         # Bind the data before the Trainer (and its run directory) exists, rather than in setup(): a bad data file
@@ -150,6 +174,7 @@ class ZooCLI(LightningCLIWithCheckpointHook):
 
         from zoo.callbacks.baseline import BaselineComparison
         from zoo.callbacks.card import ModelCardWriter
+        from zoo.callbacks.early_stopping import EarlyStoppingNotice
         from zoo.callbacks.prediction_writer import PredictionWriter
         from zoo.callbacks.run_report import RunReport
         from zoo.callbacks.trust import Trust
@@ -173,6 +198,8 @@ class ZooCLI(LightningCLIWithCheckpointHook):
                                    target_accuracy=self._get(self.config, "target_accuracy", default=None)))
         if self.subcommand in ("fit", "test") and not any(isinstance(c, ModelCardWriter) for c in callbacks):
             callbacks.append(ModelCardWriter())  # after Trust and BaselineComparison: it reads their reports
+        if self.subcommand == "fit" and not any(isinstance(c, EarlyStoppingNotice) for c in callbacks):
+            callbacks.append(EarlyStoppingNotice())  # Lightning's EarlyStopping ends a fit without a word
         monitor = trait(self.model, "monitor")
         if (monitor and trainer_cfg.get("enable_checkpointing", True) is not False
                 and not any(isinstance(c, ModelCheckpoint) for c in callbacks)):
@@ -193,7 +220,7 @@ class ZooCLI(LightningCLIWithCheckpointHook):
 
                 callbacks.append(ZooProgressBar())
         kwargs["callbacks"] = callbacks
-        if self.subcommand == "fit":
+        if self.subcommand == "fit" and not trainer_cfg.get("fast_dev_run"):  # a dry run trains for seconds
             self._announce_recipe_time(trainer_cfg.get("max_time"))
         if trainer_cfg.get("logger") in (None, True):
             root = trainer_cfg.get("default_root_dir") or "runs"

@@ -29,6 +29,10 @@ WARNINGS: dict[str, str] = {
     r'\.fit\(ckpt_path="last"\) is set, but there is no last checkpoint available': "caused by zoo's OnExceptionCheckpoint",
     # test / predict run without fit's RunState and LastCheckpoint on purpose: they restore nothing there
     r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint": "fit-only zoo callbacks",
+    # the recommenders' training loaders yield whole batches from an IterableDataset in the main process
+    # (num_workers 0, zoo.data.recsys.batches), so its __len__ is exact; the length is what Lightning's progress
+    # bar, limit_train_batches and the schedulers' step count read, so it stays
+    r"Your `IterableDataset` has `__len__` defined": "caused by zoo's recommender loaders, exact there",
 }
 
 #: Lightning's ``rank_zero_info`` lines (logged, not warned)

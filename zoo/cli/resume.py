@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.cli.runs import find_resume_checkpoint, new_output_dir, new_version_dir, run_dir_of
+from zoo.cli.runs import find_resume_checkpoint, new_output_dir, new_version_dir, plain, run_dir_of
 from zoo.errors import ConfigError
 
 #: commands that score or apply trained weights: refused without a checkpoint unless --allow_untrained
@@ -65,7 +65,10 @@ def resolve_checkpoint(config: Any) -> RunLocation | None:
     checkpoint: dict[str, Any] | None = None
     resumed = False
     if resume is not None or ckpt == "last":
-        found = find_resume_checkpoint(str(resume or "auto"), root, name)
+        # auto passes over runs trained with other model / data settings (another folder, other channels)
+        settings = {section: plain(_sub(cfg, section, {})) for section in ("model", "data")}
+        found = find_resume_checkpoint(str(resume or "auto"), root, name, settings,
+                                       flag=f"--resume {resume}" if resume is not None else "--ckpt_path last")
         if found is None:
             if sub != "fit":
                 raise ConfigError(f"--ckpt_path last: no valid checkpoint of {name} under {root / name}")
@@ -95,6 +98,50 @@ def resolve_checkpoint(config: Any) -> RunLocation | None:
         where = location.run_dir or "a new run directory"
         print(f"zoo: resuming {where} from {path} (epoch {epoch}, step {step})", file=sys.stderr)
     return location
+
+
+def command_line_model_keys(argv: list[str]) -> set[str]:
+    """The model arguments given as flags on the command line (``--model.init_args.top_k 3``, ``--model.top_k=3``,
+    ``--model.init_args '{top_k: 3}'``): they win over a checkpoint's hyper-parameters, which win over the
+    values of the --config files (the weights were built with them)."""
+    import yaml
+
+    keys: set[str] = set()
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg[2:].partition("=")
+        parts = flag.split(".")
+        if not arg.startswith("--") or parts[0] != "model":
+            continue
+        rest = parts[2:] if parts[1:2] == ["init_args"] else parts[1:]
+        if rest:
+            if rest[0] not in ("class_path", "init_args", "dict_kwargs", "help"):
+                keys.add(rest[0])
+            continue
+        try:  # --model '{class_path: ..., init_args: {...}}' or --model.init_args '{...}'
+            given = yaml.safe_load(value if eq else (argv[i + 1] if i + 1 < len(argv) else ""))
+        except yaml.YAMLError:
+            continue
+        if isinstance(given, dict):
+            init = given if parts[1:] == ["init_args"] else given.get("init_args")
+            keys.update(init if isinstance(init, dict) else ())
+    return keys
+
+
+def check_weights_fit(model: Any, path: Path, overrides: dict[str, tuple[Any, Any]]) -> None:
+    """A flag that changes the network (``embedding_dim``) cannot win over the checkpoint whose weights are
+    loaded into it: one message naming the flag, instead of torch's size-mismatch traceback later."""
+    from zoo.checkpoints import peek
+
+    saved = peek(path).get("state_dict") or {}
+    # only shapes: a model may build parts from the data later, and adapter-only checkpoints hold few keys
+    mismatch = [f"{key} is {list(saved[key].shape)} there, {list(value.shape)} here"
+                for key, value in model.state_dict().items()
+                if key in saved and hasattr(saved[key], "shape") and tuple(saved[key].shape) != tuple(value.shape)]
+    if mismatch:
+        flags = ", ".join(f"--model.init_args.{key} {ours}" for key, (_, ours) in overrides.items())
+        theirs = ", ".join(f"{key}={saved_value}" for key, (saved_value, _) in overrides.items())
+        raise ConfigError(f"{flags}: the weights in {path} were trained with {theirs}, and the network this builds "
+                          f"does not fit them ({mismatch[0]}); leave the flag out to use the checkpoint's value")
 
 
 def run_logger(csv_logger: type, location: RunLocation | None, sub: str, root: str, name: str) -> Any:
@@ -213,6 +260,7 @@ def os_error_message(err: BaseException) -> str | None:
     return None
 
 
-__all__ = ["NEED_WEIGHTS", "RunLocation", "check_config_files", "check_data_sizes",
+__all__ = ["NEED_WEIGHTS", "RunLocation", "check_config_files", "check_data_sizes", "check_weights_fit",
+           "command_line_model_keys",
            "check_trainer_limits", "default_reliability_callbacks", "os_error_message", "recipe_name",
            "resolve_checkpoint", "run_logger"]

@@ -105,38 +105,123 @@ def forget() -> None:
     ANCESTORS.clear()
 
 
-def _candidates(spec: Path) -> list[Path]:
-    if spec.is_file():
-        return [spec]
-    if (spec / "checkpoints").is_dir():
-        return list((spec / "checkpoints").glob("*.ckpt"))
-    return list(spec.glob("*/checkpoints/*.ckpt"))
+#: settings that change how a run reads its data or serves predictions, not what it trains: a run whose
+#: config.yaml differs from the command only in these is still the same run
+NOT_TRAINING_SETTINGS = frozenset({"num_workers", "eval_batch_size", "cache_dir", "chunk_rows", "predict",
+                                   "predict_source", "predict_users", "unknown_users", "top_k"})
 
 
-def find_resume_checkpoint(spec: str, root: Path, name: str) -> tuple[Path, dict[str, Any]] | None:
-    """The newest valid checkpoint for ``--resume spec``: ``auto`` searches ``root/name/version_*``, a file is
-    that checkpoint, a folder is a run directory (or a folder of runs). A truncated or corrupt file is skipped
-    with a warning and the previous one is used. None when ``auto`` finds nothing."""
-    from zoo.checkpoints import peek
+def plain(value: Any) -> Any:
+    """A config value (jsonargparse Namespace, tuple, path object) as the YAML-like value config.yaml holds."""
+    import json
 
-    where = Path(root) / name if spec == "auto" else Path(spec)
-    if spec != "auto" and not where.exists():
-        raise CheckpointError(f"--resume {spec}: no such checkpoint or run directory")
-    files = sorted(_candidates(where), key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), reverse=True)
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    return json.loads(json.dumps(value, default=str))
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flat(sub, f"{prefix}.{key}"))
+        return out
+    return {prefix: value}
+
+
+def settings_differences(run: Path, settings: dict[str, Any]) -> list[str] | None:
+    """The model / data keys whose value in ``run/config.yaml`` differs from ``settings`` (the command's, as
+    :func:`plain` values), as ``key: <run's value> there, <command's> here``; None when the run has no readable config.
+    A model key the command leaves None is filled from the data or the checkpoint (``class_names``,
+    ``num_users``), so it is not a difference; keys only one side knows (another zoo version) are not either."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    differences = []
+    for section in ("model", "data"):
+        theirs, ours = _flat(plain(saved.get(section)), section), _flat(settings.get(section), section)
+        for key, value in ours.items():
+            leaf = key.rsplit(".", 1)[-1]
+            if key not in theirs or leaf in NOT_TRAINING_SETTINGS or theirs[key] == value:
+                continue
+            if section == "model" and value is None:
+                continue
+            differences.append(f"{key}: {theirs[key]!r} there, {value!r} here")
+    return differences
+
+
+def _runs(where: Path) -> list[Path]:
+    """The run directories under ``where`` (itself, or a folder of runs), newest checkpoint first."""
+    runs = [where] if (where / "checkpoints").is_dir() else [p.parent for p in where.glob("*/checkpoints") if p.is_dir()]
+
+    def newest(run: Path) -> int:
+        return max((p.stat().st_mtime_ns for p in (run / "checkpoints").glob("*.ckpt")), default=0)
+
+    return sorted(runs, key=newest, reverse=True)
+
+
+def _most_advanced(files: list[Path]) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint holding the furthest training state: by the global step and epoch recorded in it (the
+    end-of-fit calibration rewrites best.ckpt after last.ckpt, so the newest file is not the furthest one), then
+    last.ckpt, then the newest. Truncated or corrupt files, and weights-only files ahead of it, are skipped with
+    a warning."""
+    from zoo.checkpoints import peek, training_position
+
+    loaded = []
     for path in files:
         try:
-            checkpoint = peek(path)
+            loaded.append((path, peek(path)))
         except CheckpointError as err:
             print(f"zoo: warning: skipping {err}", file=sys.stderr)
-            continue
+    loaded.sort(key=lambda pc: (training_position(pc[1])[::-1], pc[0].name == "last.ckpt", pc[0].stat().st_mtime_ns),
+                reverse=True)
+    for path, checkpoint in loaded:
         if "loops" not in checkpoint or "state_dict" not in checkpoint:
             print(f"zoo: warning: skipping {path}: it holds weights only, not a training state", file=sys.stderr)
             continue
         return path, checkpoint
-    if spec == "auto":
-        return None
+    return None
+
+
+def find_resume_checkpoint(spec: str, root: Path, name: str, settings: dict[str, Any] | None = None,
+                           flag: str = "") -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint to resume from for ``--resume spec``: ``auto`` searches ``root/name/version_*``, a file is
+    that checkpoint, a folder is a run directory (or a folder of runs). Of several runs, the one with the newest
+    checkpoint is taken, skipping (with a note) runs whose config.yaml differs from ``settings`` in model or
+    data; in that run, the most advanced valid training state (:func:`_most_advanced`). None when ``auto``
+    finds nothing. ``flag`` is what the user typed, for the note (``--ckpt_path last`` searches as ``auto``)."""
+    where = Path(root) / name if spec == "auto" else Path(spec)
+    if spec != "auto" and not where.exists():
+        raise CheckpointError(f"--resume {spec}: no such checkpoint or run directory")
+    if where.name == "checkpoints" and where.is_dir():
+        where = where.parent
+    if where.is_file():
+        found, looked = _most_advanced([where]), 1
+    else:
+        found, looked = None, 0
+        runs = _runs(where)
+        for run in runs:
+            differences = settings_differences(run, settings) if settings is not None and run != where else None
+            if differences:
+                shown = "; ".join(differences[:4]) + ("; ..." if len(differences) > 4 else "")
+                flag = flag or f"--resume {spec}"
+                hint = f"--resume {run}" if flag.startswith("--resume") else f"--ckpt_path {run / 'checkpoints'}/FILE"
+                print(f"zoo: {flag}: passing over {run}: its model/data settings differ from this "
+                      f"command's ({shown}); give {hint} with its settings to use it", file=sys.stderr)
+                continue
+            files = sorted((run / "checkpoints").glob("*.ckpt"))
+            looked += len(files)
+            found = _most_advanced(files)
+            if found is not None:
+                break
+    if found is not None or spec == "auto":
+        return found
     raise CheckpointError(f"--resume {spec}: no valid checkpoint to resume from"
-                          + (f" (looked at {len(files)} file(s))" if files else " (no *.ckpt there)"))
+                          + (f" (looked at {looked} file(s))" if looked else " (no *.ckpt there)"))
 
 
-__all__ = ["ANCESTORS", "CREATED", "forget", "find_resume_checkpoint", "new_output_dir", "new_version_dir", "remove_unfinished", "run_dir_of"]
+__all__ = ["ANCESTORS", "CREATED", "NOT_TRAINING_SETTINGS", "forget", "find_resume_checkpoint", "new_output_dir",
+           "new_version_dir", "plain", "remove_unfinished", "run_dir_of", "settings_differences"]

@@ -180,13 +180,6 @@ class RecommenderTask(ZooTask):
         """What the datamodule's train loader yields for this model (stated once, in ``configure_from_data``)."""
         return BatchSpec()
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        # batches are flat dicts of tensors (and id lists); Lightning's generic collection walk costs more than
-        # the whole BPR step on CPU
-        if isinstance(batch, dict):
-            return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     # -- scoring ------------------------------------------------------------------------------------
     def full_sort_scores(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         """``[B, num_items + 1]`` scores of every item (column 0 is padding) for the given user indices."""

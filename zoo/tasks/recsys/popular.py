@@ -27,6 +27,10 @@ class MostPopular(RecommenderTask):
     """No arguments of its own (those of every recommender apply). ``embed`` returns the item scores of the
     batch as [B, 1] vectors, so adversarial techniques perturb them like any other embedding."""
 
+    #: the reference of recommenders' baseline comparison: ``zoo test`` does not compare it with itself
+    #: (:class:`zoo.callbacks.baseline.BaselineComparison`)
+    is_baseline = True
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if self.has_sizes():
