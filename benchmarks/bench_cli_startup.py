@@ -1,5 +1,5 @@
-"""How long `zoo` takes to answer before it does any work: `zoo --help`, `zoo list models`, an argument error
-and `zoo fit --help`, against what every command paid before the light dispatcher (importing the training stack:
+"""How long `zoo` takes to answer before it does any work: `zoo --help`, `zoo list models`, argument errors
+(an unknown command; a misspelt flag of `zoo fit`, answered by zoo.cli.fast_args) and `zoo fit --help`, against what every command paid before the light dispatcher (importing the training stack:
 `import zoo.cli.lightning`). Each is timed cold (no byte-compiled modules: an empty PYTHONPYCACHEPREFIX with
 PYTHONDONTWRITEBYTECODE, as a machine with an uncompiled install sees it) and warm (the .pyc files the Makefile
 writes at install), median of repeats, one process per run.
@@ -23,6 +23,8 @@ CASES = {
     "zoo --help": ["-m", "zoo.cli", "--help"],
     "zoo list models": ["-m", "zoo.cli", "list", "models"],
     "zoo fitt (argument error)": ["-m", "zoo.cli", "fitt"],
+    "zoo fit --trainer.max_epohcs (argument error)": ["-m", "zoo.cli", "fit", "--config", "recipes/vision/digits.yaml",
+                                                      "--trainer.max_epohcs", "3"],
     "zoo fit --help": ["-m", "zoo.cli", "fit", "--help"],
     "import zoo.cli.lightning (every command, before)": ["-c", "import zoo.cli.lightning"],
 }

@@ -5,7 +5,8 @@ summary (case does not matter), or a glob on the name or a tag (``'resnet*'``). 
 code 2) that lists what there is.
 
 The index (``zoo/resources/registry_index.json``) is written by ``python -m zoo.cli.listing --write-index`` from
-the live registries; ``tests/test_cli_light.py`` fails when it no longer matches them.
+the live registries, with ``cli_args_index.json`` (the flags :mod:`zoo.cli.fast_args` checks);
+``tests/test_cli_light.py`` fails when either no longer matches.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ def read_index() -> dict[str, list[dict[str, str]]]:
 
 def write_index() -> None:
     INDEX.write_text(json.dumps(live_index(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    # the flags zoo.cli.fast_args checks fit/validate/test/predict command lines against
+    from zoo.cli import args_index
+
+    args_index.write_index()
 
 
 def _family(word: str) -> str:
@@ -85,7 +90,7 @@ def _no_match(kind: str, pattern: str, known: str) -> ZooError:
 def main(argv: list[str]) -> int:
     if argv == ["--write-index"]:
         write_index()
-        print(f"wrote {INDEX}")
+        print(f"wrote {INDEX} and {INDEX.parent / 'cli_args_index.json'}")
         return 0
     parser = argparse.ArgumentParser(prog="zoo list", description="List what zoo has registered.", allow_abbrev=False)
     parser.add_argument("kind", choices=LIST_KINDS)

@@ -10,6 +10,7 @@ from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser
 
+from zoo.cli.fast_args import close_keys, unknown_key_hint
 from zoo.compat import jsonargparse_debug_mode, parser_actions
 
 
@@ -104,12 +105,9 @@ def _explain(message: str, parser: Any) -> str:
             hints.append(f"'{bad}' is not an argument of {class_match.group(1).rsplit('.', 1)[-1]}"
                          + (f"; did you mean: {', '.join(close)}?" if close else "") + f" Accepted: {accepted}")
             continue
-        close = difflib.get_close_matches(bad, candidates, n=3, cutoff=0.75)
-        if not close:
-            leaf = bad.rsplit(".", 1)[-1]
-            close = [c for c in candidates if difflib.SequenceMatcher(None, leaf, c.rsplit(".", 1)[-1]).ratio() > 0.8][:3]
+        close = close_keys(bad, candidates)  # shared with the pre-check, so both say the same
         if close:
-            hints.append(f"'{bad}' is not an accepted key; did you mean: {', '.join(close)}?")
+            hints.append(unknown_key_hint(bad, close))
     # the first line names the culprit; jsonargparse's nested report follows for the details
     first = hints[0] if hints else _summary(message)
     if first is None:
