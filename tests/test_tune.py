@@ -284,6 +284,25 @@ def test_shipped_search_spaces_are_accepted_by_their_recipes(search, recipe):
     assert recipe_values(space, recipe_dict) is not None  # --baseline can run the recipe's own values
 
 
+def test_baseline_reads_the_parsed_recipe_and_refuses_a_value_the_space_cannot_hold(tmp_path, capsys):
+    """`zoo tune --baseline` compares the parsed recipe (tuples, model defaults) with the space; a recipe value the
+    space cannot hold stops the search with its key instead of silently dropping the baseline trial."""
+    from zoo.cli.tune import _parse
+    from zoo.tune.space import load_space, outside_space
+
+    recipe = yaml.safe_load((ROOT / "recipes/text/tweets_sentiment_fasttext.yaml").read_text())
+    parsed = _parse(recipe)[1].as_dict()
+    space = load_space(ROOT / "recipes/search/text_ngram.yaml")
+    assert recipe_values(space, parsed)["data.init_args.word_ngrams"] == "up_to_bigrams"
+    narrow = write_space(tmp_path, "data.init_args.word_ngrams: {type: categorical, choices: {uni: [1, 1]}}")
+    assert outside_space(load_space(narrow), parsed) == ("data.init_args.word_ngrams", [1, 2])
+    code = main(["tune", "--config", str(ROOT / "recipes/text/tweets_sentiment_fasttext.yaml"), "--search",
+                 str(narrow), "--n-trials", "1", "--baseline", "--dir", str(tmp_path / "t")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--baseline: the recipe's data.init_args.word_ngrams is [1, 2]" in err
+    assert not (tmp_path / "t").exists()
+
+
 def test_a_resumed_search_with_the_same_sampler_seed_does_not_repeat_parameter_sets(tmp_path):
     """Re-running a stopped search with its --sampler-seed must not replay the first process's random draws."""
     from zoo.tune.space import load_space

@@ -70,13 +70,17 @@ def main(argv: list[str]) -> int:
     if args.pruner not in PRUNERS:
         raise ConfigError(f"--pruner {args.pruner!r}: accepted: {', '.join(PRUNERS)}")
 
-    from zoo.tune.space import load_space
+    from zoo.tune.space import load_space, outside_space
 
     recipe = _with_settings(_load_recipe(args.config), args.set)
     space = load_space(args.search)
     model_class = check_space(recipe, space, args.config)
     if args.baseline:  # the values a plain `zoo fit` of the recipe uses, the model's defaults included
         recipe_defaults = _parse(recipe)[1].as_dict()
+        outside = outside_space(space, recipe_defaults)
+        if outside is not None:  # else the baseline trial would be left out without a word
+            raise ConfigError(f"--baseline: the recipe's {outside[0]} is {outside[1]!r}, which {args.search} cannot "
+                              "hold; add it to the search space (a choice or a range that contains it)")
     metric, mode = _headline(model_class, args.metric, args.direction)
     study_name = args.study_name or Path(args.config).stem
     out_dir = Path(args.dir or Path("runs") / "tune" / study_name)

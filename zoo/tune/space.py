@@ -294,25 +294,53 @@ def apply(recipe: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def recipe_values(space: SearchSpace, recipe: dict[str, Any]) -> dict[str, Any] | None:
-    """The recipe's own values as stored values of the space (its defaults as a trial), or None when a
-    searched value is outside its distribution. Keys the recipe leaves unset (the model's default) are left out:
-    the sampler picks them."""
+def _plain(value: Any) -> Any:
+    """Sequences compared as lists: a parsed recipe holds ``(1, 2)`` where the search file says ``[1, 2]``."""
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def outside_space(space: SearchSpace, recipe: dict[str, Any]) -> tuple[str, Any] | None:
+    """The first searched key whose recipe value the space cannot hold (so ``--baseline`` cannot run it), or None."""
     chosen: dict[str, Any] = {}
     for p in space.params:
         if not space.active(p, chosen):
             continue
         try:
-            value = get_key(recipe, p.key)
+            value = _plain(get_key(recipe, p.key))
         except KeyError:
             continue
         if p.type == "categorical":
-            label = next((k for k, v in p.choices.items() if v == value), None)
+            label = next((k for k, v in p.choices.items() if _plain(v) == value), None)
             if label is None:
-                return None
+                return p.key, value
             chosen[p.key] = label
-        elif isinstance(value, int | float) and p.low <= value <= p.high:
+        elif isinstance(value, int | float) and not isinstance(value, bool) and p.low <= value <= p.high:
             chosen[p.key] = int(value) if p.type == "int" else float(value)
         else:
-            return None
+            return p.key, value
+    return None
+
+
+def recipe_values(space: SearchSpace, recipe: dict[str, Any]) -> dict[str, Any] | None:
+    """The recipe's own values as stored values of the space (its defaults as a trial), or None when a
+    searched value is outside its distribution (``outside_space`` names it). Keys the recipe leaves unset (the
+    model's default) are left out: the sampler picks them."""
+    if outside_space(space, recipe) is not None:
+        return None
+    chosen: dict[str, Any] = {}
+    for p in space.params:
+        if not space.active(p, chosen):
+            continue
+        try:
+            value = _plain(get_key(recipe, p.key))
+        except KeyError:
+            continue
+        if p.type == "categorical":
+            chosen[p.key] = next(k for k, v in p.choices.items() if _plain(v) == value)
+        else:
+            chosen[p.key] = int(value) if p.type == "int" else float(value)
     return chosen
