@@ -303,8 +303,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def outside_space(space: SearchSpace, recipe: dict[str, Any]) -> tuple[str, Any] | None:
-    """The first searched key whose recipe value the space cannot hold (so ``--baseline`` cannot run it), or None."""
+def _recipe_choice(space: SearchSpace, recipe: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, Any] | None]:
+    """The recipe's values as stored values of the space, and the first searched key whose value the space cannot
+    hold (None when all fit). Keys the recipe leaves unset (the model's default) are left out."""
     chosen: dict[str, Any] = {}
     for p in space.params:
         if not space.active(p, chosen):
@@ -316,31 +317,23 @@ def outside_space(space: SearchSpace, recipe: dict[str, Any]) -> tuple[str, Any]
         if p.type == "categorical":
             label = next((k for k, v in p.choices.items() if _plain(v) == value), None)
             if label is None:
-                return p.key, value
+                return chosen, (p.key, value)
             chosen[p.key] = label
         elif isinstance(value, int | float) and not isinstance(value, bool) and p.low <= value <= p.high:
             chosen[p.key] = int(value) if p.type == "int" else float(value)
         else:
-            return p.key, value
-    return None
+            return chosen, (p.key, value)
+    return chosen, None
+
+
+def outside_space(space: SearchSpace, recipe: dict[str, Any]) -> tuple[str, Any] | None:
+    """The first searched key whose recipe value the space cannot hold (so ``--baseline`` cannot run it), or None."""
+    return _recipe_choice(space, recipe)[1]
 
 
 def recipe_values(space: SearchSpace, recipe: dict[str, Any]) -> dict[str, Any] | None:
-    """The recipe's own values as stored values of the space (its defaults as a trial), or None when a
-    searched value is outside its distribution (``outside_space`` names it). Keys the recipe leaves unset (the
-    model's default) are left out: the sampler picks them."""
-    if outside_space(space, recipe) is not None:
-        return None
-    chosen: dict[str, Any] = {}
-    for p in space.params:
-        if not space.active(p, chosen):
-            continue
-        try:
-            value = _plain(get_key(recipe, p.key))
-        except KeyError:
-            continue
-        if p.type == "categorical":
-            chosen[p.key] = next(k for k, v in p.choices.items() if _plain(v) == value)
-        else:
-            chosen[p.key] = int(value) if p.type == "int" else float(value)
-    return chosen
+    """The recipe's own values as stored values of the space (its defaults as a trial), or None when a searched
+    value is outside its distribution (``outside_space`` names it); the sampler picks the keys the recipe leaves
+    unset."""
+    chosen, outside = _recipe_choice(space, recipe)
+    return None if outside is not None else chosen
