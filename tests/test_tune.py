@@ -330,3 +330,24 @@ def test_a_resumed_search_with_the_same_sampler_seed_does_not_repeat_parameter_s
                          metric="val/loss", mode="min", sampler_seed=0, quiet=True)
     settings = fresh
     assert draw(3) == first  # a new study with the same seed still reproduces the first draws
+
+
+def test_workers_with_neighbouring_seeds_do_not_meet_on_one_sampler_seed(tmp_path):
+    """Worker seeds 0 and 1, the second joining an empty study and the first a study with one trial, draw
+    different parameters (a seed derived as seed + trials would give both the same)."""
+    from zoo.tune.space import load_space
+    from zoo.tune.study import TuneSettings, open_study
+
+    space = load_space(write_space(tmp_path, "model.init_args.lr: {type: float, low: 0.001, high: 1.0, log: true}"))
+
+    def first_draw(folder: str, seed: int, before: int) -> dict:
+        (tmp_path / folder).mkdir()
+        settings = TuneSettings(recipe={}, space=space, out_dir=tmp_path / folder, study_name="s", metric="val/loss",
+                                mode="min", sampler_seed=seed, quiet=True)
+        study = open_study(settings)
+        for _ in range(before):  # trials another worker already added
+            study.tell(study.ask({"model.init_args.lr": __import__("optuna").distributions.FloatDistribution(0.001, 1.0, log=True)}), 1.0)
+        study = open_study(settings)
+        return space.sample(study.ask())
+
+    assert first_draw("a", 1, 0) != first_draw("b", 0, 1)

@@ -119,7 +119,11 @@ def open_study(settings: TuneSettings) -> Any:
     if settings.sampler_seed is not None and study.trials:
         # The same --sampler-seed on a resumed search would replay the first process's random draws and repeat
         # its parameter sets; continue from a seed of its own, still reproducible from the seed and the study.
-        study.sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed + len(study.trials))
+        # Mixed, not added: workers seeded 0 and 1 joining at 1 and 0 trials must not meet on one seed.
+        import numpy as np
+
+        mixed = int(np.random.SeedSequence([settings.sampler_seed, len(study.trials)]).generate_state(1)[0])
+        study.sampler = optuna.samplers.TPESampler(seed=mixed)
     study.set_user_attr("zoo_metric", settings.metric)
     study.set_user_attr("zoo_objectives", [settings.metric, *settings.objectives])
     if not study.trials:
