@@ -227,11 +227,8 @@ class Ensemble:
     def combine(self, outs: list[Outputs], members: list[Member] | None = None) -> Tensor:
         """The weighted mixture of the members' calibrated probabilities; members of weight 0 add nothing, so
         after a fallback this is exactly the chosen member's ``softmax(z / T)``."""
-        pairs = [(m, o) for m, o in zip(self.members if members is None else members, outs) if m.weight > 0]
-        mix = pairs[0][0].weight * pairs[0][0].probabilities(pairs[0][1].logits)
-        for m, o in pairs[1:]:
-            mix = mix + m.weight * m.probabilities(o.logits)
-        return mix
+        pairs = zip(self.members if members is None else members, outs)
+        return torch.stack([m.weight * m.probabilities(o.logits) for m, o in pairs if m.weight > 0]).sum(0)
 
     def predict(self, split: str, predict: str | None = None) -> tuple[list[str], Tensor, Tensor | None]:
         """``(ids, probabilities [N, C], labels or None)`` on ``split``; members of weight 0 are not run."""
