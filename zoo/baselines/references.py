@@ -114,7 +114,9 @@ def image_classification(dm: Any, seed: int = 0) -> dict[str, Any]:
 def _words_and_tags(row: dict[str, Any], names: list[str]) -> tuple[list[str], list[str]]:
     text = row["text"]
     words = [text[a:b] for a, b in row["word_spans"]]
-    tags = [names[k] for k in row["labels"] if k != -100]
+    # a chunked text (data.long_text: chunks) labels each word once, in one of its windows
+    labels = [k for window in row.get("window_labels") or [row["labels"]] for k in window]
+    tags = [names[k] for k in labels if k != -100]
     return words, tags[:len(words)]
 
 

@@ -84,7 +84,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 class DynamicPadCollator:
     """Pads ``input_ids`` (and ``token_type_ids`` / token ``labels`` / n-gram ``weights``) to the longest sequence
     in the batch. A chunked document (``long_text: chunks``) brings its ``windows``: each window is one padded
-    sequence, and ``window_doc`` maps it to its document's position in the batch (labels stay one per document)."""
+    sequence, and ``window_doc`` maps it to its document's position in the batch (labels stay one per document;
+    token labels, ``window_labels``, stay one per window position)."""
 
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
@@ -123,6 +124,9 @@ class DynamicPadCollator:
 
     def _windows(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         flat = [{"input_ids": w} for r in rows for w in r["windows"]]
+        if "window_labels" in rows[0]:
+            for item, labels in zip(flat, (x for r in rows for x in r["window_labels"])):
+                item["labels"] = labels
         out = self(flat)
         out["window_doc"] = torch.tensor([d for d, r in enumerate(rows) for _ in r["windows"]], dtype=torch.long)
         self._labels_and_keys(rows, out)

@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from zoo.data.files import read_text
 from zoo.data.splits import limit
-from zoo.data.text.base import TextDataBase
+from zoo.data.text.base import TextDataBase, log
 from zoo.data.text.batching import TokenizedSet
 from zoo.data.text.cache import Ragged
 from zoo.data.text.conll import Sentence, check_bio_mode, read_tagged
+from zoo.data.text.long_text import budget, check_long_text, max_context_owners, word_windows
 from zoo.data.text.readers import TextDataError
 from zoo.data.text.words import align_labels, join_words, split_words
 from zoo.registry import DATAMODULES, DATASETS
@@ -31,6 +32,13 @@ class TokenDataModule(TextDataBase):
         bio: ``error`` (default) stops at an ``I-X`` that does not continue an ``X`` entity, naming file and line;
             ``repair`` turns such tags into ``B-X`` (the usual conversion) and logs how many it changed.
         max_length: sub-word tokens per sentence; words cut off are counted and logged.
+        long_text: sentences longer than ``max_length``: ``truncate`` (words past it get no tag) or ``chunks``
+            (overlapping windows of whole words; each window is a training example, and at validation, test and
+            predict every word is read from the window where it has the most context, so each text keeps one
+            tag per word). ``head_tail`` is for sequence classification only.
+        chunk_overlap: tokens of whole words shared by consecutive windows at most (``chunks``; default a
+            quarter of ``max_length``).
+        max_chunks: windows per text at most (``chunks``); words past them get no tag and are counted.
         tokenizer, max_samples, fractions, batch sizes, ...: shared with classification data, see
             :class:`~zoo.data.text.base.TextDataBase`.
     """
@@ -39,9 +47,20 @@ class TokenDataModule(TextDataBase):
         self,
         tags: list[str] | None = None,
         bio: Literal["error", "repair"] = "error",
+        long_text: str = "truncate",
+        chunk_overlap: int | None = None,
+        max_chunks: int = 8,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if long_text == "head_tail":
+            raise TextDataError("data.long_text: head_tail would leave the middle words of a sentence untagged; "
+                                "token classification takes truncate or chunks")
+        self.chunk_overlap = check_long_text(long_text, chunk_overlap, max_chunks, self.max_length,
+                                             allowed=("truncate", "chunks"))
+        self.long_text, self.max_chunks = long_text, max_chunks
+        #: per split: texts, how many were longer than max_length, windows made (for the run report)
+        self.long_text_counts: dict[str, dict[str, int]] = {}
         self.fixed_tags = list(tags) if tags else None
         self.bio = check_bio_mode(bio)
         self._sentences: dict[str, list[Sentence]] | None = None
@@ -80,14 +99,14 @@ class TokenDataModule(TextDataBase):
         return sents
 
     def _tokenize_words(self, items: list[Item], split: str) -> TokenizedSet:
-        lookup = {t: k for k, t in enumerate(self._tags or [])}
         if not items:
             return TokenizedSet([])
-
         # a word the tokenizer reduces to nothing (U+3000, a no-break space) would lose its tag and shift the
         # spans of the words after it: it is read as the unknown token instead
         unk = self.tokenizer.unk_token or "[UNK]"
         words = [[w if w.strip() else unk for w in ws] for ws, *_ in items]
+        if self.long_text == "chunks":
+            return self._chunked_rows(items, words, split)
 
         def build() -> tuple[Ragged, dict[str, Any]]:
             enc = self.tokenizer(words, is_split_into_words=True, truncation=True,
@@ -98,15 +117,77 @@ class TokenDataModule(TextDataBase):
         arrays, _ = self._cached("tok", words, build)
         rows, cut = [], 0
         for i, (words, spans, text, tags, ident) in enumerate(items):
-            wids = [None if w < 0 else w for w in arrays["word_ids"][i]]
-            labels, firsts = align_labels(wids, [lookup[t] for t in tags] if tags is not None else None)
+            labels, firsts = align_labels(_word_ids(arrays["word_ids"][i]), self._tag_ids(tags))
             kept = len(firsts)
             cut += kept < len(words)
             row = {"input_ids": arrays["input_ids"][i], "labels": labels, "id": ident, "text": text,
                    "word_spans": spans[:kept]}
             rows.append(row)
         self._report_truncation(split, cut, len(items), unit="sentences")
+        self._count(split, len(items), cut, len(items))
         return TokenizedSet(rows)
+
+    def _tag_ids(self, tags: list[str] | None) -> list[int] | None:
+        lookup = {t: k for k, t in enumerate(self._tags or [])}
+        return [lookup[t] for t in tags] if tags is not None else None
+
+    def _count(self, split: str, texts: int, longer: int, windows: int) -> None:
+        self.long_text_counts[split] = {"texts": texts, "longer_than_max_length": longer, "windows": windows}
+        self.data_checks["long_text"] = {"mode": self.long_text, **self.long_text_counts}
+
+    def _chunked_rows(self, items: list[Item], words: list[list[str]], split: str) -> TokenizedSet:
+        """Training: one row per window. Evaluation and predict: one row per text holding its ``windows``, where
+        each word is labelled only in the window it is read from, so the model's outputs merge back into one
+        per word (:func:`zoo.tasks.text.token.word_rows`)."""
+
+        def build() -> tuple[Ragged, dict[str, Any]]:
+            enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False, truncation=False,
+                                 return_attention_mask=False, verbose=False)
+            ids, wids, counts, longer, beyond = [], [], [], 0, 0
+            keep = budget(self.tokenizer, self.max_length)
+            for i, body in enumerate(enc["input_ids"]):
+                wins, win_wids, dropped = word_windows(self.tokenizer, body, _word_ids(enc.word_ids(i), -1),
+                                                       self.max_length, self.chunk_overlap, self.max_chunks)
+                ids += wins
+                wids += win_wids
+                counts.append([len(wins)])
+                longer += len(body) > keep
+                beyond += dropped
+            return ({"input_ids": ids, "word_ids": wids, "n_windows": counts},
+                    {"longer": int(longer), "beyond_max_chunks": int(beyond)})
+
+        arrays, extra = self._cached(f"tok-chunks-{self.chunk_overlap}-{self.max_chunks}", words, build)
+        rows, at = [], 0
+        for (k,), (_, spans, text, tags, ident) in zip(arrays["n_windows"], items):
+            ids, wids = arrays["input_ids"][at:at + k], arrays["word_ids"][at:at + k]
+            at += k
+            rows += self._window_rows(ids, wids, self._tag_ids(tags), spans, text, ident, split == "train")
+        if extra["beyond_max_chunks"]:
+            log.warning("zoo: %s split: %d sentences are longer than max_chunks=%d windows; their last words get "
+                        "no tag", split, extra["beyond_max_chunks"], self.max_chunks)
+        self.truncated[split] = int(extra["beyond_max_chunks"])
+        self._count(split, len(items), int(extra["longer"]), len(arrays["input_ids"]))
+        return TokenizedSet(rows)
+
+    @staticmethod
+    def _window_rows(ids: list[list[int]], wids: list[list[int]], tags: list[int] | None,
+                     spans: list[tuple[int, int]], text: str, ident: str, train: bool) -> list[dict[str, Any]]:
+        if train:
+            rows = []
+            for win, ws in zip(ids, wids):
+                labels, firsts = align_labels(_word_ids(ws), tags)
+                rows.append({"input_ids": win, "labels": labels, "id": ident, "text": text,
+                             "word_spans": [spans[ws[p]] for p in firsts]})
+            return rows
+        # windows advance on both edges, so a later word is never read from an earlier window than the word
+        # before it: joining the windows' labelled positions in order gives the words in order
+        owner = max_context_owners(wids)
+        labels = []
+        for j, ws in enumerate(wids):
+            own, _ = align_labels(_word_ids(ws), tags)
+            labels.append([lab if w >= 0 and owner.get(w) == j else -100 for lab, w in zip(own, ws)])
+        return [{"input_ids": ids[0], "windows": ids, "window_labels": labels, "id": ident, "text": text,
+                 "word_spans": [spans[w] for w in sorted(owner)]}]
 
     def _predict_items(self) -> list[Item]:
         """One item per non-empty line of the ``predict`` file, split into words."""
@@ -137,6 +218,11 @@ class TokenDataModule(TextDataBase):
                 self.splits[split] = self._tokenize_words(items, split)
         if stage == "predict" and self.predict_path and "predict" not in self.splits:
             self.splits["predict"] = self._tokenize_words(self._predict_items(), "predict")
+
+
+def _word_ids(word_ids: list[int | None], none: int | None = None) -> list[Any]:
+    """The tokenizer's word ids with special tokens as ``none`` (the cache stores -1, ``align_labels`` takes None)."""
+    return [none if w is None or w < 0 else w for w in word_ids]
 
 
 __all__ = ["TokenDataModule"]

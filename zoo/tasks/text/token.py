@@ -21,6 +21,20 @@ from zoo.tasks.text.encoder import EncoderMixin
 log = logging.getLogger("zoo.tasks")
 
 
+def word_rows(values: Tensor, batch: dict[str, Any]) -> list[Tensor]:
+    """Per text of the batch, ``values`` (one entry per token position: logits, probabilities, tag ids) at the
+    first sub-token of each of its words, in word order. The windows of a chunked text (``window_doc``, from
+    ``data.long_text: chunks``) are joined: the data labels each word in exactly one of them, the window where
+    it has the most context, so a text gets one entry per word however many windows hold it."""
+    keep = batch["labels"] != -100
+    doc = batch.get("window_doc")
+    docs = list(range(len(keep))) if doc is None else doc.tolist()
+    parts: list[list[Tensor]] = [[] for _ in range(max(docs, default=-1) + 1)]
+    for i, d in enumerate(docs):
+        parts[d].append(values[i][keep[i].to(values.device)])
+    return [torch.cat(p) for p in parts]
+
+
 class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
     """Token classification (named entities in IOB2) on a local Hugging Face encoder.
 
@@ -112,14 +126,9 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
     # -- metrics (seqeval on word-level tag sequences) --------------------------------------------------
     def _word_tags(self, out: Tensor, batch: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
         names = self.tag_names or []
-        pred = out.argmax(-1).cpu()
-        labels = batch["labels"].cpu()
-        gold_seqs, pred_seqs = [], []
-        for p, g in zip(pred, labels):
-            keep = g != -100
-            gold_seqs.append([names[k] for k in g[keep].tolist()])
-            pred_seqs.append([names[k] for k in p[keep].tolist()])
-        return gold_seqs, pred_seqs
+        gold = word_rows(batch["labels"].cpu(), batch)
+        pred = word_rows(out.argmax(-1).cpu(), batch)
+        return [[names[k] for k in g.tolist()] for g in gold], [[names[k] for k in p.tolist()] for p in pred]
 
     def update_metrics(self, stage: str, out: Tensor, batch: dict[str, Any]) -> None:
         gold, pred = self._word_tags(out, batch)
@@ -178,13 +187,11 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
         from seqeval.metrics.sequence_labeling import get_entities
 
         out = self(batch).float()
-        probs = self.probabilities(out)
         names = self.tag_names or []
         rows = []
-        for i in range(out.shape[0]):
-            keep = torch.nonzero(batch["labels"][i] != -100).flatten()
-            tags = [names[k] for k in out[i, keep].argmax(-1).tolist()]
-            scores = probs[i, keep].max(-1).values.tolist()
+        for i, (logits, probs) in enumerate(zip(word_rows(out, batch), word_rows(self.probabilities(out), batch))):
+            tags = [names[k] for k in logits.argmax(-1).tolist()]
+            scores = probs.max(-1).values.tolist()
             spans = batch["word_spans"][i]
             text = batch["text"][i]
             entities = []
@@ -192,11 +199,12 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
                 a, b = spans[start][0], spans[end][1]
                 entities.append({"type": etype, "start": a, "end": b, "text": text[a:b],
                                  "score": round(min(scores[start:end + 1]), 4)})
-            rows.append({"id": _plain(batch["id"][i]), "text": text, "entities": json.dumps(entities)})
+            rows.append({"id": _plain(batch["id"][i]), "text": text, "entities": json.dumps(entities),
+                         "tags": " ".join(tags)})
         return rows
 
     def export_meta(self) -> dict[str, Any]:
         return {"task": "token_classification", "tag_names": self.tag_names}
 
 
-__all__ = ["TokenClassifier"]
+__all__ = ["TokenClassifier", "word_rows"]
