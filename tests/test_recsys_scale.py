@@ -73,7 +73,7 @@ def test_sparse_and_dense_paths_give_the_same_first_update(make, optimizer):
     ("auto", 2_000, False), ("auto", SPARSE_MIN_ROWS, True), (True, 2_000, True), (False, SPARSE_MIN_ROWS, False),
 ])
 def test_auto_turns_row_wise_updates_on_for_large_tables_only(setting, rows, expected):
-    # small tables are cheaper to update whole (ml-100k: row-wise 1.8x slower per epoch); large ones are not
+    # small tables are cheaper to update whole (ml-100k: row-wise 1.7x slower per epoch); large ones are not
     model = BPR(embedding_dim=2, num_users=rows // 2, num_items=rows - rows // 2 - 1, sparse_embeddings=setting)
     assert sum(t.num_embeddings for t in model.sparse_tables()) == rows
     assert all(t.sparse == expected for t in model.sparse_tables())

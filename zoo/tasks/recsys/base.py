@@ -35,7 +35,7 @@ from zoo.metrics.ranking import RankingAccumulator, metrics_from_top, sampled_ra
 from zoo.tasks.base import Optimizer, Scheduler, ZooTask
 
 #: ``sparse_embeddings: auto`` turns row-wise updates on from this many ID-table rows (users + items). Measured
-#: with BPR dim 64, batch 4096 on 2 CPU cores (docs/recsys.md, "Measured at scale"): row-wise was 1.8x slower per
+#: with BPR dim 64, batch 4096 on 2 CPU cores (docs/recsys.md, "Measured at scale"): row-wise was 1.7x slower per
 #: epoch on ml-100k (2,600 rows), 5 % slower at 30,000 rows, 17 % faster at 120,000 and 3.5x faster at 480,000.
 SPARSE_MIN_ROWS = 64_000
 
