@@ -1,5 +1,6 @@
 """``zoo export SOURCE --format {safetensors,onnx,torch_export} --out DIR``: a verified, self-contained export of
-a run directory (``runs/<recipe>/version_N``) or a checkpoint inside one. See docs/serving.md."""
+a run directory (``runs/<recipe>/version_N``), a checkpoint inside one, or a ``zoo ensemble`` directory (its
+``ensemble.json``). See docs/serving.md."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import argparse
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="zoo export", description=__doc__, allow_abbrev=False)
-    parser.add_argument("source", help="run directory (runs/<recipe>/version_N) or a .ckpt file inside one")
+    parser.add_argument("source", help="run directory (runs/<recipe>/version_N), a .ckpt file inside one, or a "
+                        "zoo ensemble directory (ensemble.json)")
     parser.add_argument("--format", required=True, choices=("safetensors", "onnx", "torch_export"))
     parser.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")
     parser.add_argument("--samples", type=int, default=64, help="inputs from the run's data to verify on")
@@ -17,13 +19,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     args = parser.parse_args(argv)
 
-    from zoo.export import export_run
+    from zoo.export import export_source
 
-    meta = export_run(args.source, args.format, args.out, samples=args.samples, tolerance=args.tolerance,
-                      overwrite=args.overwrite)
+    meta = export_source(args.source, args.format, args.out, samples=args.samples, tolerance=args.tolerance,
+                         overwrite=args.overwrite)
     v = meta["verification"]
     topk = next((f"{k} {v[k]:.4f}, " for k in v if k.startswith("top") and k != "top1_agreement"), "")
-    print(f"zoo export: {meta['task']} -> {args.out} ({args.format}); verified on {v['samples']} inputs: max abs "
+    what = f"ensemble of {len(meta['members'])} {meta['task']} members" if "members" in meta else meta["task"]
+    print(f"zoo export: {what} -> {args.out} ({args.format}); verified on {v['samples']} inputs: max abs "
           f"difference {v['max_abs_diff']:.3g} (allowed {v['allowed_abs_diff']:.3g}), top-1 agreement "
-          f"{v['top1_agreement']:.4f}, {topk}against the eager model")
+          f"{v['top1_agreement']:.4f}, {topk}against the {v['against']}")
     return 0

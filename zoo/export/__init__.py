@@ -3,12 +3,14 @@
     from zoo.export import export_run, export_model, load_predictor
     export_run("runs/bbc_news_lora/version_0", "onnx", "exported/bbc")
     load_predictor("exported/bbc").predict(["Shares rose after the earnings call"])
+    export_source("runs/bbc_ensemble", "onnx", "exported/bbc_ensemble")   # a `zoo ensemble` directory too
 
 The folder holds the artefact (``model.onnx``, ``model.pt2`` or ``model.safetensors``), ``zoo_export.json``
 (task, names, preprocessing, versions, the source checkpoint's hash, verification figures) and what the
 predictor needs beside it (tokenizer files, the n-gram models' TF-IDF vocabulary and idf, the recommender's seen
 items / histories / popularity). Export runs the artefact on sample inputs from the run's data and refuses to write
-it when it disagrees with the eager model.
+it when it disagrees with the eager model. An ensemble directory (``ensemble.json``) exports each member so, and is
+verified against the PyTorch ensemble (:mod:`zoo.export.ensemble`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +37,23 @@ from zoo.export.formats import (
 )
 from zoo.export.sources import load_run
 from zoo.export.spec import ExportError, Graph, describe, merged, temperature_of
-from zoo.inference import META_FILE, ModuleRunner, Predictor, family_for, load, read_meta
+from zoo.inference import (
+    ENSEMBLE_FILE,
+    META_FILE,
+    EnsemblePredictor,
+    ModuleRunner,
+    Predictor,
+    family_for,
+    load,
+    read_meta,
+)
+from zoo.inference.ensemble import load_ensemble
 from zoo.inference.runners import OnnxRunner, exported_program_runner, runner_for
 from zoo.reporting.io import atomic_write_text
 from zoo.version import __version__
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
@@ -47,7 +61,7 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -58,11 +72,7 @@ def _sha256(path: Path) -> str:
 def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, source: str | Path | None = None,
                  samples: int = 64, tolerance: float = 1e-4, overwrite: bool = False) -> dict[str, Any]:
     """Export a model bound to its datamodule; returns the written ``zoo_export.json`` contents."""
-    if fmt not in FORMATS:
-        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
+    out = check_out(fmt, out, overwrite)
     model.bind_data(datamodule)
     model = merged(model)
     spec = describe(model, datamodule, samples)
@@ -74,14 +84,12 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
     meta: dict[str, Any] = {"zoo_export": 1, "format": fmt, "task": spec.task,
                             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
                             "inputs": spec.inputs, "output": "output", "files": {fmt: FILES[fmt]},
-                            "temperature": temperature_of(model), **spec.meta, "versions": _versions()}
+                            "temperature": temperature_of(model), **spec.meta, "versions": versions()}
     if source is not None and Path(source).is_file():
-        meta["source"] = {"checkpoint": str(source), "sha256": _sha256(Path(source))}
+        meta["source"] = {"checkpoint": str(source), "sha256": sha256(Path(source))}
     eager = Graph(model, spec.inputs, recsys=spec.task == "recommendation").eval()
     graph = spec.scorer if spec.scorer is not None else eager
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged(out) as tmp:
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp / "tokenizer"))
             meta["files"]["tokenizer"] = "tokenizer"
@@ -114,13 +122,32 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
         if spec.raw:
             meta["verification"]["from_raw_inputs"] = _verify_raw(eager, runner, spec, tolerance, tmp, meta)
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1))
+    return meta
+
+
+def check_out(fmt: str, out: str | Path, overwrite: bool) -> Path:
+    if fmt not in FORMATS:
+        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
+    return out
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A temporary sibling of ``out`` to write into, renamed to ``out`` when the block succeeds and removed when it
+    fails, so a failed export leaves nothing behind."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return meta
 
 
 def _verify_raw(eager: Any, runner: Any, spec: Any, tolerance: float, folder: Path,
@@ -140,21 +167,39 @@ def export_run(source: str | Path, fmt: str, out: str | Path, **kwargs: Any) -> 
     model, datamodule, ckpt, run_dir = load_run(source)
     meta = export_model(model, datamodule, fmt, out, source=ckpt, **kwargs)
     if run_dir is not None:
-        report = run_dir / "export_report.json"
-        try:
-            entries = json.loads(report.read_text()) if report.is_file() else {}
-        except ValueError:
-            entries = {}
-        entries[fmt] = {"out": str(out), "verification": meta["verification"]}
-        atomic_write_text(report, json.dumps(entries, indent=2))
+        record_report(run_dir, fmt, out, meta["verification"])
     return meta
 
 
+def record_report(folder: Path, fmt: str, out: str | Path, verification: dict[str, Any]) -> None:
+    """``export_report.json`` in the exported run (or ensemble) directory: each format's folder and figures."""
+    report = folder / "export_report.json"
+    try:
+        entries = json.loads(report.read_text()) if report.is_file() else {}
+    except ValueError:
+        entries = {}
+    entries[fmt] = {"out": str(out), "verification": verification}
+    atomic_write_text(report, json.dumps(entries, indent=2))
+
+
+def export_source(source: str | Path, fmt: str, out: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """``zoo export SOURCE``: a run directory or checkpoint (:func:`export_run`), or a ``zoo ensemble`` directory
+    (recognised by its ``ensemble.json``: :func:`zoo.export.ensemble.export_ensemble`)."""
+    from zoo.export.ensemble import export_ensemble, is_ensemble_dir
+
+    if is_ensemble_dir(source):
+        return export_ensemble(source, fmt, out, **kwargs)
+    return export_run(source, fmt, out, **kwargs)
+
+
 def load_predictor(path: str | Path, backend: str | None = None, calibration: str = "temperature",
-                   threads: int | None = None) -> Predictor:
-    """A predictor for any export folder (a ``safetensors`` one is rebuilt with zoo's task classes), or for a run
-    directory / checkpoint (exported on the fly to a temporary ``torch_export``-free eager predictor)."""
+                   threads: int | None = None) -> Predictor | EnsemblePredictor:
+    """A predictor for any export folder (a ``safetensors`` one is rebuilt with zoo's task classes) or exported
+    ensemble, or for a run directory / checkpoint / ensemble directory (exported on the fly to a temporary
+    safetensors folder)."""
     path = Path(path)
+    if (path / ENSEMBLE_FILE).is_file():
+        return load_ensemble(path, lambda member: load_predictor(member, backend, calibration, threads), calibration)
     if (path / META_FILE).is_file():
         meta = read_meta(path)
         if meta["format"] != "safetensors" or backend == "onnx" or meta.get("scorer") == "tables":
@@ -165,8 +210,8 @@ def load_predictor(path: str | Path, backend: str | None = None, calibration: st
         return Predictor(path, meta, ModuleRunner(Graph(model, meta["inputs"], meta["task"] == "recommendation"),
                                                   meta["inputs"]), calibration)
     folder = Path(tempfile.mkdtemp(prefix="zoo_serve_"))
-    export_run(path, "safetensors", folder / "model", overwrite=True)
+    export_source(path, "safetensors", folder / "model", overwrite=True)
     return load_predictor(folder / "model", backend, calibration, threads)
 
 
-__all__ = ["FORMATS", "ExportError", "export_model", "export_run", "load_predictor"]
+__all__ = ["FORMATS", "ExportError", "export_model", "export_run", "export_source", "load_predictor"]

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from zoo.errors import ZooError
+from zoo.inference.ensemble import ENSEMBLE_FILE, EnsemblePredictor, is_ensemble, load_ensemble, read_ensemble
 from zoo.inference.families import FAMILIES, Family, InferenceInputError, iob_entities
 from zoo.inference.ngrams import NgramTextClassification, is_ngram
 from zoo.inference.runners import ExportFormatError, ModuleRunner, OnnxRunner, Runner, runner_for
@@ -46,6 +47,17 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     if meta.get("task") not in FAMILIES:
         raise ExportFormatError(f"{path}: task {meta.get('task')!r} is not one of {', '.join(FAMILIES)}")
     return meta
+
+
+def read_folder_meta(folder: str | Path) -> dict[str, Any]:
+    """What a folder to serve holds: ``zoo_export.json`` of one model, or ``zoo_ensemble.json`` of an exported
+    ensemble with every member's ``zoo_export.json`` checked too (so a broken member stops before serving)."""
+    if not is_ensemble(folder):
+        return read_meta(folder)
+    manifest = read_ensemble(folder)
+    for m in manifest["members"]:
+        read_meta(Path(folder) / m["folder"])
+    return manifest
 
 
 class Predictor:
@@ -105,12 +117,16 @@ class Predictor:
 
 
 def load(folder: str | Path, backend: str | None = None, calibration: str = "temperature",
-         threads: int | None = None) -> Predictor:
+         threads: int | None = None) -> Predictor | EnsemblePredictor:
     """The predictor of an ``onnx`` or ``torch_export`` folder (``backend``: ``onnx`` or ``torch``; default: the
-    folder's own format). A ``safetensors`` folder needs zoo's task classes: :func:`zoo.export.load_predictor`."""
+    folder's own format), or of an ensemble exported in one of them. A ``safetensors`` folder needs zoo's task
+    classes: :func:`zoo.export.load_predictor`."""
+    if is_ensemble(folder):
+        return load_ensemble(folder, lambda member: load(member, backend, calibration, threads), calibration)
     meta = read_meta(folder)
     return Predictor(folder, meta, runner_for(Path(folder), meta, backend, threads), calibration)
 
 
-__all__ = ["CALIBRATIONS", "META_FILE", "ExportFormatError", "InferenceInputError", "ModuleRunner", "OnnxRunner",
-           "Predictor", "Runner", "family_for", "iob_entities", "load", "read_meta"]
+__all__ = ["CALIBRATIONS", "ENSEMBLE_FILE", "META_FILE", "EnsemblePredictor", "ExportFormatError",
+           "InferenceInputError", "ModuleRunner", "OnnxRunner", "Predictor", "Runner", "family_for", "iob_entities",
+           "is_ensemble", "load", "read_folder_meta", "read_meta"]

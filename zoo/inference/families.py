@@ -126,16 +126,21 @@ class TextClassification(_Text):
             th = torch.tensor(self.meta["thresholds"], dtype=torch.float32)
             return [{"labels": [names[k] for k in torch.nonzero(p >= th).flatten().tolist()],
                      "scores": {n: round(float(x), 6) for n, x in zip(names, p)}} for p in probs]
-        probs = scaled.softmax(-1)
-        rows = []
-        for p, item in zip(probs, items):
-            k = item.get("top_k") or len(names)
-            top = p.topk(k)
-            conf, idx = p.max(-1)
-            rows.append({"label": names[int(idx)], "confidence": round(float(conf), 6),
-                         "probabilities": {names[i]: round(float(v), 6)
-                                           for v, i in zip(top.values.tolist(), top.indices.tolist())}})
-        return rows
+        return probability_answers(scaled.softmax(-1), items, names)
+
+
+def probability_answers(probs: torch.Tensor, items: list[Any], names: list[str]) -> list[dict[str, Any]]:
+    """A single-label classifier's answers from its ``[N, C]`` probabilities (also an ensemble's mixture): the
+    label, its confidence and the ``top_k`` (default: every) class probabilities of each parsed item."""
+    rows = []
+    for p, item in zip(probs, items):
+        k = item.get("top_k") or len(names)
+        top = p.topk(k)
+        conf, idx = p.max(-1)
+        rows.append({"label": names[int(idx)], "confidence": round(float(conf), 6),
+                     "probabilities": {names[i]: round(float(v), 6)
+                                       for v, i in zip(top.values.tolist(), top.indices.tolist())}})
+    return rows
 
 
 def iob_entities(tags: list[str]) -> list[tuple[str, int, int]]:
@@ -343,4 +348,4 @@ FAMILIES: dict[str, type[Family]] = {
 }
 
 __all__ = ["FAMILIES", "Family", "ImageClassification", "InferenceInputError", "Recommendation",
-           "TextClassification", "TokenClassification", "iob_entities", "text_field"]
+           "TextClassification", "TokenClassification", "iob_entities", "probability_answers", "text_field"]

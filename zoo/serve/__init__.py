@@ -1,4 +1,5 @@
-"""``zoo serve``: an exported model (or a run directory, exported on the fly) behind LitServe.
+"""``zoo serve``: an exported model or ensemble (or a run / ensemble directory, exported on the fly) behind
+LitServe.
 
 Endpoints: ``POST /predict`` (one input; LitServe batches concurrent requests up to ``max_batch_size``, waiting
 at most ``batch_timeout`` seconds), ``POST /predict/batch`` (a list, one forward pass), ``GET /health``,
@@ -18,16 +19,17 @@ DEFAULT_MAX_BODY_MB = 20.0
 
 
 def prepare(path: str | Path) -> Path:
-    """An export folder for ``path``: itself, or a ``safetensors`` export of a run directory / checkpoint."""
-    from zoo.inference import META_FILE
+    """An export folder for ``path``: itself (one model or an ensemble), or a ``safetensors`` export of a run
+    directory / checkpoint / ``zoo ensemble`` directory."""
+    from zoo.inference import ENSEMBLE_FILE, META_FILE
 
     path = Path(path)
-    if (path / META_FILE).is_file():
+    if (path / META_FILE).is_file() or (path / ENSEMBLE_FILE).is_file():
         return path
-    from zoo.export import export_run
+    from zoo.export import export_source
 
     out = Path(tempfile.mkdtemp(prefix="zoo_serve_")) / "model"
-    export_run(path, "safetensors", out)
+    export_source(path, "safetensors", out)
     return out
 
 
@@ -37,7 +39,7 @@ def build_server(path: str | Path, *, max_batch_size: int = 32, batch_timeout: f
     """The LitServer for an export folder or run directory (not started)."""
     import litserve as ls
 
-    from zoo.inference import read_meta
+    from zoo.inference import read_folder_meta
     from zoo.serve.api import API_KEY_ENV, BatchListAPI, PredictAPI, RequestGuard
 
     if max_batch_size < 1 or workers < 1 or batch_timeout < 0 or max_body_mb <= 0:
@@ -46,8 +48,8 @@ def build_server(path: str | Path, *, max_batch_size: int = 32, batch_timeout: f
     if backend not in (None, "torch", "onnx"):
         raise ConfigError(f"--backend must be torch or onnx, got {backend!r}")
     folder = prepare(path)
-    meta = read_meta(folder)
-    if backend == "onnx" and "onnx" not in meta.get("files", {}):
+    meta = read_folder_meta(folder)
+    if backend == "onnx" and meta["format"] != "onnx":
         raise ConfigError(f"--backend onnx needs an ONNX export; {folder} is a {meta['format']} export "
                           "(zoo export RUN --format onnx --out DIR)")
     key = api_key or os.environ.get(API_KEY_ENV)
@@ -59,7 +61,7 @@ def build_server(path: str | Path, *, max_batch_size: int = 32, batch_timeout: f
                        api_path="/predict", **common),
             BatchListAPI(max_batch_size=1, api_path="/predict/batch", **common)]
     info = {k: meta[k] for k in ("task", "format", "model_class", "labels", "versions", "source", "verification",
-                                 "temperature") if k in meta}
+                                 "temperature", "members") if k in meta}
     info["backend"], info["calibration"] = backend or ("onnx" if meta["format"] == "onnx" else "torch"), calibration
     info["batching"] = {"max_batch_size": max_batch_size, "batch_timeout": batch_timeout, "workers": workers}
     return ls.LitServer(apis, accelerator="cpu", workers_per_device=workers, timeout=timeout, model_metadata=info,

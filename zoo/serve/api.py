@@ -48,9 +48,9 @@ class _Base(ls.LitAPI):
         self.folder, self.backend_name, self.calibration, self.threads = folder, backend, calibration, threads
 
     def setup(self, device: Any) -> None:
-        from zoo.inference import load, read_meta
+        from zoo.inference import load, read_folder_meta
 
-        if read_meta(self.folder)["format"] != "safetensors" or self.backend_name == "onnx":
+        if read_folder_meta(self.folder)["format"] != "safetensors" or self.backend_name == "onnx":
             # onnx / torch_export folders load without zoo's tasks, so a worker never imports Lightning
             self.predictor = load(self.folder, self.backend_name, self.calibration, self.threads)
             return

@@ -28,10 +28,13 @@ from torch import Tensor
 
 from zoo.checkpoints import load_checkpoint
 from zoo.errors import ZooError
+from zoo.inference.ensemble import calibrated, combine
 from zoo.registry import DATAMODULES
 from zoo.reporting.io import atomic_write_text
 
 FORMAT = 1
+#: what ``--out`` holds and what ``zoo export`` / ``zoo serve`` recognise an ensemble directory by
+FILE = "ensemble.json"
 #: the score that decides between the combination and its best member (the classifiers' monitored val/f1_macro)
 HEADLINE = "f1_macro"
 
@@ -42,11 +45,13 @@ class EnsembleError(ZooError, ValueError):
 
 @dataclass
 class Outputs:
-    """A member's outputs on one split: row ids, logits ``[N, C]`` and labels (``None`` without labels)."""
+    """A member's outputs on one split: row ids, logits ``[N, C]``, labels (``None`` without labels) and the raw
+    texts of the rows where the batches carry them (what an exported ensemble is verified on)."""
 
     ids: list[str]
     logits: Tensor
     labels: Tensor | None
+    texts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -100,17 +105,20 @@ class Member:
         model.bind_data(dm)
         loader = dm.predict_dataloader() if split == "predict" else dm.split_loader(split, train=False, grouped=False)
         ids: list[str] = []
+        texts: list[str] = []
         logits, labels = [], []
         with torch.no_grad():
             for batch in loader:
                 logits.append(model(batch).float())
                 ids += [str(i) for i in batch.get("id", [])]
+                texts += list(batch.get("text", []))
                 if "label" in batch:
                     labels.append(batch["label"])
-        return Outputs(ids, torch.cat(logits), torch.cat(labels) if labels and len(labels) == len(logits) else None)
+        return Outputs(ids, torch.cat(logits), torch.cat(labels) if labels and len(labels) == len(logits) else None,
+                       texts if len(texts) == len(ids) else [])
 
     def probabilities(self, logits: Tensor) -> Tensor:
-        return (logits / self.temperature).softmax(-1)
+        return calibrated(logits, self.temperature)
 
 
 def fit_temperature(logits: Tensor, labels: Tensor) -> float:
@@ -148,6 +156,7 @@ def _aligned(outs: list[Outputs], members: list[Member], split: str) -> None:
         idx = torch.tensor([order[i] for i in ref.ids])
         o.logits = o.logits[idx]
         o.labels = o.labels[idx] if o.labels is not None else None
+        o.texts = [o.texts[k] for k in idx.tolist()] if o.texts else []
         o.ids = list(ref.ids)
 
 
@@ -226,9 +235,10 @@ class Ensemble:
 
     def combine(self, outs: list[Outputs], members: list[Member] | None = None) -> Tensor:
         """The weighted mixture of the members' calibrated probabilities; members of weight 0 add nothing, so
-        after a fallback this is exactly the chosen member's ``softmax(z / T)``."""
-        pairs = zip(self.members if members is None else members, outs)
-        return torch.stack([m.weight * m.probabilities(o.logits) for m, o in pairs if m.weight > 0]).sum(0)
+        after a fallback this is exactly the chosen member's ``softmax(z / T)``. The formula is
+        :func:`zoo.inference.ensemble.combine`, which an exported ensemble answers with too."""
+        members = self.members if members is None else members
+        return combine([o.logits for o in outs], [m.temperature for m in members], [m.weight for m in members])
 
     def predict(self, split: str, predict: str | None = None) -> tuple[list[str], Tensor, Tensor | None]:
         """``(ids, probabilities [N, C], labels or None)`` on ``split``; members of weight 0 are not run."""
@@ -246,14 +256,14 @@ class Ensemble:
     def save(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / "ensemble.json"
+        path = out / FILE
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Ensemble:
         path = Path(path)
-        file = path / "ensemble.json" if path.is_dir() else path
+        file = path / FILE if path.is_dir() else path
         try:
             spec = json.loads(file.read_text())
             members = [Member(run=m["run"], checkpoint=m["checkpoint"], data=m["data"],
@@ -280,4 +290,4 @@ def scores(probs: Tensor, labels: Tensor, num_classes: int) -> dict[str, float]:
             "f1_macro": float(multiclass_f1_score(pred, labels, num_classes, average="macro"))}
 
 
-__all__ = ["HEADLINE", "Ensemble", "EnsembleError", "Member", "Outputs", "fit_temperature", "fit_weights", "scores"]
+__all__ = ["FILE", "HEADLINE", "Ensemble", "EnsembleError", "Member", "Outputs", "fit_temperature", "fit_weights", "scores"]
