@@ -99,6 +99,20 @@ def test_multilabel_gets_one_temperature_per_label():
     torch.testing.assert_close(t, scales, rtol=0.15, atol=0.05)
 
 
+def test_a_label_separable_on_validation_keeps_temperature_one():
+    # every validation example of label 1 on the right side of the boundary: the NLL keeps falling as T -> 0, and
+    # the floor it reached (T = 0.01) turned each later mistake into a near-certain one
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(500, 2, generator=g) * 2
+    y = torch.bernoulli(z.sigmoid(), generator=g)
+    y[:, 1] = (z[:, 1] > 0).float()
+    t = calibration.fit_temperature(z, y, multi_label=True)
+    assert float(t[1]) == 1.0
+    assert 0.5 < float(t[0]) < 2.0  # the noisy label is still fitted (its true temperature is 1)
+    single = torch.nn.functional.one_hot(torch.arange(30) % 3, 3).float() * 4  # all right, single-label
+    assert float(calibration.fit_temperature(single, torch.arange(30) % 3)) == 1.0
+
+
 def test_token_logits_ignore_sub_tokens():
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 3, (8, 20), generator=g)

@@ -35,7 +35,10 @@ def nll(logits: Tensor, targets: Tensor, multi_label: bool = False) -> float:
 
 def fit_temperature(logits: Tensor, targets: Tensor, multi_label: bool = False, steps: int = 60) -> Tensor:
     """The temperature(s) minimising the NLL of ``targets`` given ``logits / T``: shape ``[1]``, or ``[C]`` for
-    multi-label (one per label), within [0.01, 100].
+    multi-label (one per label), within [0.01, 100]. A label whose validation examples are all on the right side
+    of the decision boundary keeps T = 1: on separable data the NLL falls without end as T -> 0, so the minimiser
+    says nothing about how confident to be, and the floor it reaches makes every later mistake near-certain (a
+    multi-label recipe's test NLL rose from 0.09 to 0.30 with three labels at T = 0.01).
 
     The NLL is convex in ``b = 1 / T`` (a log-sum-exp of ``b z`` minus a linear term), so its derivative is
     increasing and a bisection on it (in log space, every label at once) finds the minimum exactly; Guo et al.'s
@@ -57,7 +60,9 @@ def fit_temperature(logits: Tensor, targets: Tensor, multi_label: bool = False, 
         up = slope > 0  # past the minimum: smaller b
         hi = torch.where(up, mid, hi)
         lo = torch.where(up, lo, mid)
-    return (1.0 / ((lo + hi) / 2).exp()).float()
+    b = ((lo + hi) / 2).exp()
+    separable = b >= 0.99 * 1e2  # still descending at the floor T = 0.01
+    return torch.where(separable, torch.ones_like(b), 1.0 / b).float()
 
 
 def ece(probs: Tensor, targets: Tensor, multi_label: bool = False, n_bins: int = 15) -> float:
