@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import random
 
 import pytest
@@ -109,3 +110,20 @@ def test_chunks_train_test_and_predict_pool_the_windows(tmp_path, enc, pooling):
     preds = quiet_trainer(limit_predict_batches=1).predict(model, data)
     assert len(preds[0]) == data.eval_batch_size
     assert data.long_text_counts["train"]["windows"] > data.long_text_counts["train"]["texts"]
+
+
+def test_chunks_does_not_call_long_texts_truncated(tmp_path, enc, caplog):
+    # with chunks a long text is split, not cut: no "were truncated" warning, and only windows past max_chunks
+    # count as truncated (the model card's truncation rate)
+    path = write_csv(tmp_path / "long.csv", 24, 30, 60)
+    common = dict(train=path, tokenizer=enc, max_length=16, batch_size=8, cache_dir=str(tmp_path / "c"))
+    with caplog.at_level(logging.INFO, logger="zoo"):
+        chunked = TextDataModule(long_text="chunks", chunk_overlap=4, max_chunks=64, **common)
+        chunked.setup("fit")
+    assert "were split into windows" in caplog.text and "were truncated" not in caplog.text
+    assert chunked.truncated["train"] == 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="zoo"):
+        cut = TextDataModule(**common)
+        cut.setup("fit")
+    assert "were truncated" in caplog.text and cut.truncated["train"] > 0

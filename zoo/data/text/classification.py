@@ -190,7 +190,13 @@ class TextDataModule(TextDataBase):
             for (k,) in arrays["n_windows"]:
                 seqs.append(flat[at:at + k])
                 at += k
-        self._report_truncation(split, extra["truncated"], len(texts))
+        if self.long_text == "chunks":  # long texts are split, not cut: only the windows past max_chunks are lost
+            self.truncated[split] = int(extra.get("beyond_max_chunks", 0))
+            if extra["truncated"]:
+                log.info("zoo: %s split: %d of %d texts are longer than max_length=%d tokens and were split into "
+                         "windows", split, extra["truncated"], len(texts), self.max_length)
+        else:
+            self._report_truncation(split, extra["truncated"], len(texts))
         if extra.get("beyond_max_chunks"):
             log.warning("zoo: %s split: %d texts are longer than max_chunks=%d windows; their ends were dropped",
                         split, extra["beyond_max_chunks"], self.max_chunks)
