@@ -67,7 +67,10 @@ def test_fitted_weights_and_temperature_follow_the_data():
     noisy = labels.clone()
     noisy[:60] = (noisy[:60] + 1) % 3  # a fifth of the confident answers are wrong
     assert fit_temperature(good * 10, noisy) > 5  # overconfident logits are cooled down
-    assert fit_temperature(good * 0.1, labels) < 0.5  # timid ones sharpened
+    mostly = labels.clone()
+    mostly[:15] = (mostly[:15] + 1) % 3  # 95 % right: timid logits are sharpened
+    assert fit_temperature(good * 0.1, mostly) < 0.5
+    assert float(fit_temperature(good * 0.1, labels)) == 1.0  # all right (separable): nothing to fit, T stays 1
 
 
 def test_bad_runs_stop_with_one_message(runs, tmp_path, capsys):
