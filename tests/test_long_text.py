@@ -121,6 +121,8 @@ def test_chunks_does_not_call_long_texts_truncated(tmp_path, enc, caplog):
         chunked = TextDataModule(long_text="chunks", chunk_overlap=4, max_chunks=64, **common)
         chunked.setup("fit")
     assert "were split into windows" in caplog.text and "were truncated" not in caplog.text
+    per_text = chunked.long_text_counts["train"]["windows"] / chunked.long_text_counts["train"]["texts"]
+    assert per_text >= 2 and f"a batch of 8 texts runs about {round(per_text * 8)} sequences" in caplog.text
     assert chunked.truncated["train"] == 0
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="zoo"):

@@ -202,6 +202,12 @@ class TextDataModule(TextDataBase):
                         split, extra["beyond_max_chunks"], self.max_chunks)
         self.long_text_counts[split] = {"texts": len(texts), "longer_than_max_length": int(extra["truncated"]),
                                         "windows": sum(len(x) for x in seqs)}
+        per_text = self.long_text_counts[split]["windows"] / max(len(texts), 1)
+        if split == "train" and self.long_text == "chunks" and per_text >= 2:
+            # every window goes through the encoder: on BBC News (4.9 windows a text) peak memory went 2.7 -> 12.4 GB
+            log.warning("zoo: train split: long_text: chunks makes %.1f windows per text, so a batch of %d texts runs "
+                        "about %d sequences through the encoder; lower data.init_args.batch_size if memory is short",
+                        per_text, self.batch_size, round(per_text * self.batch_size))
         rows = []
         lookup = {c: k for k, c in enumerate(self._class_names or [])}
         for i, windows in enumerate(seqs):
