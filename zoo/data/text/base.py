@@ -81,6 +81,10 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         self.truncated: dict[str, int] = {}
         #: figures of the data checks (vocabulary fit, long texts) for the run report (``data_checks.json``)
         self.data_checks: dict[str, Any] = {}
+        #: ``truncate`` or ``chunks`` (set by the subclass that reads ``data.long_text``)
+        self.long_text = "truncate"
+        #: per split: texts, how many were longer than max_length, windows made (for the run report)
+        self.long_text_counts: dict[str, dict[str, int]] = {}
         if dataset:
             DATASETS.entry(dataset)  # an unknown name fails now, listing close matches
 
@@ -116,6 +120,22 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         message = vocabulary_warning(report, self.tokenizer_name)
         if message:
             log.warning(message)
+
+    def _count_long_text(self, split: str, texts: int, longer: int, windows: int) -> None:
+        self.long_text_counts[split] = {"texts": texts, "longer_than_max_length": longer, "windows": windows}
+        self.data_checks["long_text"] = {"mode": self.long_text, **self.long_text_counts}
+
+    def _report_chunks(self, split: str, total: int, longer: int, beyond: int, max_chunks: int,
+                       unit: str = "texts") -> None:
+        """``long_text: chunks``: long texts are split into windows, not cut, so only the ends past ``max_chunks``
+        windows are lost and count as truncated."""
+        self.truncated[split] = beyond
+        if longer:
+            log.info("zoo: %s split: %d of %d %s are longer than max_length=%d tokens and were split into windows",
+                     split, longer, total, unit, self.max_length)
+        if beyond:
+            log.warning("zoo: %s split: %d %s are longer than max_chunks=%d windows; their ends get no prediction",
+                        split, beyond, unit, max_chunks)
 
     def _report_truncation(self, split: str, truncated: int, total: int, unit: str = "texts") -> None:
         self.truncated[split] = truncated

@@ -69,8 +69,6 @@ class TextDataModule(TextDataBase):
         self.label_separator = label_separator
         self.fixed_class_names = list(labels) if labels else None
         self._tables: dict[str, Table] | None = None
-        #: per split: texts, how many were longer than max_length, windows made (for the run report)
-        self.long_text_counts: dict[str, dict[str, int]] = {}
         self._class_names: list[str] | None = None
 
     # -- what the model needs to know ----------------------------------------------------------------
@@ -190,18 +188,12 @@ class TextDataModule(TextDataBase):
             for (k,) in arrays["n_windows"]:
                 seqs.append(flat[at:at + k])
                 at += k
-        if self.long_text == "chunks":  # long texts are split, not cut: only the windows past max_chunks are lost
-            self.truncated[split] = int(extra.get("beyond_max_chunks", 0))
-            if extra["truncated"]:
-                log.info("zoo: %s split: %d of %d texts are longer than max_length=%d tokens and were split into "
-                         "windows", split, extra["truncated"], len(texts), self.max_length)
+        if self.long_text == "chunks":
+            self._report_chunks(split, len(texts), int(extra["truncated"]), int(extra["beyond_max_chunks"]),
+                                self.max_chunks)
         else:
             self._report_truncation(split, extra["truncated"], len(texts))
-        if extra.get("beyond_max_chunks"):
-            log.warning("zoo: %s split: %d texts are longer than max_chunks=%d windows; their ends were dropped",
-                        split, extra["beyond_max_chunks"], self.max_chunks)
-        self.long_text_counts[split] = {"texts": len(texts), "longer_than_max_length": int(extra["truncated"]),
-                                        "windows": sum(len(x) for x in seqs)}
+        self._count_long_text(split, len(texts), int(extra["truncated"]), sum(len(x) for x in seqs))
         per_text = self.long_text_counts[split]["windows"] / max(len(texts), 1)
         if split == "train" and self.long_text == "chunks" and per_text >= 2:
             # every window goes through the encoder: on BBC News (4.9 windows a text) peak memory went 2.7 -> 12.4 GB
@@ -240,7 +232,6 @@ class TextDataModule(TextDataBase):
                 self.splits[split] = self._tokenize(sub, split)
             if self.tokenizer is not None:
                 self.check_vocabulary(take(train, parts["train"])["text"])
-            self.data_checks["long_text"] = {"mode": self.long_text, **self.long_text_counts}
         if stage == "predict" and self.predict_path and "predict" not in self.splits:
             self.splits["predict"] = self._tokenize(self._read_file(self.predict_path, require_labels=False), "predict")
 

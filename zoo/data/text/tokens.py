@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from zoo.data.files import read_text
 from zoo.data.splits import limit
-from zoo.data.text.base import TextDataBase, log
+from zoo.data.text.base import TextDataBase
 from zoo.data.text.batching import TokenizedSet
 from zoo.data.text.cache import Ragged
 from zoo.data.text.conll import Sentence, check_bio_mode, read_tagged
@@ -59,8 +59,6 @@ class TokenDataModule(TextDataBase):
         self.chunk_overlap = check_long_text(long_text, chunk_overlap, max_chunks, self.max_length,
                                              allowed=("truncate", "chunks"))
         self.long_text, self.max_chunks = long_text, max_chunks
-        #: per split: texts, how many were longer than max_length, windows made (for the run report)
-        self.long_text_counts: dict[str, dict[str, int]] = {}
         self.fixed_tags = list(tags) if tags else None
         self.bio = check_bio_mode(bio)
         self._sentences: dict[str, list[Sentence]] | None = None
@@ -124,16 +122,12 @@ class TokenDataModule(TextDataBase):
                    "word_spans": spans[:kept]}
             rows.append(row)
         self._report_truncation(split, cut, len(items), unit="sentences")
-        self._count(split, len(items), cut, len(items))
+        self._count_long_text(split, len(items), cut, len(items))
         return TokenizedSet(rows)
 
     def _tag_ids(self, tags: list[str] | None) -> list[int] | None:
         lookup = {t: k for k, t in enumerate(self._tags or [])}
         return [lookup[t] for t in tags] if tags is not None else None
-
-    def _count(self, split: str, texts: int, longer: int, windows: int) -> None:
-        self.long_text_counts[split] = {"texts": texts, "longer_than_max_length": longer, "windows": windows}
-        self.data_checks["long_text"] = {"mode": self.long_text, **self.long_text_counts}
 
     def _chunked_rows(self, items: list[Item], words: list[list[str]], split: str) -> TokenizedSet:
         """Training: one row per window. Evaluation and predict: one row per text holding its ``windows``, where
@@ -162,11 +156,9 @@ class TokenDataModule(TextDataBase):
             ids, wids = arrays["input_ids"][at:at + k], arrays["word_ids"][at:at + k]
             at += k
             rows += self._window_rows(ids, wids, self._tag_ids(tags), spans, text, ident, split == "train")
-        if extra["beyond_max_chunks"]:
-            log.warning("zoo: %s split: %d sentences are longer than max_chunks=%d windows; their last words get "
-                        "no tag", split, extra["beyond_max_chunks"], self.max_chunks)
-        self.truncated[split] = int(extra["beyond_max_chunks"])
-        self._count(split, len(items), int(extra["longer"]), len(arrays["input_ids"]))
+        self._report_chunks(split, len(items), int(extra["longer"]), int(extra["beyond_max_chunks"]),
+                            self.max_chunks, unit="sentences")
+        self._count_long_text(split, len(items), int(extra["longer"]), len(arrays["input_ids"]))
         return TokenizedSet(rows)
 
     @staticmethod

@@ -189,9 +189,9 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
         out = self(batch).float()
         names = self.tag_names or []
         rows = []
-        for i, (logits, probs) in enumerate(zip(word_rows(out, batch), word_rows(self.probabilities(out), batch))):
+        for i, logits in enumerate(word_rows(out, batch)):
             tags = [names[k] for k in logits.argmax(-1).tolist()]
-            scores = probs.max(-1).values.tolist()
+            scores = self.probabilities(logits).max(-1).values.tolist()
             spans = batch["word_spans"][i]
             text = batch["text"][i]
             entities = []
