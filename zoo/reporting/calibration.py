@@ -33,6 +33,10 @@ def nll(logits: Tensor, targets: Tensor, multi_label: bool = False) -> float:
     return float(F.cross_entropy(logits, targets))
 
 
+#: the bisection searches 1 / T in [1 / _B_MAX, _B_MAX]
+_B_MAX = 1e2
+
+
 def fit_temperature(logits: Tensor, targets: Tensor, multi_label: bool = False, steps: int = 60) -> Tensor:
     """The temperature(s) minimising the NLL of ``targets`` given ``logits / T``: shape ``[1]``, or ``[C]`` for
     multi-label (one per label), within [0.01, 100]. A label whose validation examples are all on the right side
@@ -45,7 +49,7 @@ def fit_temperature(logits: Tensor, targets: Tensor, multi_label: bool = False, 
     L-BFGS takes seconds on a busy CPU for what this does in milliseconds."""
     logits, targets = _flat(logits.detach(), targets.detach(), multi_label)
     n = logits.shape[-1] if multi_label else 1
-    lo, hi = torch.full((n,), math.log(1e-2)), torch.full((n,), math.log(1e2))
+    lo, hi = torch.full((n,), -math.log(_B_MAX)), torch.full((n,), math.log(_B_MAX))
     if len(logits) == 0:
         return torch.ones(n)
     for _ in range(steps):
@@ -61,7 +65,7 @@ def fit_temperature(logits: Tensor, targets: Tensor, multi_label: bool = False, 
         hi = torch.where(up, mid, hi)
         lo = torch.where(up, lo, mid)
     b = ((lo + hi) / 2).exp()
-    separable = b >= 0.99 * 1e2  # still descending at the floor T = 0.01
+    separable = b >= 0.99 * _B_MAX  # still descending at the floor T = 1 / _B_MAX
     return torch.where(separable, torch.ones_like(b), 1.0 / b).float()
 
 
