@@ -85,12 +85,24 @@ def test_metric(root: Path, metric: str, since: float) -> float | None:
     return None
 
 
+def overlay_args(entry: dict[str, Any]) -> list[str]:
+    """``--config`` for each overlay the entry was measured with (``overlays:``, paths under recipes/overlays/)."""
+    args = []
+    for overlay in entry.get("overlays") or []:
+        path = ROOT / "recipes" / "overlays" / overlay
+        if not path.is_file():
+            raise SystemExit(f"recipes/results.yaml: overlay {overlay!r} is not a file under recipes/overlays/")
+        args += ["--config", str(path)]
+    return args
+
+
 def verify(recipe: str, entry: dict[str, Any], runs: Path) -> dict[str, Any]:
     config = ROOT / "recipes" / recipe
     out = runs / recipe.replace("/", "_").removesuffix(".yaml")
     out.mkdir(parents=True, exist_ok=True)
     log = out / "verify.log"
-    common = ["--config", str(config), "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false"]
+    common = ["--config", str(config), *overlay_args(entry), "--trainer.default_root_dir", str(out),
+              "--trainer.enable_progress_bar", "false"]
     code, wall, cpu = _zoo(["fit", *common], log)
     result: dict[str, Any] = {"recipe": recipe, "fit_minutes": round(wall / 60, 1), "cpu_minutes": round(cpu / 60, 1),
                               "log": str(log)}
@@ -129,10 +141,12 @@ def write_doc(data: dict[str, Any], path: Path = DOC) -> None:
     for recipe, e in sorted(data["recipes"].items()):
         measured = e.get("measured") or "not yet (estimate)"
         value = "n/a" if e.get("value") is None else f"{e['value']:.4f}"
-        lines.append(f"| `{recipe}` | {e['metric']} | {value} | {e.get('tolerance', 0.02)} | "
+        with_overlays = "".join(f" + `overlays/{o}`" for o in e.get("overlays") or [])
+        lines.append(f"| `{recipe}`{with_overlays} | {e['metric']} | {value} | {e.get('tolerance', 0.02)} | "
                      f"{e.get('cpu_minutes', 'n/a')} | {e.get('wall_minutes', 'n/a')} | {measured} |")
     lines += ["", "A recipe stated above the budget of `make verify-recipes` (`VERIFY_BUDGET`, minutes) is not "
-              "retrained by it; its row keeps the figure of its last measurement.", ""]
+              "retrained by it; its row keeps the figure of its last measurement. A row with `+ overlays/...` was trained "
+              "and is retrained with those overlays added (`overlays:` in recipes/results.yaml).", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -172,8 +186,10 @@ HEADER = """\
 # What each shipped recipe reaches and how long it trains on the documented machine (`machine:`).
 # Read by `make verify-recipes` (scripts/verify_recipes.py), which retrains those within its budget and fails
 # when a metric falls below value - tolerance, and by `zoo fit`, which announces the time of a long recipe.
-# cpu_minutes: CPU time of `zoo fit` (user + system, minutes): about its wall time on an unshared 2-core machine;
-# wall_minutes: what it took on the (shared) machine that measured it. The CLI never reads this file as a recipe.
+# cpu_minutes: CPU time of `zoo fit` (user + system, minutes), which a busy machine does not inflate: about the
+# wall time on one unshared core, about half of it when torch has two; wall_minutes: what it took on the (shared)
+# machine that measured it. overlays: files under recipes/overlays/ it was measured (and is retrained) with.
+# The CLI never reads this file as a recipe.
 # measured: null marks a figure not yet re-measured by `make verify-recipes` (value null: none stated yet;
 # cpu_minutes then an estimate from docs/ or from the recipe's own comments).
 """

@@ -37,6 +37,9 @@ def recipe_time_line(config: str | Path, max_time: Any = None) -> str | None:
     if not isinstance(minutes, int | float) or minutes <= LONG_MINUTES:
         return None
     where = str(data.get("machine") or "the documented machine").split(" (")[0].split(",")[0]
+    overlays = entry.get("overlays") or []
+    if overlays:  # measured with overlays (e.g. bf16 autocast): the time holds with them, not without
+        where += " with " + " and ".join(f"recipes/overlays/{o}" for o in overlays)
     stop = f"; it stops at trainer.max_time {max_time}" if max_time else ""
     return f"this recipe trains for about {minutes:g} minutes on {where}{stop} (recipes/results.yaml)"
 

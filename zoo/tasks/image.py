@@ -40,6 +40,9 @@ class ImageClassifier(ClassificationTask):
         backbone_kwargs: passed to the backbone builder (e.g. ``drop_path_rate`` for timm models).
         dropout: dropout before the classifier head.
         label_smoothing: cross-entropy label smoothing.
+        channels_last: keep the backbone's weights and its input in channels-last (NHWC) layout. With bf16/fp16
+            autocast, convolutions run 2-3x faster in that layout on CPUs with AMX and on tensor-core GPUs; in
+            fp32 on CPU it is about 10 % slower, so it is off by default.
     """
 
     #: what ``embed`` returns, for techniques: pixels, clamped to this range after adversarial perturbation
@@ -62,6 +65,7 @@ class ImageClassifier(ClassificationTask):
         optimizer: Optimizer = "adamw",
         scheduler: Scheduler = "cosine",
         warmup_ratio: float = 0.0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(num_classes=num_classes, class_names=class_names, label_smoothing=label_smoothing, lr=lr,
                          weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
@@ -77,6 +81,7 @@ class ImageClassifier(ClassificationTask):
         self.backbone_kwargs = dict(backbone_kwargs or {})
         self.dropout = dropout
         self.in_channels = in_channels
+        self.channels_last = channels_last
         if self.num_classes is not None and in_channels is not None:
             self.build()
 
@@ -98,6 +103,8 @@ class ImageClassifier(ClassificationTask):
                                               pretrained=self.pretrained, **self.backbone_kwargs)
         if self.freeze_backbone:
             self.backbone.requires_grad_(False)
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
         mean = torch.tensor(self.backbone.default_mean, dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(self.backbone.default_std, dtype=torch.float32).view(1, -1, 1, 1)
         self.register_buffer("pixel_mean", mean, persistent=False)
@@ -110,4 +117,6 @@ class ImageClassifier(ClassificationTask):
 
     def forward_embedded(self, emb: Tensor, batch: dict[str, Any] | None = None) -> Tensor:
         x = (emb - self.pixel_mean.to(emb.dtype)) / self.pixel_std.to(emb.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.backbone(x))
