@@ -3,6 +3,8 @@ DataLoader, same optimizer and batch size, timed over the same window of steps, 
 
     python -m benchmarks.run image_overhead          # defaults: mnist5k, small_cnn, batch 64
     python -m benchmarks.bench_image_overhead --steps 120 --repeats 5 --backbone resnet18_small
+    python -m benchmarks.bench_image_overhead --dataset fashion_mnist --backbone resnet18_small --batch-size 128 \
+        --precision bf16-mixed --channels-last    # both sides in bf16 autocast and NHWC layout
 """
 
 from __future__ import annotations
@@ -53,12 +55,13 @@ def _model(args: argparse.Namespace, dm: Any):
 
     torch.manual_seed(0)
     model = ImageClassifier(backbone=args.backbone, num_classes=dm.num_classes, class_names=dm.class_names,
-                            in_channels=dm.in_channels, lr=1e-3, weight_decay=0.01, scheduler="none")
+                            in_channels=dm.in_channels, lr=1e-3, weight_decay=0.01, scheduler="none",
+                            channels_last=args.channels_last)
     return model
 
 
-def run_plain(template: Any, loader: Any, warmup: int, steps: int) -> float:
-    """What a user writes by hand: forward, cross-entropy, backward, AdamW step."""
+def run_plain(template: Any, loader: Any, warmup: int, steps: int, precision: str = "32") -> float:
+    """What a user writes by hand: forward, cross-entropy, backward, AdamW step (under bf16 autocast if asked)."""
     model = copy.deepcopy(template)
     net_backbone, head = model.backbone, model.head
     mean, std = model.pixel_mean, model.pixel_std
@@ -71,8 +74,11 @@ def run_plain(template: Any, loader: Any, warmup: int, steps: int) -> float:
             if done == warmup:
                 start = time.perf_counter()
             x, y = batch["image"], batch["label"]
-            logits = head(net_backbone((x - mean) / std))
-            loss = F.cross_entropy(logits, y)
+            if template.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16-mixed"):
+                logits = head(net_backbone((x - mean) / std))
+                loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -81,7 +87,7 @@ def run_plain(template: Any, loader: Any, warmup: int, steps: int) -> float:
                 return steps / (time.perf_counter() - start)
 
 
-def run_zoo(template: Any, dm: Any, warmup: int, steps: int) -> float:
+def run_zoo(template: Any, dm: Any, warmup: int, steps: int, precision: str = "32") -> float:
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import CSVLogger
 
@@ -89,6 +95,7 @@ def run_zoo(template: Any, dm: Any, warmup: int, steps: int) -> float:
     timer = _StepTimer(warmup, steps)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(max_steps=warmup + steps, accelerator="cpu", devices=1, logger=CSVLogger(tmp),
+                             precision=precision,
                              log_every_n_steps=50, enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
                              callbacks=[timer.callback])
@@ -105,14 +112,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
+    parser.add_argument("--channels-last", action="store_true", help="image_classifier(channels_last=True)")
     args = parser.parse_args(argv or [])
     dm, loader = _loader(args)
     template = _model(args, dm)
     template.configure_from_data(dm)
     plain, zoo = [], []
     for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike
-        plain.append(run_plain(template, loader, args.warmup, args.steps))
-        zoo.append(run_zoo(template, dm, args.warmup, args.steps))
+        plain.append(run_plain(template, loader, args.warmup, args.steps, args.precision))
+        zoo.append(run_zoo(template, dm, args.warmup, args.steps, args.precision))
     p, z = statistics.median(plain), statistics.median(zoo)
     result = {
         "setup": {k: v for k, v in vars(args).items()},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from zoo.cli import main
@@ -101,6 +102,8 @@ def test_a_long_recipe_says_how_long_it_trains(capsys):
 
     line = recipe_time_line(ROOT / "recipes/vision/fashion_mnist_resnet18.yaml", "00:04:00:00")
     assert line.startswith("this recipe trains for about ") and "minutes on 2 CPU cores" in line
+    # it was measured with the bf16 overlay (recipes/results.yaml overlays:), so its time holds with that overlay
+    assert "with recipes/overlays/precision/bf16-mixed.yaml" in line
     assert recipe_time_line(ROOT / "recipes/vision/digits_tiny.yaml") is None
     assert recipe_time_line("/elsewhere/my_recipe.yaml") is None
 
@@ -114,3 +117,23 @@ def test_verify_recipes_retrains_only_what_fits_the_budget(capsys):
     assert mod.main(["--budget", "0"]) == 0  # nothing fits a 0-minute budget: nothing retrained, nothing failed
     out = capsys.readouterr().out
     assert "not retrained" in out and "vision/digits.yaml" in out and "==" not in out
+
+
+def test_verify_recipes_trains_with_the_overlays_an_entry_was_measured_with(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("verify_recipes", ROOT / "scripts/verify_recipes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.overlay_args({"metric": "test/acc"}) == []
+    args = mod.overlay_args({"overlays": ["precision/bf16-mixed.yaml"]})
+    assert args == ["--config", str(ROOT / "recipes/overlays/precision/bf16-mixed.yaml")]
+    with pytest.raises(SystemExit, match="overlay 'precision/bf17.yaml' is not a file under recipes/overlays/"):
+        mod.overlay_args({"overlays": ["precision/bf17.yaml"]})
+    data = {"machine": "m", "versions": "v", "recipes": {
+        "vision/a.yaml": {"metric": "test/acc", "value": 0.9, "cpu_minutes": 30, "overlays": ["precision/bf16-mixed.yaml"]},
+        "vision/b.yaml": {"metric": "test/acc", "value": 0.8, "cpu_minutes": 1}}}
+    mod.write_doc(data, tmp_path / "results.md")
+    doc = (tmp_path / "results.md").read_text()
+    assert "| `vision/a.yaml` + `overlays/precision/bf16-mixed.yaml` | test/acc | 0.9000 |" in doc
+    assert "| `vision/b.yaml` | test/acc | 0.8000 |" in doc

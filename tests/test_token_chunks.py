@@ -112,10 +112,35 @@ def test_every_word_of_a_long_sentence_gets_one_tag_in_order(tmp_path, enc):
     texts = [r["text"] for r in data.splits["test"].rows]  # the test loader groups by length: compare sorted
     assert sorted(gold) == sorted([TAG_OF[w] for w in t.split()] for t in texts) and pred == gold
     assert result["test/f1"] == 1.0 and result["test/token_acc"] == 1.0
-    # truncate at the same length loses the words past the window
+    # truncate at the same length does not see the words past the window: they are scored as untagged, so the
+    # entities there are missed (the score does not leave them out), and the oracle's recall falls
     plain = data_for(path, enc, tmp_path, max_length=16)
-    quiet_trainer().test(model, plain, verbose=False)
-    assert sum(map(len, model.last_test_sequences[0])) < sum(map(len, gold))
+    cut = quiet_trainer().test(model, plain, verbose=False)[0]
+    assert sorted(model.last_test_sequences[0]) == sorted(gold)
+    assert cut["test/recall"] < 0.6 and cut["test/f1"] < 0.75
+
+
+@pytest.mark.parametrize("how", [{"long_text": "truncate"}, {"long_text": "chunks", "max_chunks": 1, "chunk_overlap": 2}])
+def test_words_the_model_never_sees_count_as_missed(tmp_path, enc, how):
+    from zoo.baselines.references import _words_and_tags
+
+    path = write_conll(tmp_path / "long.conll", 6, 12, 16)
+    data = data_for(path, enc, tmp_path, max_length=12, **how)
+    data.setup("fit")
+    for row in data.splits["test"].rows:
+        words, tags = _words_and_tags(row, TAGS)  # the reference baseline reads every word, seen or not
+        assert words == row["text"].split() and tags == [TAG_OF[w] for w in words]
+        assert row["cut_tags"] and len(row["word_spans"]) + len(row["cut_spans"]) == len(words)
+    assert all("cut_tags" not in r for r in data.splits["train"].rows)  # training needs only what it sees
+    model = TokenClassifier(encoder=enc)
+    model.bind_data(data)
+    oracle(model, enc)
+    result = quiet_trainer().test(model, data, verbose=False)[0]
+    gold, pred = model.last_test_sequences
+    assert sorted(gold) == sorted([TAG_OF[w] for w in r["text"].split()] for r in data.splits["test"].rows)
+    seen = [len(r["word_spans"]) for r in data.splits["test"].rows]
+    assert sum(t != "O" for p in pred for t in p) < sum(t != "O" for g in gold for t in g)
+    assert result["test/recall"] < 1.0 and sum(seen) < sum(map(len, gold))
 
 
 def test_max_context_picks_the_window_where_a_word_is_farthest_from_an_edge(tmp_path, enc):

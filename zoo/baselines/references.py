@@ -116,8 +116,11 @@ def _words_and_tags(row: dict[str, Any], names: list[str]) -> tuple[list[str], l
     words = [text[a:b] for a, b in row["word_spans"]]
     # a chunked text (data.long_text: chunks) labels each word once, in one of its windows
     labels = [k for window in row.get("window_labels") or [row["labels"]] for k in window]
-    tags = [names[k] for k in labels if k != -100]
-    return words, tags[:len(words)]
+    tags = [names[k] for k in labels if k != -100][:len(words)]
+    # the words the model does not see (past max_length or max_chunks): the reference reads them all
+    words += [text[a:b] for a, b in row.get("cut_spans") or []]
+    tags += [names[k] for k in row.get("cut_tags") or []]
+    return words, tags
 
 
 def token_classification(dm: Any, seed: int = 0) -> dict[str, Any]:

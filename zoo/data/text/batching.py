@@ -138,7 +138,7 @@ class DynamicPadCollator:
             first = rows[0]["label"]
             out["label"] = torch.tensor([r["label"] for r in rows],
                                         dtype=torch.float32 if isinstance(first, list) else torch.long)
-        for key in ("id", "text", "word_spans"):
+        for key in ("id", "text", "word_spans", "cut_tags", "cut_spans"):
             if key in rows[0]:
                 out[key] = [r[key] for r in rows]
 

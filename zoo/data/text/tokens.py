@@ -32,7 +32,8 @@ class TokenDataModule(TextDataBase):
         bio: ``error`` (default) stops at an ``I-X`` that does not continue an ``X`` entity, naming file and line;
             ``repair`` turns such tags into ``B-X`` (the usual conversion) and logs how many it changed.
         max_length: sub-word tokens per sentence; words cut off are counted and logged.
-        long_text: sentences longer than ``max_length``: ``truncate`` (words past it get no tag) or ``chunks``
+        long_text: sentences longer than ``max_length``: ``truncate`` (words past it get no tag; the metrics
+            count their entities as missed) or ``chunks``
             (overlapping windows of whole words; each window is a training example, and at validation, test and
             predict every word is read from the window where it has the most context, so each text keeps one
             tag per word). ``head_tail`` is for sequence classification only.
@@ -120,6 +121,8 @@ class TokenDataModule(TextDataBase):
             cut += kept < len(words)
             row = {"input_ids": arrays["input_ids"][i], "labels": labels, "id": ident, "text": text,
                    "word_spans": spans[:kept]}
+            if split != "train" and tags is not None:
+                row.update(_cut_words(range(kept, len(words)), self._tag_ids(tags), spans))
             rows.append(row)
         self._report_truncation(split, cut, len(items), unit="sentences")
         self._count_long_text(split, len(items), cut, len(items))
@@ -178,8 +181,11 @@ class TokenDataModule(TextDataBase):
         for j, ws in enumerate(wids):
             own, _ = align_labels(_word_ids(ws), tags)
             labels.append([lab if w >= 0 and owner.get(w) == j else -100 for lab, w in zip(own, ws)])
-        return [{"input_ids": ids[0], "windows": ids, "window_labels": labels, "id": ident, "text": text,
-                 "word_spans": [spans[w] for w in sorted(owner)]}]
+        row = {"input_ids": ids[0], "windows": ids, "window_labels": labels, "id": ident, "text": text,
+               "word_spans": [spans[w] for w in sorted(owner)]}
+        if tags is not None:  # words past max_chunks windows
+            row.update(_cut_words([w for w in range(len(spans)) if w not in owner], tags, spans))
+        return [row]
 
     def _predict_items(self) -> list[Item]:
         """One item per non-empty line of the ``predict`` file, split into words."""
@@ -210,6 +216,13 @@ class TokenDataModule(TextDataBase):
                 self.splits[split] = self._tokenize_words(items, split)
         if stage == "predict" and self.predict_path and "predict" not in self.splits:
             self.splits["predict"] = self._tokenize_words(self._predict_items(), "predict")
+
+
+def _cut_words(cut: Any, tags: list[int], spans: list[tuple[int, int]]) -> dict[str, list[Any]]:
+    """The gold tags and spans of the words the model does not see (past ``max_length`` or ``max_chunks``): the
+    metrics count them as predicted ``O``, so an entity there is missed, not left out of the score."""
+    cut = list(cut)
+    return {"cut_tags": [tags[w] for w in cut], "cut_spans": [spans[w] for w in cut]}
 
 
 def _word_ids(word_ids: list[int | None], none: int | None = None) -> list[Any]:

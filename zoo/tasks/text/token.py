@@ -126,9 +126,14 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
     # -- metrics (seqeval on word-level tag sequences) --------------------------------------------------
     def _word_tags(self, out: Tensor, batch: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
         names = self.tag_names or []
-        gold = word_rows(batch["labels"].cpu(), batch)
-        pred = word_rows(out.argmax(-1).cpu(), batch)
-        return [[names[k] for k in g.tolist()] for g in gold], [[names[k] for k in p.tolist()] for p in pred]
+        gold = [[names[k] for k in g.tolist()] for g in word_rows(batch["labels"].cpu(), batch)]
+        pred = [[names[k] for k in p.tolist()] for p in word_rows(out.argmax(-1).cpu(), batch)]
+        # words the model never saw (cut by max_length or max_chunks) are scored as untagged: their entities
+        # count as missed, so a long-sentence corpus does not flatter a truncating model
+        for i, cut in enumerate(batch.get("cut_tags") or []):
+            gold[i] += [names[k] for k in cut]
+            pred[i] += ["O"] * len(cut)
+        return gold, pred
 
     def update_metrics(self, stage: str, out: Tensor, batch: dict[str, Any]) -> None:
         gold, pred = self._word_tags(out, batch)
