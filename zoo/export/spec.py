@@ -146,12 +146,19 @@ def _text(model: Any, datamodule: Any, samples: int) -> ExportSpec:
     dynamic["output"] = {0: "batch", 1: "sequence"} if token else {0: "batch"}
     tok = datamodule.tokenizer
     pre = {"max_length": int(datamodule.max_length), "pad_id": int(tok.pad_token_id or 0), "text_pair": pair}
+    # how a text longer than max_length was read (data.long_text): the predictor cuts requests the same way
+    long_text = str(getattr(datamodule, "long_text", "truncate"))
+    pre["long_text"] = long_text
+    if long_text == "chunks":
+        pre["chunk_overlap"], pre["max_chunks"] = int(datamodule.chunk_overlap), int(datamodule.max_chunks)
     meta: dict[str, Any] = {"labels": list(model.class_names or []), "preprocessing": pre}
     if token:
         pre["word_pattern"] = WORD_RE.pattern
     else:
         meta["multi_label"] = bool(model.multi_label)
         meta["thresholds"] = [float(x) for x in model.thresholds]
+        if long_text == "chunks":
+            pre["chunk_pooling"] = str(model.chunk_pooling)
     spec = ExportSpec("token_classification" if token else "text_classification", names, dynamic, meta,
                       _loader_samples(datamodule, names, samples), max_sequence=int(datamodule.max_length))
     spec.meta["tokenizer"] = tok

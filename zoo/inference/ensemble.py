@@ -95,7 +95,10 @@ class EnsemblePredictor:
         chunks = []
         for start in range(0, len(parsed), self.batch_size):
             chunk = parsed[start:start + self.batch_size]
-            logits = [m.runner(m.family.collate([p[k] for p in chunk])).float() for k, m in enumerate(self.members)]
+            logits = []
+            for k, m in enumerate(self.members):
+                items = [p[k] for p in chunk]
+                logits.append(m.family.logits(m.runner(m.family.collate(items)), items).float())
             chunks.append(combine(logits, self.temperatures, self.weights))
         return torch.cat(chunks) if chunks else torch.zeros(0, len(self.labels))
 

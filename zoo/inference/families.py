@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from zoo.errors import ZooError
+from zoo.inference.windows import head_tail, max_context_owners, pool_windows, windows, word_windows
 
 
 class InferenceInputError(ZooError, ValueError):
@@ -76,6 +77,10 @@ class Family:
     def answers(self, out: torch.Tensor, items: list[Any], temperature: torch.Tensor) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def logits(self, out: torch.Tensor, items: list[Any]) -> torch.Tensor:
+        """One row of the graph's output per item (a family that runs several sequences per item joins them)."""
+        return out
+
 
 class _Text(Family):
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
@@ -86,8 +91,17 @@ class _Text(Family):
         self.max_length = int(self.pre["max_length"])
         self.pad_id = int(self.pre.get("pad_id", 0))
 
+        self.long_text = str(self.pre.get("long_text", "truncate"))
+
     def _text(self, item: Any, name: str = "text") -> str:
         return text_field(item, name)
+
+    @staticmethod
+    def _sequences(items: list[Any]) -> list[dict[str, Any]]:
+        """The sequences of a batch of items: an item's ``windows`` (a long text under ``long_text: chunks``) in
+        order, else the item itself."""
+        return [{"input_ids": w} for it in items for w in it["windows"]] if any("windows" in it for it in items) \
+            else items
 
     def _pad(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         width = max(len(r["input_ids"]) for r in rows)
@@ -109,18 +123,30 @@ class TextClassification(_Text):
     def parse(self, item: Any) -> dict[str, Any]:
         text = self._text(item)
         pair = self._text(item, "text_pair") if self.pre.get("text_pair") else None
+        top_k = _top_k(item, None, len(self.meta["labels"]))
+        if pair is None and self.long_text != "truncate":  # read a long text as the run's data read it
+            body = self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+            if self.long_text == "head_tail":
+                return {"input_ids": head_tail(self.tokenizer, body, self.max_length), "top_k": top_k}
+            return {"windows": windows(self.tokenizer, body, self.max_length, int(self.pre["chunk_overlap"]),
+                                       int(self.pre["max_chunks"])), "top_k": top_k}
         args = (text, pair) if pair is not None else (text,)
         enc = self.tokenizer(*args, truncation=True, max_length=self.max_length,
                              return_token_type_ids=pair is not None, return_attention_mask=False)
-        labels = self.meta["labels"]
-        return {**{k: list(v) for k, v in enc.items()}, "top_k": _top_k(item, None, len(labels))}
+        return {**{k: list(v) for k, v in enc.items()}, "top_k": top_k}
 
     def collate(self, items: list[Any]) -> dict[str, torch.Tensor]:
-        return self._pad(items)
+        return self._pad(self._sequences(items))
+
+    def logits(self, out: torch.Tensor, items: list[Any]) -> torch.Tensor:
+        if not any("windows" in it for it in items):
+            return out
+        doc = torch.tensor([d for d, it in enumerate(items) for _ in it["windows"]], dtype=torch.long)
+        return pool_windows(out.float(), doc, str(self.pre.get("chunk_pooling", "mean")), len(items))
 
     def answers(self, out: torch.Tensor, items: list[Any], temperature: torch.Tensor) -> list[dict[str, Any]]:
         names = self.meta["labels"]
-        scaled = out.float() / temperature
+        scaled = self.logits(out, items).float() / temperature
         if self.meta.get("multi_label"):
             probs = scaled.sigmoid()
             th = torch.tensor(self.meta["thresholds"], dtype=torch.float32)
@@ -175,32 +201,52 @@ class TokenClassification(_Text):
         spans = [(m.start(), m.end()) for m in self.word_re.finditer(text)]
         if not spans:
             raise InferenceInputError("text", "holds no words to tag")
-        enc = self.tokenizer([text[a:b] for a, b in spans], is_split_into_words=True, truncation=True,
-                             max_length=self.max_length, return_attention_mask=False, return_token_type_ids=False)
-        firsts, prev = [], None
-        for pos, w in enumerate(enc.word_ids()):
-            if w is not None and w != prev:
-                firsts.append(pos)
-            prev = w
-        return {"input_ids": list(enc["input_ids"]), "firsts": firsts, "spans": spans[:len(firsts)], "text": text}
+        # a word the tokenizer reduces to nothing is read as the unknown token, as the training data reads it
+        unk = self.tokenizer.unk_token or "[UNK]"
+        words = [w if w.strip() else unk for w in (text[a:b] for a, b in spans)]
+        if self.long_text == "chunks":
+            enc = self.tokenizer(words, is_split_into_words=True, add_special_tokens=False, truncation=False,
+                                 return_attention_mask=False, return_token_type_ids=False, verbose=False)
+            word_ids = [-1 if w is None else w for w in enc.word_ids()]
+            wins, wids, _ = word_windows(self.tokenizer, list(enc["input_ids"]), word_ids, self.max_length,
+                                         int(self.pre["chunk_overlap"]), int(self.pre["max_chunks"]))
+        else:
+            enc = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.max_length,
+                                 return_attention_mask=False, return_token_type_ids=False)
+            wins, wids = [list(enc["input_ids"])], [[-1 if w is None else w for w in enc.word_ids()]]
+        # each word read once, at its first piece, from the window where it has the most context; the windows
+        # advance on both edges, so taking each window's owned positions in turn keeps the words in order
+        owner = max_context_owners(wids)
+        firsts = []
+        for j, ws in enumerate(wids):
+            firsts.append([p for p, w in enumerate(ws) if w >= 0 and (p == 0 or ws[p - 1] != w) and owner.get(w) == j])
+        tagged = sum(map(len, firsts))
+        return {"windows": wins, "firsts": firsts, "spans": spans[:tagged], "text": text,
+                "untagged": len(spans) - tagged}
 
     def collate(self, items: list[Any]) -> dict[str, torch.Tensor]:
-        return self._pad(items)
+        return self._pad(self._sequences(items))
 
     def answers(self, out: torch.Tensor, items: list[Any], temperature: torch.Tensor) -> list[dict[str, Any]]:
         names = self.meta["labels"]
         probs = (out.float() / temperature).softmax(-1)
-        rows = []
-        for i, item in enumerate(items):
-            keep = torch.tensor(item["firsts"], dtype=torch.long)
-            tags = [names[k] for k in out[i, keep].argmax(-1).tolist()]
-            scores = probs[i, keep].max(-1).values.tolist()
+        rows, at = [], 0
+        for item in items:
+            logits = torch.cat([out[at + j, torch.tensor(f, dtype=torch.long)] for j, f in enumerate(item["firsts"])])
+            word_probs = torch.cat([probs[at + j, torch.tensor(f, dtype=torch.long)]
+                                    for j, f in enumerate(item["firsts"])])
+            at += len(item["windows"])
+            tags = [names[k] for k in logits.argmax(-1).tolist()]
+            scores = word_probs.max(-1).values.tolist()
             entities = []
             for etype, start, end in iob_entities(tags):
                 a, b = item["spans"][start][0], item["spans"][end][1]
                 entities.append({"type": etype, "start": a, "end": b, "text": item["text"][a:b],
                                  "score": round(min(scores[start:end + 1]), 4)})
-            rows.append({"entities": entities})
+            row: dict[str, Any] = {"entities": entities}
+            if item["untagged"]:  # words past max_length (or max_chunks windows) were not read: say so
+                row["untagged_words"] = item["untagged"]
+            rows.append(row)
         return rows
 
 

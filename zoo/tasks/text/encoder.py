@@ -22,6 +22,7 @@ from zoo.backbones.text import (
     load_tokenizer,
     resolve_encoder,
 )
+from zoo.inference.windows import pool_windows as pool_rows
 from zoo.reporting.io import atomic_write_text
 from zoo.tasks.adapters import AdapterCheckpoints
 from zoo.tasks.classification import ClassDataMismatchError
@@ -32,13 +33,8 @@ CHUNK_POOLING = ("mean", "max")
 def pool_windows(logits: Tensor, batch: dict[str, Any], how: str) -> Tensor:
     """One row of logits per document: the windows of a chunked document (``window_doc`` in the batch, from
     ``data.long_text: chunks``) pooled by ``mean`` or ``max``; a batch without windows is returned as is."""
-    doc = batch.get("window_doc")
-    if doc is None:
-        return logits
-    n_docs = len(batch["label"]) if "label" in batch else int(doc.max()) + 1
-    index = doc.to(logits.device)[:, None].expand_as(logits)
-    out = logits.new_zeros(n_docs, logits.shape[-1])
-    return out.scatter_reduce(0, index, logits, reduce="mean" if how == "mean" else "amax", include_self=False)
+    n_docs = len(batch["label"]) if "label" in batch else None
+    return pool_rows(logits, batch.get("window_doc"), how, n_docs)
 
 
 class EncoderMixin(AdapterCheckpoints):
