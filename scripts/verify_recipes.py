@@ -39,15 +39,26 @@ def load_results(path: Path = RESULTS) -> dict[str, Any]:
 
 def machine() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return f"{cores} CPU cores ({cpu}), no GPU"
+    # bf16 autocast is fast only with these units (a recipe measured with the bf16 overlay depends on them)
+    bf16 = "AMX-BF16" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    except ImportError:  # the script also runs where torch is missing, to list the budget
+        pass
+    return f"{cores} CPU cores ({cpu}{', ' + bf16 if bf16 else ''}), {gpu}"
 
 
 def versions() -> str:

@@ -101,7 +101,7 @@ def test_a_long_recipe_says_how_long_it_trains(capsys):
     from zoo.cli.results import recipe_time_line
 
     line = recipe_time_line(ROOT / "recipes/vision/fashion_mnist_resnet18.yaml", "00:04:00:00")
-    assert line.startswith("this recipe trains for about ") and "minutes on 2 CPU cores" in line
+    assert line.startswith("this recipe trains for about ") and " CPU-minutes (" in line and " on 2 CPU cores" in line
     # it was measured with the bf16 overlay (recipes/results.yaml overlays:), so its time holds with that overlay
     assert "with recipes/overlays/precision/bf16-mixed.yaml" in line
     assert recipe_time_line(ROOT / "recipes/vision/digits_tiny.yaml") is None

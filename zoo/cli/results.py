@@ -41,7 +41,9 @@ def recipe_time_line(config: str | Path, max_time: Any = None) -> str | None:
     if overlays:  # measured with overlays (e.g. bf16 autocast): the time holds with them, not without
         where += " with " + " and ".join(f"recipes/overlays/{o}" for o in overlays)
     stop = f"; it stops at trainer.max_time {max_time}" if max_time else ""
-    return f"this recipe trains for about {minutes:g} minutes on {where}{stop} (recipes/results.yaml)"
+    wall = entry.get("wall_minutes")
+    took = f"about {minutes:g} CPU-minutes" + (f" ({wall:g} min wall when measured)" if isinstance(wall, int | float) else "")
+    return f"this recipe trains for {took} on {where}{stop} (recipes/results.yaml)"
 
 
 __all__ = ["LONG_MINUTES", "recipe_time_line", "results_entry"]
