@@ -90,7 +90,6 @@ class _Text(Family):
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder / meta["files"]["tokenizer"]))
         self.max_length = int(self.pre["max_length"])
         self.pad_id = int(self.pre.get("pad_id", 0))
-
         self.long_text = str(self.pre.get("long_text", "truncate"))
 
     def _text(self, item: Any, name: str = "text") -> str:
@@ -232,12 +231,12 @@ class TokenClassification(_Text):
         probs = (out.float() / temperature).softmax(-1)
         rows, at = [], 0
         for item in items:
-            logits = torch.cat([out[at + j, torch.tensor(f, dtype=torch.long)] for j, f in enumerate(item["firsts"])])
-            word_probs = torch.cat([probs[at + j, torch.tensor(f, dtype=torch.long)]
-                                    for j, f in enumerate(item["firsts"])])
+            # (sequence, position) of each word's first piece in its window, in word order
+            seq = torch.tensor([at + j for j, f in enumerate(item["firsts"]) for _ in f], dtype=torch.long)
+            pos = torch.tensor([p for f in item["firsts"] for p in f], dtype=torch.long)
             at += len(item["windows"])
-            tags = [names[k] for k in logits.argmax(-1).tolist()]
-            scores = word_probs.max(-1).values.tolist()
+            tags = [names[k] for k in out[seq, pos].argmax(-1).tolist()]
+            scores = probs[seq, pos].max(-1).values.tolist()
             entities = []
             for etype, start, end in iob_entities(tags):
                 a, b = item["spans"][start][0], item["spans"][end][1]

@@ -116,13 +116,14 @@ class TokenDataModule(TextDataBase):
         arrays, _ = self._cached("tok", words, build)
         rows, cut = [], 0
         for i, (words, spans, text, tags, ident) in enumerate(items):
-            labels, firsts = align_labels(_word_ids(arrays["word_ids"][i]), self._tag_ids(tags))
+            tag_ids = self._tag_ids(tags)
+            labels, firsts = align_labels(_word_ids(arrays["word_ids"][i]), tag_ids)
             kept = len(firsts)
             cut += kept < len(words)
             row = {"input_ids": arrays["input_ids"][i], "labels": labels, "id": ident, "text": text,
                    "word_spans": spans[:kept]}
-            if split != "train" and tags is not None:
-                row.update(_cut_words(range(kept, len(words)), self._tag_ids(tags), spans))
+            if split != "train" and tag_ids is not None:
+                row.update(_cut_words(range(kept, len(words)), tag_ids, spans))
             rows.append(row)
         self._report_truncation(split, cut, len(items), unit="sentences")
         self._count_long_text(split, len(items), cut, len(items))
