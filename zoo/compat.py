@@ -1,10 +1,13 @@
 """Every use of a dependency's private API, one small adapter each.
 
 zoo leans on a handful of internals that the libraries do not promise to keep. Each one is reached only through
-this module, and ``tests/test_compat.py`` pins each adapter to the installed versions: when an upgrade moves
-one of them, that test fails with the adapter's name instead of a training run failing somewhere deep.
+this module, and ``tests/architecture/test_compat.py`` pins each adapter to the installed versions: when an upgrade
+moves one of them, that test fails with the adapter's name instead of a training run failing somewhere deep.
+``tests/architecture/test_private_api.py`` scans the rest of zoo for a private name (``x._y``, ``from torch._x``)
+of a dependency, so a new one comes here too.
 
-This module imports no other zoo module, so every layer may use it.
+This module imports no other zoo module, so every layer may use it (but it imports Lightning: the inference layer,
+which runs without the training stack, cannot).
 """
 
 from __future__ import annotations
@@ -16,9 +19,16 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
-#: the releases each adapter below was checked against (tests/test_compat.py fails when the installed ones
-#: differ, so an upgrade re-checks the adapters instead of breaking a run; update this with the lock file)
-VERIFIED_WITH = {"lightning": "2.6.6", "torch": "2.14.1", "jsonargparse": "4.53.0", "wandb": "0.31.0"}
+#: the releases each adapter below was checked against (tests/architecture/test_compat.py fails when the installed
+#: ones differ, so an upgrade re-checks the adapters instead of breaking a run; update this with the lock file)
+VERIFIED_WITH = {"lightning": "2.6.6", "torch": "2.14.1", "jsonargparse": "4.53.0", "wandb": "0.31.0",
+                 "optuna": "5.0.0"}
+
+#: private attribute names (``obj._name``) that zoo's own classes define but that the private-API scan cannot
+#: trace to a definition in zoo (an attribute made by ``setattr`` with a computed name, say). Empty: every private
+#: name zoo uses on its own objects is assigned as ``self._name`` or defined in a class or module body, which the
+#: scan reads. A name added here must be zoo's own, never a dependency's.
+PRIVATE_API_ALLOWED: frozenset[str] = frozenset()
 
 
 # -- Lightning ----------------------------------------------------------------------------------------------
@@ -29,6 +39,19 @@ def logger_will_update(trainer: Any) -> bool | None:
     if connector is None:
         return None
     return bool(connector.should_update_logs)
+
+
+def attached_trainer(module: Any) -> Any:
+    """The Trainer a LightningModule is attached to, or None (``LightningModule._trainer``): the public
+    ``trainer`` property raises on a module that no Trainer runs (a task built for export, a unit test), and a
+    task's hooks ask first whether there is one."""
+    return module._trainer
+
+
+def is_last_batch(trainer: Any) -> bool:
+    """Whether the fit loop's current training batch is the epoch's last (the loop internals
+    ``fit_loop.epoch_loop.batch_progress.is_last_batch``: the Trainer has no public flag for it)."""
+    return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
 
 
 def rich_available() -> bool:
@@ -68,6 +91,11 @@ class LightningCLIWithCheckpointHook(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         self.merge_checkpoint_hyperparameters()
 
+    def config_value(self, config: Any, key: str, default: Any = None) -> Any:
+        """``key`` of a parsed config, read under the running subcommand's section when there is one (Lightning's
+        private ``_get``, which knows where each subcommand keeps its arguments)."""
+        return self._get(config, key, default=default)
+
 
 def wandb_init_kwargs(logger: Any) -> dict[str, Any]:
     """The keyword arguments Lightning's ``WandbLogger`` passes to ``wandb.init`` (``_wandb_init``), editable
@@ -80,6 +108,13 @@ def is_compiled(module: nn.Module) -> bool:
     """Whether ``module.compile()`` was called on this module (torch keeps the compiled callable in
     ``_compiled_call_impl``)."""
     return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def sparse_rows(grad: Any) -> tuple[Any, Any]:
+    """(row index of each entry, the entries) of a row-sparse COO gradient as autograd made it, uncoalesced: a row
+    may repeat (``Tensor._indices()`` / ``_values()``; the public ``indices()`` / ``values()`` refuse an uncoalesced
+    tensor, and coalescing first would sort and sum the rows that the caller sums again)."""
+    return grad._indices()[0], grad._values()
 
 
 def norm_layers_with_running_stats(module: nn.Module) -> Iterator[nn.Module]:
@@ -127,5 +162,28 @@ def install_class_name_resolver(resolve: Callable[[str], str | None]) -> None:
     _typehints.resolve_class_path_by_name = resolve_class_path_by_name
 
 
-__all__ = ["VERIFIED_WITH", "FSDPStrategyWithLateWrapPolicy", "LightningCLIWithCheckpointHook", "install_class_name_resolver",
-           "is_compiled", "jsonargparse_debug_mode", "logger_will_update", "norm_layers_with_running_stats", "parser_actions", "rich_available", "wandb_init_kwargs"]
+# -- Optuna ---------------------------------------------------------------------------------------------------
+def optuna_trial_id(trial: Any) -> int:
+    """The storage's id of an Optuna trial (``Trial._trial_id``): what a worker process needs to report to, and
+    be pruned through, the shared storage; the public ``number`` counts trials within one study only."""
+    return int(trial._trial_id)
+
+
+__all__ = [
+    "PRIVATE_API_ALLOWED",
+    "VERIFIED_WITH",
+    "FSDPStrategyWithLateWrapPolicy",
+    "LightningCLIWithCheckpointHook",
+    "attached_trainer",
+    "install_class_name_resolver",
+    "is_compiled",
+    "is_last_batch",
+    "jsonargparse_debug_mode",
+    "logger_will_update",
+    "norm_layers_with_running_stats",
+    "optuna_trial_id",
+    "parser_actions",
+    "rich_available",
+    "sparse_rows",
+    "wandb_init_kwargs",
+]

@@ -28,7 +28,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from zoo.compat import logger_will_update, norm_layers_with_running_stats
+from zoo.compat import attached_trainer, is_last_batch, logger_will_update, norm_layers_with_running_stats
 from zoo.errors import ConfigError, ZooError
 
 CONTRACT = ("embed", "forward_embedded", "task_loss")
@@ -329,7 +329,7 @@ class ZooTechnique(pl.Callback):
 
 def active_techniques(module: pl.LightningModule) -> list[ZooTechnique]:
     """The technique callbacks of ``module``'s trainer whose warm-up / frequency / probability gates let them run now."""
-    trainer = module._trainer
+    trainer = attached_trainer(module)
     if trainer is None:
         return []
     return [cb for cb in trainer.callbacks if isinstance(cb, ZooTechnique) and cb.is_active(module)]
@@ -344,12 +344,11 @@ def step_log_moment(module: pl.LightningModule) -> str:
     ``callback_metrics`` ends each epoch with the same values as always), and the total on every step only
     while a progress bar shows it.
     """
-    trainer = module._trainer
+    trainer = attached_trainer(module)
     will_update = logger_will_update(trainer) if trainer is not None else None
     if trainer is None or will_update is None:
         return "all"
-    epoch_loop = trainer.fit_loop.epoch_loop
-    if (will_update or epoch_loop.batch_progress.is_last_batch
+    if (will_update or is_last_batch(trainer)
             or (trainer.max_steps > 0 and trainer.global_step + 1 >= trainer.max_steps)):
         return "all"
     return "loss" if trainer.progress_bar_callback is not None else ""

@@ -5,6 +5,7 @@ import importlib.metadata
 
 import lightning.pytorch as pl
 import pytest
+import torch
 from torch import nn
 
 from zoo import compat
@@ -104,3 +105,75 @@ def test_checkpoint_hook_replaces_lightnings_ckpt_path_step(tmp_path, monkeypatc
     with pytest.raises(Stop):
         CLI(BoringModel, BoringDataModule, args=["fit", "--ckpt_path", str(ckpt)])
     assert seen == [(str(ckpt), False)]
+
+
+def test_attached_trainer_is_none_until_a_trainer_runs_the_module():
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    module = BoringModel()
+    assert compat.attached_trainer(module) is None
+    with pytest.raises(RuntimeError):
+        module.trainer  # noqa: B018  (what the adapter spares its callers)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    module.trainer = trainer
+    assert compat.attached_trainer(module) is trainer
+
+
+def test_is_last_batch_follows_the_fit_loop(tmp_path):
+    from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
+    from torch.utils.data import DataLoader
+
+    seen = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            seen.append(compat.is_last_batch(trainer))
+
+    class Model(BoringModel):
+        def train_dataloader(self):
+            return DataLoader(RandomDataset(32, 6), batch_size=2)
+
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, callbacks=[Record()], default_root_dir=tmp_path)
+    trainer.fit(Model())
+    assert seen == [False, False, True] * 2
+
+
+def test_config_value_reads_under_the_subcommand():
+    from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class CLI(compat.LightningCLIWithCheckpointHook):
+        def before_instantiate_classes(self):
+            seen.append(self.config_value(self.config, "trainer")["max_epochs"])
+            seen.append(self.config_value(self.config, "no_such_key", default="dflt"))
+            raise Stop
+
+    with pytest.raises(Stop):
+        CLI(BoringModel, BoringDataModule, args=["fit", "--trainer.max_epochs", "3"])
+    assert seen == [3, "dflt"]
+
+
+def test_sparse_rows_keeps_a_repeated_row_uncoalesced():
+    table = nn.Embedding(5, 3, sparse=True)
+    table(torch.tensor([1, 1, 2])).sum().backward()
+    grad = table.weight.grad
+    assert grad.is_sparse and not grad.is_coalesced()
+    rows, values = compat.sparse_rows(grad)
+    assert rows.tolist() == [1, 1, 2] and values.shape == (3, 3)
+    assert torch.equal(values, torch.ones(3, 3))
+
+
+def test_optuna_trial_id_is_the_storages_not_the_studys_number():
+    import optuna
+
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(storage=storage, study_name="a").ask()
+    trial = optuna.create_study(storage=storage, study_name="b").ask()
+    assert trial.number == 0
+    trial_id = compat.optuna_trial_id(trial)
+    assert trial_id == 1 and storage.get_trial(trial_id).number == 0

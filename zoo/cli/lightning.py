@@ -181,7 +181,7 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         from zoo.cli.resume import check_trainer_limits, default_reliability_callbacks, run_logger
         from zoo.scale import check_precision, check_strategy
 
-        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        trainer_cfg = self.config_value(self.config_init, "trainer", default={})
         check_trainer_limits(trainer_cfg)
         self._bind_data()
         check_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"))
@@ -193,9 +193,9 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         if self.subcommand == "test" and not any(isinstance(c, BaselineComparison) for c in callbacks):
             callbacks.append(BaselineComparison())
         if not any(isinstance(c, Trust) for c in callbacks):
-            callbacks.append(Trust(calibration=self._get(self.config, "calibration", default="temperature"),
-                                   coverage=self._get(self.config, "coverage", default=None),
-                                   target_accuracy=self._get(self.config, "target_accuracy", default=None)))
+            callbacks.append(Trust(calibration=self.config_value(self.config, "calibration", default="temperature"),
+                                   coverage=self.config_value(self.config, "coverage", default=None),
+                                   target_accuracy=self.config_value(self.config, "target_accuracy", default=None)))
         if self.subcommand in ("fit", "test") and not any(isinstance(c, ModelCardWriter) for c in callbacks):
             callbacks.append(ModelCardWriter())  # after Trust and BaselineComparison: it reads their reports
         if self.subcommand == "fit" and not any(isinstance(c, EarlyStoppingNotice) for c in callbacks):
@@ -212,7 +212,7 @@ class ZooCLI(LightningCLIWithCheckpointHook):
             kwargs.setdefault("enable_model_summary", False)
             callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
             if not any(isinstance(c, PredictionWriter) for c in callbacks):
-                output = self._get(self.config, "output", default="-")
+                output = self.config_value(self.config, "output", default="-")
                 callbacks.append(PredictionWriter(output=output))
         elif trainer_cfg.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             if rich_available():

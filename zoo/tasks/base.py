@@ -22,6 +22,7 @@ from zoo.checkpoints import (
     load_checkpoint,
     peek,
 )
+from zoo.compat import attached_trainer
 from zoo.contract import CONTRACT, batch_size_of, contract_stub, contract_training_step, implements_contract
 from zoo.distributed import in_process_group
 from zoo.errors import ConfigError
@@ -163,7 +164,7 @@ class ZooTask(pl.LightningModule):
         if in_process_group():
             destroy_process_group_at_exit()
         stop_gpu_probing_without_gpus()
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         self.bind_data(trainer.datamodule if trainer is not None else None)
 
     # -- optimisation ---------------------------------------------------------------------------------
@@ -204,7 +205,8 @@ class ZooTask(pl.LightningModule):
         on dense floating-point CPU and CUDA tensors; DeepSpeed brings its own optimizer, so keep the plain one."""
         from lightning.pytorch.strategies import DeepSpeedStrategy
 
-        if self._trainer is not None and isinstance(self._trainer.strategy, DeepSpeedStrategy):
+        trainer = attached_trainer(self)
+        if trainer is not None and isinstance(trainer.strategy, DeepSpeedStrategy):
             return False
         params = [p for g in groups for p in g["params"]]
         return bool(params) and all(p.is_floating_point() and not p.is_sparse and p.device.type in ("cpu", "cuda")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.compat import optuna_trial_id
 from zoo.errors import ZooError
 from zoo.tune.reporter import ENV, _engine_kwargs, make_pruner
 from zoo.tune.space import SearchSpace, apply, recipe_values
@@ -277,7 +278,7 @@ def _run_trial(trial: Any, recipe: dict[str, Any], run_dir: Path, settings: Tune
     config.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     result_path = run_dir / "result.json"
     result_path.unlink(missing_ok=True)
-    spec = {"storage": settings.storage_url, "study": settings.study_name, "trial_id": trial._trial_id,
+    spec = {"storage": settings.storage_url, "study": settings.study_name, "trial_id": optuna_trial_id(trial),
             "monitor": settings.metric, "mode": settings.mode, "result": str(result_path),
             "prune": len(settings.directions) == 1 and settings.pruner[0] != "none",
             "pruner": list(settings.pruner), "objectives": settings.objectives}

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from zoo.compat import attached_trainer
 from zoo.contract import SAMPLE_KEY
 from zoo.data.recsys import BatchSpec, InteractionDataModule
 from zoo.errors import ZooError
@@ -147,11 +148,12 @@ class RecommenderTask(ZooTask):
 
     def _sparse_strategy(self) -> bool:
         """Sparse gradients work on one device and under DDP; sharded strategies need dense ones."""
-        if self._trainer is None:
+        trainer = attached_trainer(self)
+        if trainer is None:
             return True
         from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
 
-        strategy = self._trainer.strategy
+        strategy = trainer.strategy
         return isinstance(strategy, SingleDeviceStrategy | DDPStrategy) and not isinstance(strategy, DeepSpeedStrategy)
 
     # -- data -> model ------------------------------------------------------------------------------
@@ -211,7 +213,8 @@ class RecommenderTask(ZooTask):
             from zoo.tasks.recsys.retrieval import index_for
 
             vectors, _ = self.retrieval_vectors(users, history)
-            return index_for(self).search(vectors, k, exclude)
+            self._faiss_index = index_for(self, self._faiss_index)
+            return self._faiss_index[1].search(vectors, k, exclude)
         scores = self.full_sort_scores(users, history)
         return scores.float().masked_fill(exclude, float("-inf")).topk(k, dim=1)
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.compat import sparse_rows
 from zoo.errors import ZooError
 
 
@@ -137,7 +138,7 @@ def _rows(grad: Tensor) -> tuple[Tensor, Tensor]:
     """(distinct rows, their summed gradient) of a row-sparse gradient (uncoalesced: a row may repeat), or of a
     dense one (its non-zero rows)."""
     if grad.is_sparse:
-        index, values = grad._indices()[0], grad._values()
+        index, values = sparse_rows(grad)
     else:
         index = grad.abs().sum(1).nonzero().flatten()
         values = grad.index_select(0, index)

@@ -63,12 +63,10 @@ def recall_at_k(approx: Tensor, exact: Tensor) -> float:
     return float(hits.sum() / (exact > 0).sum().clamp(min=1))
 
 
-def index_for(model: Any) -> FaissIndex:
-    """The model's index, built once per set of weights (``global_step``) and kept on the model."""
-    cached = model._faiss_index
+def index_for(model: Any, cached: tuple[int, FaissIndex] | None) -> tuple[int, FaissIndex]:
+    """``(global_step, index)`` of the model's items: ``cached`` while it was built from the current weights (the
+    same ``global_step``), else a new one, for the model to keep."""
     if cached is not None and cached[0] == model.global_step:
-        return cached[1]
+        return cached
     _, items = model.retrieval_vectors(torch.zeros(0, dtype=torch.long, device=model.device), None)
-    index = FaissIndex(items)
-    model._faiss_index = (model.global_step, index)
-    return index
+    return model.global_step, FaissIndex(items)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.backbones.text import resolve_encoder
+from zoo.compat import attached_trainer
 from zoo.distributed import distributed_world
 from zoo.reporting.text import write_entity_report
 from zoo.tasks.base import Optimizer, Scheduler, ZooTask
@@ -168,7 +169,7 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
 
     def _warn_if_no_entities(self, gold: list[list[str]], pred: list[list[str]]) -> None:
         """An all-``O`` model scores a high token accuracy and an entity F1 of 0: say so after the epoch."""
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is None or trainer.sanity_checking or not trainer.is_global_zero:
             return
         if any(t != "O" for s in pred for t in s) or not any(t != "O" for s in gold for t in s):
