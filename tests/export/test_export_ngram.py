@@ -246,7 +246,7 @@ def test_zoo_serve_answers_over_http(run):
 
 def test_export_fails_when_the_predictors_featurisation_disagrees(run, tmp_path, monkeypatch):
     from zoo.export import ExportError
-    from zoo.inference.ngrams import NgramTextClassification
+    from zoo.inference.families import NgramTextClassification
 
     collate = NgramTextClassification.collate
 

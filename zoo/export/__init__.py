@@ -36,18 +36,9 @@ from zoo.export.formats import (
     write_torch_export,
 )
 from zoo.export.sources import load_run
-from zoo.export.spec import ExportError, Graph, describe, merged, temperature_of
-from zoo.inference import (
-    ENSEMBLE_FILE,
-    META_FILE,
-    EnsemblePredictor,
-    ModuleRunner,
-    Predictor,
-    family_for,
-    load,
-    read_meta,
-)
-from zoo.inference.ensemble import load_ensemble
+from zoo.export.spec import ExportError, merged, temperature_of
+from zoo.inference import META_FILE, EnsemblePredictor, Manifest, ModuleRunner, Predictor, load, read_export
+from zoo.inference.family import ExportSpec, Family, FamilyError, family_of
 from zoo.inference.runners import OnnxRunner, exported_program_runner, runner_for
 from zoo.reporting.io import atomic_write_text
 from zoo.version import __version__
@@ -71,38 +62,29 @@ def sha256(path: Path) -> str:
 
 def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, source: str | Path | None = None,
                  samples: int = 64, tolerance: float = 1e-4, overwrite: bool = False) -> dict[str, Any]:
-    """Export a model bound to its datamodule; returns the written ``zoo_export.json`` contents."""
+    """Export a model bound to its datamodule through its family (:func:`zoo.inference.family.family_of`);
+    returns the written ``zoo_export.json`` contents."""
     out = check_out(fmt, out, overwrite)
     model.bind_data(datamodule)
     model = merged(model)
-    spec = describe(model, datamodule, samples)
+    try:
+        family = family_of(model)
+        spec = family.describe(model, datamodule, samples)
+    except FamilyError as err:
+        raise ExportError(str(err)) from None
     if not spec.samples:
         raise ExportError("the run's data yields no sample inputs to verify the export on")
-    tables = spec.meta.pop("tables", None)
-    tokenizer = spec.meta.pop("tokenizer", None)
-    featurizer = spec.meta.pop("featurizer", None)
-    meta: dict[str, Any] = {"zoo_export": 1, "format": fmt, "task": spec.task,
+    meta: dict[str, Any] = {"zoo_export": 1, "format": fmt, "task": family.task, "family": family.name,
                             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
                             "inputs": spec.inputs, "output": "output", "files": {fmt: FILES[fmt]},
-                            "temperature": temperature_of(model), **spec.meta, "versions": versions()}
+                            "temperature": temperature_of(model), **spec.meta,
+                            "versions": {**versions(), **family.asset_versions()}}
     if source is not None and Path(source).is_file():
         meta["source"] = {"checkpoint": str(source), "sha256": sha256(Path(source))}
-    eager = Graph(model, spec.inputs, recsys=spec.task == "recommendation").eval()
+    eager = family.graph(model, spec.inputs).eval()
     graph = spec.scorer if spec.scorer is not None else eager
     with staged(out) as tmp:
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp / "tokenizer"))
-            meta["files"]["tokenizer"] = "tokenizer"
-        if tables is not None:
-            from safetensors.torch import save_file
-
-            save_file({k: v.contiguous() for k, v in tables.items()}, str(tmp / "recsys.safetensors"))
-            meta["files"]["recsys"] = "recsys.safetensors"
-        if featurizer is not None:  # settings in zoo_export.json; TF-IDF's vocabulary (JSON) and idf (safetensors)
-            import sklearn
-
-            meta["files"].update(featurizer.save(tmp))
-            meta["versions"]["scikit-learn"] = sklearn.__version__
+        meta["files"].update(family.write_assets(spec, tmp))
         if fmt == "onnx":
             write_onnx(graph, spec, tmp / FILES[fmt])
             runner: Any = OnnxRunner(tmp / FILES[fmt], spec.inputs)
@@ -113,14 +95,15 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in spec.scorer.state_dict().items()}, str(tmp / FILES[fmt]))
-            runner = runner_for(tmp, meta)
+            runner = runner_for(tmp, Manifest.from_json(meta, tmp))
         else:
-            write_safetensors(model, tmp, meta, tokenizer)
-            runner = ModuleRunner(Graph(rebuild(tmp, meta), spec.inputs, spec.task == "recommendation"), spec.inputs)
+            write_safetensors(model, tmp, meta, spec.assets.get("tokenizer"))
+            runner = ModuleRunner(family.graph(rebuild(tmp, meta), spec.inputs), spec.inputs)
         meta["verification"] = {"against": "eager model", "backend": runner.backend,
                                 **verify(eager, runner, spec, tolerance)}
         if spec.raw:
-            meta["verification"]["from_raw_inputs"] = _verify_raw(eager, runner, spec, tolerance, tmp, meta)
+            meta["verification"]["from_raw_inputs"] = _verify_raw(eager, runner, spec, tolerance, family,
+                                                                  Manifest.from_json(meta, tmp))
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1))
     return meta
 
@@ -150,13 +133,13 @@ def staged(out: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _verify_raw(eager: Any, runner: Any, spec: Any, tolerance: float, folder: Path,
-                meta: dict[str, Any]) -> dict[str, Any]:
-    """The predictor's own path: the sample batches' raw inputs prepared from the folder just written (the n-gram
-    featuriser rebuilt from its settings / vocabulary), run by the exported graph, against the eager model on the
-    data's own inputs; so a featuriser that does not travel intact fails the export too."""
-    family = family_for(meta)(folder, meta)
-    feeds = [family.collate([family.parse(x) for x in batch]) for batch in spec.raw]
+def _verify_raw(eager: Any, runner: Any, spec: ExportSpec, tolerance: float, family: type[Family],
+                manifest: Manifest) -> dict[str, Any]:
+    """The predictor's own path: the sample batches' raw inputs read by the family from the folder just written
+    (the n-gram featuriser rebuilt from its settings / vocabulary), run by the exported graph, against the eager
+    model on the data's own inputs; so preprocessing that does not travel intact fails the export too."""
+    reader = family(manifest.folder, manifest)
+    feeds = [reader.collate([reader.parse(x) for x in batch]) for batch in spec.raw]
     result = verify(eager, runner, spec, tolerance, exported_feeds=feeds, what=" fed from raw inputs")
     return {k: v for k, v in result.items() if k not in ("tolerance", "allowed_abs_diff")}
 
@@ -192,26 +175,34 @@ def export_source(source: str | Path, fmt: str, out: str | Path, **kwargs: Any) 
     return export_run(source, fmt, out, **kwargs)
 
 
+def is_export_folder(path: str | Path) -> bool:
+    """A folder written by ``zoo export`` (one model or an ensemble), as opposed to a run or ensemble directory."""
+    from zoo.inference import ENSEMBLE_FILE
+
+    return (Path(path) / META_FILE).is_file() or (Path(path) / ENSEMBLE_FILE).is_file()
+
+
+@contextmanager
+def prepared(path: str | Path) -> Iterator[Path]:
+    """An export folder for ``path`` for the length of the block: ``path`` itself when it is one, else a
+    ``safetensors`` export of the run directory / checkpoint / ``zoo ensemble`` directory in a temporary folder,
+    removed when the block ends (however it ends)."""
+    if is_export_folder(path):
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="zoo_export_") as tmp:
+        export_source(path, "safetensors", Path(tmp) / "model")
+        yield Path(tmp) / "model"
+
+
 def load_predictor(path: str | Path, backend: str | None = None, calibration: str = "temperature",
                    threads: int | None = None) -> Predictor | EnsemblePredictor:
-    """A predictor for any export folder (a ``safetensors`` one is rebuilt with zoo's task classes) or exported
-    ensemble, or for a run directory / checkpoint / ensemble directory (exported on the fly to a temporary
-    safetensors folder)."""
-    path = Path(path)
-    if (path / ENSEMBLE_FILE).is_file():
-        return load_ensemble(path, lambda member: load_predictor(member, backend, calibration, threads), calibration)
-    if (path / META_FILE).is_file():
-        meta = read_meta(path)
-        if meta["format"] != "safetensors" or backend == "onnx" or meta.get("scorer") == "tables":
-            return load(path, backend, calibration, threads)
-        if threads:
-            torch.set_num_threads(threads)
-        model = rebuild(path, meta)
-        return Predictor(path, meta, ModuleRunner(Graph(model, meta["inputs"], meta["task"] == "recommendation"),
-                                                  meta["inputs"]), calibration)
-    folder = Path(tempfile.mkdtemp(prefix="zoo_serve_"))
-    export_source(path, "safetensors", folder / "model", overwrite=True)
-    return load_predictor(folder / "model", backend, calibration, threads)
+    """A predictor for any export folder or exported ensemble, in any format (a ``safetensors`` model is rebuilt
+    with zoo's task classes), or for a run directory / checkpoint / ensemble directory (exported on the fly to a
+    temporary folder, removed once the predictor holds what it needs)."""
+    with prepared(path) as folder:
+        return load(read_export(folder), backend, calibration, threads, rebuild=rebuild)
 
 
-__all__ = ["FORMATS", "ExportError", "export_model", "export_run", "export_source", "load_predictor"]
+__all__ = ["FORMATS", "ExportError", "export_model", "export_run", "export_source", "is_export_folder",
+           "load_predictor", "prepared"]

@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from zoo.export.formats import verify
-from zoo.export.spec import ExportError, ExportSpec
+from zoo.export.spec import ExportError
 from zoo.inference.ensemble import ENSEMBLE_FILE, EnsemblePredictor
+from zoo.inference.family import ExportSpec
 from zoo.reporting.io import atomic_write_text
 from zoo.tasks.ensemble import FILE, Ensemble, Member
 
@@ -74,7 +75,7 @@ def _verify(ens: Ensemble, active: list[Member], predictor: EnsemblePredictor, s
     expected = ens.combine(outs, active)[:n]
     parsed = [predictor.parse({"text": t}) for t in texts[:n]]
     rows = torch.arange(n)
-    spec = ExportSpec("text_classification", ["row"], {}, {}, [{"row": rows}, {"row": rows[:3]}])
+    spec = ExportSpec(["row"], {}, {}, [{"row": rows}, {"row": rows[:3]}])
 
     def exported(feeds: dict[str, torch.Tensor]) -> torch.Tensor:
         return predictor.probabilities([parsed[i] for i in feeds["row"].tolist()])

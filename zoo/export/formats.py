@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from zoo.checkpoints import resolve_task_class
-from zoo.export.spec import ExportError, ExportSpec
+from zoo.export.spec import ExportError
+from zoo.inference.family import ExportSpec
 from zoo.tasks.text.encoder import EncoderMixin
 
 FORMATS = ("safetensors", "onnx", "torch_export")
@@ -89,8 +90,9 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else str(value)
 
 
-def rebuild(folder: Path, meta: dict[str, Any]) -> Any:
-    """The eager model of a ``safetensors`` export, rebuilt with the task class it names."""
+def rebuild(folder: Path, meta: Any) -> Any:
+    """The eager model of a ``safetensors`` export (``meta``: its manifest), rebuilt with the task class it names;
+    what :func:`zoo.inference.load` calls as ``rebuild``."""
     from safetensors.torch import load_file
 
     cls = resolve_task_class(meta["model_class"])
@@ -142,7 +144,7 @@ def verify(eager_fn: Any, exported_fn: Any, spec: ExportSpec, tolerance: float, 
         with torch.no_grad():
             a = eager_fn(*[feeds[n] for n in spec.inputs])
         b = exported_fn(exported_feeds[i] if exported_feeds is not None else feeds)
-        mask = feeds.get("attention_mask") if spec.task == "token_classification" else None
+        mask = feeds.get(spec.mask_input) if spec.mask_input else None
         parts.append(compare(a, b, mask, k))
     kname = next(key for key in parts[0] if key.startswith("top") and key != "top1_agree" and "disagree" not in key)
     rows = sum(p["rows"] for p in parts)

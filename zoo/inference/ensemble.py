@@ -9,14 +9,14 @@ graph; the answer is the mixture ``sum_k w_k softmax(z_k / T_k)``, computed by :
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from zoo.inference.families import InferenceInputError, probability_answers
+from zoo.inference.requests import InferenceInputError, probability_answers
 from zoo.inference.runners import ExportFormatError
 
 ENSEMBLE_FILE = "zoo_ensemble.json"
@@ -112,14 +112,4 @@ class EnsemblePredictor:
         return self.run([self.parse(x) for x in inputs])
 
 
-def load_ensemble(folder: str | Path, load_member: Callable[[Path], Any],
-                  calibration: str = "temperature") -> EnsemblePredictor:
-    """The predictor of an exported ensemble; ``load_member`` loads one member's export folder (``load`` for
-    onnx / torch_export, :func:`zoo.export.load_predictor` for safetensors, which rebuilds zoo's task classes)."""
-    manifest = read_ensemble(folder)
-    members = [load_member(Path(folder) / m["folder"]) for m in manifest["members"]]
-    return EnsemblePredictor(folder, manifest, members, calibration)
-
-
-__all__ = ["ENSEMBLE_FILE", "EnsemblePredictor", "calibrated", "combine", "is_ensemble", "load_ensemble",
-           "read_ensemble"]
+__all__ = ["ENSEMBLE_FILE", "EnsemblePredictor", "calibrated", "combine", "is_ensemble", "read_ensemble"]

@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from zoo.inference.families import Family, TextClassification, _top_k, text_field
 from zoo.inference.runners import ExportFormatError
 
 FEATURES = ("hashing", "tfidf")
@@ -215,34 +213,4 @@ def _read_tfidf(folder: Path, meta: dict[str, Any], settings: NgramSettings) -> 
     return out
 
 
-class NgramTextClassification(Family):
-    """``{"text": ..., ["top_k": k]}`` -> label, confidence and probabilities, for the n-gram text models: the
-    texts of a batch are featurised together (one sklearn call) and padded to the batch's largest bag."""
-
-    def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
-        super().__init__(folder, meta)
-        self.featurizer = NgramFeaturizer.load(folder, meta)
-
-    def parse(self, item: Any) -> dict[str, Any]:
-        return {"text": text_field(item), "top_k": _top_k(item, None, len(self.meta["labels"]))}
-
-    def collate(self, items: list[Any]) -> dict[str, torch.Tensor]:
-        bags = self.featurizer.bags([it["text"] for it in items])
-        # at least 2 wide: a torch.export program's feature axis starts at 2 (1 would be specialised)
-        width = max([2, *(len(ids) for ids, _ in bags)])
-        ids = torch.zeros((len(bags), width), dtype=torch.long)
-        weights = torch.zeros((len(bags), width), dtype=torch.float32)
-        for i, (a, w) in enumerate(bags):
-            ids[i, :len(a)] = torch.from_numpy(a)
-            weights[i, :len(w)] = torch.from_numpy(w)
-        return {"input_ids": ids, "weights": weights}
-
-    answers = TextClassification.answers
-
-
-def is_ngram(meta: dict[str, Any]) -> bool:
-    return meta.get("task") == "text_classification" and "ngrams" in meta.get("preprocessing", {})
-
-
-__all__ = ["FEATURES", "IDF_FILE", "VOCABULARY_FILE", "WORD_PATTERN", "NgramFeaturizer", "NgramSettings",
-           "NgramTextClassification", "is_ngram"]
+__all__ = ["FEATURES", "IDF_FILE", "VOCABULARY_FILE", "WORD_PATTERN", "NgramFeaturizer", "NgramSettings"]

@@ -81,12 +81,12 @@ def table_runner(path: Path, input_names: list[str]) -> ModuleRunner:
     return ModuleRunner(lambda user: users[user] @ items.T, input_names)
 
 
-def runner_for(folder: Path, meta: dict[str, Any], backend: str | None = None,
-               threads: int | None = None) -> Runner:
-    """The runner of an export folder: ``onnx`` or ``torch`` (the ``torch.export`` program)."""
-    files = meta.get("files", {})
-    names = list(meta["inputs"])
-    fmt = meta.get("format")
+def runner_for(folder: Path, manifest: Any, backend: str | None = None, threads: int | None = None,
+               rebuilt: Callable[[], torch.nn.Module] | None = None) -> Runner:
+    """The runner of an export folder (``manifest``: its :class:`~zoo.inference.manifest.Manifest`): ``onnx``,
+    or ``torch`` (the ``torch.export`` program, a recommender's tables, or the module ``rebuilt()`` returns for a
+    ``safetensors`` model, which needs zoo's task classes)."""
+    files, names, fmt = manifest.files, list(manifest.inputs), manifest.format
     backend = backend or ("onnx" if fmt == "onnx" else "torch")
     if backend not in ("onnx", "torch"):
         raise ExportFormatError(f"backend must be onnx or torch, got {backend!r}")
@@ -95,12 +95,14 @@ def runner_for(folder: Path, meta: dict[str, Any], backend: str | None = None,
             raise ExportFormatError(f"{folder} is a {fmt} export, which has no ONNX graph for --backend onnx; "
                                     f"export it with --format onnx")
         return OnnxRunner(folder / files["onnx"], names, threads)
+    if threads:
+        torch.set_num_threads(threads)
     if "torch_export" in files:
-        if threads:
-            torch.set_num_threads(threads)
         return exported_program_runner(folder / files["torch_export"], names)
-    if fmt == "safetensors" and meta.get("scorer") == "tables":
+    if fmt == "safetensors" and manifest.tables_only:
         return table_runner(folder / files["safetensors"], names)
+    if fmt == "safetensors" and rebuilt is not None:
+        return ModuleRunner(rebuilt(), names)
     if fmt == "safetensors":
         raise ExportFormatError(f"{folder} is a safetensors export: its network is rebuilt from zoo's task classes, "
                                 "so load it with zoo.export.load_predictor (or `zoo serve`); for a loader without "

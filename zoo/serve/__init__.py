@@ -9,7 +9,6 @@ at most ``batch_timeout`` seconds), ``POST /predict/batch`` (a list, one forward
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +17,13 @@ from zoo.errors import ConfigError
 DEFAULT_MAX_BODY_MB = 20.0
 
 
-def prepare(path: str | Path) -> Path:
-    """An export folder for ``path``: itself (one model or an ensemble), or a ``safetensors`` export of a run
-    directory / checkpoint / ``zoo ensemble`` directory."""
-    from zoo.inference import ENSEMBLE_FILE, META_FILE
-
-    path = Path(path)
-    if (path / META_FILE).is_file() or (path / ENSEMBLE_FILE).is_file():
-        return path
-    from zoo.export import export_source
-
-    out = Path(tempfile.mkdtemp(prefix="zoo_serve_")) / "model"
-    export_source(path, "safetensors", out)
-    return out
-
-
-def build_server(path: str | Path, *, max_batch_size: int = 32, batch_timeout: float = 0.01, workers: int = 1,
+def build_server(folder: str | Path, *, max_batch_size: int = 32, batch_timeout: float = 0.01, workers: int = 1,
                  backend: str | None = None, calibration: str = "temperature", api_key: str | None = None,
                  max_body_mb: float = DEFAULT_MAX_BODY_MB, threads: int | None = None, timeout: float = 30.0) -> Any:
-    """The LitServer for an export folder or run directory (not started)."""
+    """The LitServer for an export folder (not started); :func:`serve` takes a run directory too."""
     import litserve as ls
 
-    from zoo.inference import read_folder_meta
+    from zoo.inference import read_export
     from zoo.serve.api import API_KEY_ENV, BatchListAPI, PredictAPI, RequestGuard
 
     if max_batch_size < 1 or workers < 1 or batch_timeout < 0 or max_body_mb <= 0:
@@ -47,22 +31,21 @@ def build_server(path: str | Path, *, max_batch_size: int = 32, batch_timeout: f
                           f"{max_batch_size}, {workers}, {batch_timeout}, {max_body_mb}")
     if backend not in (None, "torch", "onnx"):
         raise ConfigError(f"--backend must be torch or onnx, got {backend!r}")
-    folder = prepare(path)
-    meta = read_folder_meta(folder)
-    if backend == "onnx" and meta["format"] != "onnx":
-        raise ConfigError(f"--backend onnx needs an ONNX export; {folder} is a {meta['format']} export "
+    export = read_export(folder)
+    if backend == "onnx" and export.format != "onnx":
+        raise ConfigError(f"--backend onnx needs an ONNX export; {folder} is a {export.format} export "
                           "(zoo export RUN --format onnx --out DIR)")
     key = api_key or os.environ.get(API_KEY_ENV)
     if key:
         os.environ[API_KEY_ENV] = key  # read by the API servers' authorize dependency (inherited by the workers)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    common = dict(folder=str(folder), backend=backend, calibration=calibration, threads=threads)
+    common = dict(export=export, backend=backend, calibration=calibration, threads=threads)
     apis = [PredictAPI(max_batch_size=max_batch_size, batch_timeout=batch_timeout if max_batch_size > 1 else 0.0,
                        api_path="/predict", **common),
             BatchListAPI(max_batch_size=1, api_path="/predict/batch", **common)]
-    info = {k: meta[k] for k in ("task", "format", "model_class", "labels", "versions", "source", "verification",
-                                 "temperature", "members") if k in meta}
-    info["backend"], info["calibration"] = backend or ("onnx" if meta["format"] == "onnx" else "torch"), calibration
+    info = {k: export.raw[k] for k in ("task", "family", "format", "model_class", "labels", "versions", "source",
+                                       "verification", "temperature", "members") if k in export.raw}
+    info["backend"], info["calibration"] = backend or ("onnx" if export.format == "onnx" else "torch"), calibration
     info["batching"] = {"max_batch_size": max_batch_size, "batch_timeout": batch_timeout, "workers": workers}
     return ls.LitServer(apis, accelerator="cpu", workers_per_device=workers, timeout=timeout, model_metadata=info,
                         middlewares=[(RequestGuard, {"max_bytes": int(max_body_mb * 1024 * 1024)})])
@@ -87,9 +70,22 @@ def _stop_children_on_signals() -> None:
 
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
-    server = build_server(path, **kwargs)
+    """Serve an export folder, or a run / ``zoo ensemble`` directory exported on the fly to a temporary folder
+    that is removed when the server stops."""
+    from zoo.export import is_export_folder
+
+    if is_export_folder(path):
+        _run(build_server(path, **kwargs), host, port)
+        return
+    from zoo.export import prepared
+
+    with prepared(path) as folder:
+        _run(build_server(folder, **kwargs), host, port)
+
+
+def _run(server: Any, host: str, port: int) -> None:
     _stop_children_on_signals()
     server.run(host=host, port=port, generate_client_file=False, log_level="warning", num_api_servers=1)
 
 
-__all__ = ["build_server", "prepare", "serve"]
+__all__ = ["build_server", "serve"]

@@ -20,7 +20,7 @@ from fastapi import Depends, HTTPException
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
-from zoo.inference import InferenceInputError
+from zoo.inference import EnsembleManifest, InferenceInputError, Manifest
 
 API_KEY_ENV = "ZOO_SERVE_API_KEY"
 
@@ -42,21 +42,26 @@ def _check_key(key: str | None) -> None:
         raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
 
 
+def rebuild_with_zoo(folder: Any, manifest: Any) -> Any:
+    """A ``safetensors`` model rebuilt with zoo's task classes; imported only by a worker that needs it, so a
+    worker serving an onnx / torch_export folder never imports Lightning."""
+    from zoo.export.formats import rebuild
+
+    return rebuild(folder, manifest)
+
+
 class _Base(ls.LitAPI):
-    def __init__(self, folder: str, backend: str | None, calibration: str, threads: int | None, **kwargs: Any) -> None:
+    def __init__(self, export: Manifest | EnsembleManifest, backend: str | None, calibration: str,
+                 threads: int | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.folder, self.backend_name, self.calibration, self.threads = folder, backend, calibration, threads
+        # the manifest read once by build_server travels to the worker processes with the API object
+        self.export, self.backend_name, self.calibration, self.threads = export, backend, calibration, threads
 
     def setup(self, device: Any) -> None:
-        from zoo.inference import load, read_folder_meta
+        from zoo.inference import load
 
-        if read_folder_meta(self.folder)["format"] != "safetensors" or self.backend_name == "onnx":
-            # onnx / torch_export folders load without zoo's tasks, so a worker never imports Lightning
-            self.predictor = load(self.folder, self.backend_name, self.calibration, self.threads)
-            return
-        from zoo.export import load_predictor
-
-        self.predictor = load_predictor(self.folder, self.backend_name, self.calibration, self.threads)
+        rebuild = rebuild_with_zoo if self.export.needs_rebuild(self.backend_name) else None
+        self.predictor = load(self.export, self.backend_name, self.calibration, self.threads, rebuild=rebuild)
 
     def authorize(self, key: str | None = Depends(APIKeyHeader(name="X-API-Key", auto_error=False))) -> None:
         _check_key(key)

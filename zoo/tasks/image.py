@@ -46,6 +46,9 @@ class ImageClassifier(ClassificationTask):
             ``--channels-last``: not every backbone gains from it.
     """
 
+    #: how zoo export / zoo serve read and answer it (zoo.inference.family)
+    export_family = "image_classification"
+
     #: what ``embed`` returns, for techniques: pixels, clamped to this range after adversarial perturbation
     embedding_kind = "pixels"
     embedding_bounds = (0.0, 1.0)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-WORD_RE = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]", re.UNICODE)
+from zoo.inference.families.token import WORD_RE  # one pattern for training data and served requests
 
 
 def split_words(text: str) -> tuple[list[str], list[tuple[int, int]]]:

@@ -66,6 +66,9 @@ class RecommenderTask(ZooTask):
             (recommenders default to Adam, RecBole's choice).
     """
 
+    #: how zoo export / zoo serve read and answer it (zoo.inference.family)
+    export_family = "recommendation"
+
     monitor = "val/ndcg@10"
     monitor_mode = "max"
 

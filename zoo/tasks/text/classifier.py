@@ -31,6 +31,9 @@ class TextClassifier(EncoderMixin, ClassificationTask):
         chunk_pooling: ``mean`` or ``max`` over the window logits of a long text (``data.long_text: chunks``).
     """
 
+    #: how zoo export / zoo serve read and answer it (zoo.inference.family)
+    export_family = "text_classification"
+
     label_mode: LabelMode
 
     def __init__(

@@ -23,6 +23,9 @@ from zoo.tasks.classification import ClassDataMismatchError, ClassificationTask
 class BagOfNgramsTask(ClassificationTask):
     """What the n-gram classifiers share: the data's feature space, its checks, and the linear head."""
 
+    #: how zoo export / zoo serve read and answer it (zoo.inference.family)
+    export_family = "ngram_text_classification"
+
     #: the feature kind this model reads (``hashing`` / ``tfidf``), checked against the data's
     feature_kind = "hashing"
 

@@ -51,6 +51,9 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
             and a freshly initialised head needs more (see "When NER predicts only O" in docs/text.md).
     """
 
+    #: how zoo export / zoo serve read and answer it (zoo.inference.family)
+    export_family = "token_classification"
+
     monitor = "val/f1"
     monitor_mode = "max"
 

@@ -1,0 +1,71 @@
+"""Reading one request and shaping a classifier's answer: the checks every family shares, so a bad request gets
+the same 4xx message naming its field whatever the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from zoo.errors import ZooError
+
+
+class InferenceInputError(ZooError, ValueError):
+    """A request the model cannot answer; ``field`` names the offending field, the message what was expected."""
+
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.detail, self.status = field, message, status
+
+
+def request_field(item: Any, name: str, kind: type | tuple[type, ...], what: str, required: bool = True) -> Any:
+    """``item[name]`` checked to be of ``kind`` (a bool is no int unless ``kind`` says so); ``what`` is the
+    expectation the 4xx message states."""
+    if not isinstance(item, dict):
+        raise InferenceInputError("body", f"expected a JSON object with {what}, got {type(item).__name__}")
+    if name not in item:
+        if required:
+            raise InferenceInputError(name, f"missing; expected {what}")
+        return None
+    value = item[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise InferenceInputError(name, f"expected {what}, got {type(value).__name__}")
+    return value
+
+
+def top_k_field(item: Any, default: int | None, limit: int) -> int | None:
+    """The request's ``top_k`` (a positive integer, at most ``limit``), else ``default``."""
+    k = item.get("top_k", default) if isinstance(item, dict) else default
+    if k is None:
+        return None
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InferenceInputError("top_k", f"expected a positive integer, got {k!r}")
+    return min(k, limit)
+
+
+def text_field(item: Any, name: str = "text") -> str:
+    """The non-empty string of a text request (a bare string is ``{"text": ...}``)."""
+    if isinstance(item, str) and name == "text":
+        item = {"text": item}
+    text = request_field(item, name, str, "a non-empty string")
+    if not text.strip():
+        raise InferenceInputError(name, "empty; expected a non-empty string")
+    return text
+
+
+def probability_answers(probs: torch.Tensor, items: list[Any], names: list[str]) -> list[dict[str, Any]]:
+    """A single-label classifier's answers from its ``[N, C]`` probabilities (also an ensemble's mixture): the
+    label, its confidence and the ``top_k`` (default: every) class probabilities of each parsed item."""
+    rows = []
+    for p, item in zip(probs, items):
+        k = item.get("top_k") or len(names)
+        top = p.topk(k)
+        conf, idx = p.max(-1)
+        rows.append({"label": names[int(idx)], "confidence": round(float(conf), 6),
+                     "probabilities": {names[i]: round(float(v), 6)
+                                       for v, i in zip(top.values.tolist(), top.indices.tolist())}})
+    return rows
+
+
+__all__ = ["InferenceInputError", "probability_answers", "request_field", "text_field", "top_k_field"]
