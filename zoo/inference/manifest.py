@@ -57,7 +57,8 @@ class Manifest:
         try:
             temps = [float(t) for t in temperature]
         except (TypeError, ValueError):
-            raise ExportFormatError(f"{where}: 'temperature' should be a list of numbers, got {temperature!r:.80}") from None
+            raise ExportFormatError(f"{where}: 'temperature' should be a list of numbers, "
+                                    f"got {temperature!r:.80}") from None
         labels = raw.get("labels") or []
         if not isinstance(labels, list):
             raise ExportFormatError(f"{where}: 'labels' should be a list of class names")

@@ -125,7 +125,8 @@ def max_context_owners(window_word_ids: list[list[int]]) -> dict[int, int]:
     return {w: j for w, (_, j) in best.items()}
 
 
-def pool_windows(logits: torch.Tensor, window_doc: torch.Tensor | None, how: str, n_docs: int | None = None) -> torch.Tensor:
+def pool_windows(logits: torch.Tensor, window_doc: torch.Tensor | None, how: str,
+                 n_docs: int | None = None) -> torch.Tensor:
     """One row of logits per document: the rows of each document's windows (``window_doc[i]``: the document of
     row ``i``) pooled by ``mean`` or ``max``; without ``window_doc`` the logits are returned as they are."""
     if window_doc is None:

@@ -156,7 +156,8 @@ class RequestGuard:
                     await send(msg)
                 return
         scope = dict(scope)
-        scope["headers"] = [(k, v) for k, v in scope.get("headers") or [] if k not in (b"content-type", b"content-length")]
+        scope["headers"] = [(k, v) for k, v in scope.get("headers") or []
+                            if k not in (b"content-type", b"content-length")]
         scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         sent = False
 

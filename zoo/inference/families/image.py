@@ -58,7 +58,8 @@ class ImageClassification(Family):
         except (binascii.Error, ValueError) as err:
             if isinstance(err, InferenceInputError):
                 raise
-            raise InferenceInputError("image", f"not valid base64 ({err}); expected a base64-encoded image file") from None
+            raise InferenceInputError("image", f"not valid base64 ({err}); expected a base64-encoded image "
+                                      "file") from None
         except (UnidentifiedImageError, OSError, SyntaxError) as err:
             reason = str(err).split(" <")[0]  # PIL names the in-memory buffer object: noise to a client
             raise InferenceInputError("image", f"does not decode as an image ({reason}); expected a PNG/JPEG/... "
