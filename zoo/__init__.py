@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from zoo import registry as _registry
 from zoo.registry import (
     create_backbone,
     create_callback,
@@ -78,6 +79,21 @@ _LAZY: dict[str, str] = {
     "PredictionWriter": "zoo.callbacks",
     "TaskEarlyStopping": "zoo.callbacks",
 }
+
+
+def _register_builtins() -> None:
+    """Import the modules whose import registers zoo's built-in models, backbones, datasets, datamodules and
+    callbacks. The registries run this on their first look-up: they sit at the bottom of the layers and may not
+    import these themselves, while this package, above every layer, may. Text and recsys pull their optional
+    extras lazily inside their builders, so this stays cheap."""
+    import zoo.backbones
+    import zoo.callbacks
+    import zoo.data
+    import zoo.tasks
+    import zoo.techniques  # noqa: F401
+
+
+_registry.on_first_lookup(_register_builtins)
 
 
 def __getattr__(name: str) -> Any:

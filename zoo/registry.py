@@ -2,13 +2,17 @@
 
 ``register`` is a decorator; ``create`` builds by name; ``list`` filters names with a glob pattern.
 An unknown name raises ``UnknownNameError`` that lists the close matches and where to look.
+
+The built-in entries register themselves when their modules are imported. This module sits at the bottom of the
+layers and does not know them: the top-level package (``zoo/__init__.py``, above every layer) hands
+:func:`on_first_lookup` the function that imports them, and the first look-up in any registry runs it, so
+``import zoo`` stays free of torch and every import edge is one the import-linter sees.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,11 +55,11 @@ class Registry:
         return deco
 
     def __contains__(self, name: str) -> bool:
-        _import_builtins()
+        _load_builtins()
         return name in self._entries
 
     def entry(self, name: str) -> Entry:
-        _import_builtins()
+        _load_builtins()
         try:
             return self._entries[name]
         except KeyError:
@@ -72,12 +76,12 @@ class Registry:
         return self.get(name)(**kwargs)
 
     def list(self, pattern: str = "*", tag: str | None = None) -> list[str]:
-        _import_builtins()
+        _load_builtins()
         names = [n for n, e in self._entries.items() if fnmatch.fnmatch(n, pattern) and (tag is None or tag in e.tags)]
         return sorted(names)
 
     def entries(self) -> list[Entry]:
-        _import_builtins()
+        _load_builtins()
         return [self._entries[n] for n in sorted(self._entries)]
 
 
@@ -87,19 +91,25 @@ DATASETS = Registry("dataset")
 CALLBACKS = Registry("callback")
 DATAMODULES = Registry("datamodule")
 
-# Modules whose import registers the built-in entries. Text and recsys pull optional extras lazily inside
-# their builders, so importing them here stays cheap.
-_BUILTIN_MODULES = ("zoo.tasks", "zoo.backbones", "zoo.data", "zoo.techniques", "zoo.callbacks")
-_imported = False
+_builtin_loaders: list[Callable[[], None]] = []
+_loaded = False
 
 
-def _import_builtins() -> None:
-    global _imported
-    if _imported:
+def on_first_lookup(load: Callable[[], None]) -> None:
+    """Run ``load`` (a function that imports the modules registering built-in entries) before the first look-up
+    in any registry; right away if a look-up already happened."""
+    _builtin_loaders.append(load)
+    if _loaded:
+        load()
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if _loaded:
         return
-    _imported = True
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
+    _loaded = True  # before loading: a look-up while the built-ins register sees what is there so far
+    for load in list(_builtin_loaders):
+        load()
 
 
 # The module-level shortcuts are the registries' own bound methods, e.g.

@@ -1,5 +1,6 @@
 """The layout promises of docs/architecture.md, checked on the source tree."""
 
+import ast
 import re
 import subprocess
 import sys
@@ -53,3 +54,16 @@ def test_import_zoo_is_light_and_every_public_name_resolves():
     assert proc.returncode == 0 and proc.stdout.strip() == "", proc.stdout + proc.stderr
     for name in zoo.__all__:
         assert getattr(zoo, name) is not None, name
+
+
+def test_registries_name_no_module_above_them():
+    """The registries sit at the bottom of the layers. The built-ins register through the loader that
+    zoo/__init__.py hands them (an import the linter sees), never through a module name in a string (one it cannot)."""
+    tree = ast.parse((ZOO / "registry.py").read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not {m for m in imported if m.startswith("zoo")} - {"zoo.errors"}, imported
+    assert "importlib" not in imported and "__import__" not in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    named = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+             and re.fullmatch(r"zoo(\.\w+)+", n.value)]
+    assert not named, named
