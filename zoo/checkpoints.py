@@ -19,9 +19,6 @@ from zoo.contract import implements_contract
 from zoo.errors import CheckpointError, ZooError
 from zoo.version import __version__
 
-#: where task classes lived before the layout of 0.2 (see CHANGELOG "Migration"); old checkpoints name these
-LEGACY_TASK_PATHS: dict[str, str] = {}
-
 
 class CheckpointMismatchError(ZooError, ValueError):
     """A checkpoint written by another task class, or not by zoo."""
@@ -38,8 +35,7 @@ def checkpoint_meta(task: Any) -> dict[str, Any]:
 
 
 def resolve_task_class(path: str) -> type | None:
-    """The class a checkpoint names (through :data:`LEGACY_TASK_PATHS` for moved classes), or None."""
-    path = LEGACY_TASK_PATHS.get(path, path)
+    """The class a checkpoint names, or None."""
     module, _, name = path.rpartition(".")
     try:
         obj: Any = importlib.import_module(module)

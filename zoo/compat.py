@@ -139,8 +139,7 @@ def parser_actions(parser: Any) -> list[Any]:
 
 
 def install_class_name_resolver(resolve: Callable[[str], str | None]) -> None:
-    """Let YAML name a class by a name that ``resolve`` maps to a dotted path (zoo's registry names, and the
-    dotted paths of classes that moved).
+    """Let YAML name a class by a name that ``resolve`` maps to a dotted path (zoo's registry names).
 
     jsonargparse resolves ``class_path`` values through ``_typehints.resolve_class_path_by_name``; zoo wraps it
     once: ``resolve(name)`` returns a dotted path or None to fall back to jsonargparse's own lookup."""

@@ -128,7 +128,8 @@ HOOK_DEFAULTS: dict[str, Callable[..., Any]] = {
     "write_test_report": _no_report,
 }
 
-#: names that changed; a module still using the old one gets a message instead of being ignored
+#: other spellings of a hook (British for American) -> the name the contract calls: a module that defines one gets
+#: a message instead of training without the penalty it meant to add
 RENAMED = {"regularisation_terms": "regularization_terms"}
 
 
@@ -142,8 +143,8 @@ def trait(module: Any, name: str) -> Any:
 def task_hook(module: Any, name: str) -> Callable[..., Any]:
     """The bound optional hook ``module.<name>`` of :class:`ZooTaskProtocol`, or its declared no-op default.
 
-    A module that defines a hook under a name that has since changed (:data:`RENAMED`) gets a ConfigError
-    naming the new spelling: silently ignoring it would train without the user's penalty."""
+    A module that defines a hook under another spelling (:data:`RENAMED`) gets a ConfigError naming the one the
+    contract calls: silently ignoring it would train without the user's penalty."""
     if name not in HOOK_DEFAULTS:
         raise AttributeError(f"{name!r} is not a hook of the zoo task contract; declared: {', '.join(HOOK_DEFAULTS)}")
     for old, new in RENAMED.items():

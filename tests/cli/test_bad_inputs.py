@@ -23,7 +23,7 @@ import torch
 from zoo.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT / "tests" / "common" / "fixtures" / "legacy_0_1"
+FIXTURES = ROOT / "tests" / "common" / "fixtures" / "checkpoints"
 DOC = ROOT / "docs" / "reliability.md"
 
 SHAPES = """seed_everything: 1

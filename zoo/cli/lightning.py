@@ -243,42 +243,17 @@ def _install_registry_names() -> None:
     install_class_name_resolver(_registry_class_path)
 
 
-#: modules whose classes moved in the 0.2 layout: old dotted paths in users' YAML keep working
-LEGACY_MODULES = {
-    "zoo.callbacks": "zoo.techniques",  # zoo.callbacks.FGM, ... (the run callbacks are found there first)
-    "zoo.callbacks.adversarial": "zoo.techniques",
-    "zoo.callbacks.regularization": "zoo.techniques",
-    "zoo.callbacks.distillation": "zoo.techniques",
-    "zoo.callbacks.scale": "zoo.callbacks.compile",
-    "zoo.callbacks.reporting": "zoo.callbacks",
-}
-
-
 def _registry_class_path(name: str) -> str | None:
+    """The dotted path of the class a registry name stands for, or None (a dotted path or class name, which
+    jsonargparse resolves itself)."""
     if "." in name:
-        return _moved_class_path(name)
+        return None
     from zoo.registry import CALLBACKS, DATAMODULES, MODELS
 
     for registry in (MODELS, DATAMODULES, CALLBACKS):
         if name in registry and (registry is not CALLBACKS or isinstance(registry.get(name), type)):
             target = registry.get(name)
             return f"{target.__module__}.{target.__qualname__}"
-    return None
-
-
-def _moved_class_path(path: str) -> str | None:
-    import importlib
-
-    module, _, leaf = path.rpartition(".")
-    new = LEGACY_MODULES.get(module)
-    if new is None:
-        return None
-    for candidate in (module, new):
-        try:
-            if isinstance(getattr(importlib.import_module(candidate), leaf, None), type):
-                return f"{candidate}.{leaf}"
-        except ImportError:
-            continue
     return None
 
 
