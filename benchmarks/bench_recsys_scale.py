@@ -4,11 +4,12 @@ evaluation and peak RSS at 0.25 M / 1 M / 4 M / 16 M synthetic interactions (not
     python -m benchmarks.bench_recsys_scale [--sizes 0.25 1 4 16] [--dense] [--recbole-max 1] [--eval-users 20000]
     python -m benchmarks.bench_recsys_scale --ann 100000 1000000   # FAISS top-10 recall vs exact
 
-The log: a fixed-seed power-law generator, users = n / 50 and items = n / 100 (as issue 14's measurements),
-duplicate (user, item) pairs dropped, written as Parquet (row groups of 1 M) and read through
+The log: a fixed-seed power-law generator, users = n / 50 and items = n / 100 (fixed ratios: each size is the same
+shape of log), duplicate (user, item) pairs dropped, written as Parquet (row groups of 1 M) and read through
 ``InteractionDataModule(path=...)``, i.e. the streaming reader. BPR dim 64, batch 4096, Adam 1e-3, one negative,
 random 8:1:1 split. Each size runs in its own process so its peak RSS (``ru_maxrss``) is its own. ``--dense`` adds
-the dense-Adam path (``sparse_embeddings: false``, every recommender's optimizer before issue 14) at each size.
+the dense-Adam path (``sparse_embeddings: false``: one optimizer step touches every row, not the batch's) at each
+size.
 Evaluation: full ranking of every item for the first ``--eval-users`` validation users (all of them below that), in
 the datamodule's bounded user blocks; the per-user time is also given. RecBole 1.2.1's BPR runs one epoch and one
 full-sort evaluation on the same file (atomic format) for sizes up to ``--recbole-max`` millions.

@@ -159,7 +159,8 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         return type(self.model).__name__.lower()
 
     def _announce_recipe_time(self, max_time: Any) -> None:
-        """Issue 15.15: a long shipped recipe says how long it trains (recipes/results.yaml)."""
+        """Say how long a long shipped recipe trains (its measurement in recipes/results.yaml) before it starts,
+        so a first run that takes an hour does not look like a hang."""
         from zoo.cli.results import recipe_time_line
 
         cfg = self.config.get(str(self.subcommand), self.config)

@@ -7,8 +7,8 @@ by row id. Per member, a temperature is fitted on the validation split (temperat
 then the mixing weights (a softmax over one logit per member) minimise the validation log-loss of
 ``sum_k w_k softmax(z_k / T_k)``. When one member alone scores at least as well on the validation split as the
 fitted combination (macro-F1, the classifiers' headline metric), the ensemble falls back to that member: all weight
-on it, so it predicts exactly as that member does (issue 13: an ensemble is never worse than its best member on
-validation). The temperatures are fitted as a single model's are
+on it, so it predicts exactly as that member does: an ensemble is then never worse than its best member on
+validation. The temperatures are fitted as a single model's are
 (:mod:`zoo.reporting.calibration`), the weights with ``torch.optim.LBFGS``: scikit-learn has no weighted
 probability ensemble of already-trained models, and this is a few lines on top of torch.
 
@@ -270,7 +270,8 @@ class Ensemble:
                               temperature=float(m["temperature"]), weight=float(m["weight"]))
                        for m in spec["members"]]
             names = list(spec["class_names"])
-            validation, fallback = spec.get("validation"), spec.get("fallback")  # absent in files before issue 13
+            # optional: null for an ensemble that was never fitted, and a hand-written file may leave them out
+            validation, fallback = spec.get("validation"), spec.get("fallback")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise EnsembleError(f"{file}: not a zoo ensemble ({type(err).__name__}: {err})") from None
         for m in members:
