@@ -39,6 +39,7 @@ from zoo.export.sources import load_run
 from zoo.export.spec import ExportError, merged, temperature_of
 from zoo.inference import META_FILE, EnsemblePredictor, Manifest, ModuleRunner, Predictor, load, read_export
 from zoo.inference.family import ExportSpec, Family, FamilyError, family_of
+from zoo.inference.manifest import is_export_folder
 from zoo.inference.runners import OnnxRunner, exported_program_runner, runner_for
 from zoo.reporting.io import atomic_write_text
 from zoo.version import __version__
@@ -173,13 +174,6 @@ def export_source(source: str | Path, fmt: str, out: str | Path, **kwargs: Any) 
     if is_ensemble_dir(source):
         return export_ensemble(source, fmt, out, **kwargs)
     return export_run(source, fmt, out, **kwargs)
-
-
-def is_export_folder(path: str | Path) -> bool:
-    """A folder written by ``zoo export`` (one model or an ensemble), as opposed to a run or ensemble directory."""
-    from zoo.inference import ENSEMBLE_FILE
-
-    return (Path(path) / META_FILE).is_file() or (Path(path) / ENSEMBLE_FILE).is_file()
 
 
 @contextmanager

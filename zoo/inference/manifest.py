@@ -104,6 +104,13 @@ class EnsembleManifest:
         return any(m.needs_rebuild(backend) for m in self.members)
 
 
+def is_export_folder(path: str | Path) -> bool:
+    """A folder written by ``zoo export`` (one model or an ensemble), as opposed to a run or ensemble directory."""
+    from zoo.inference.ensemble import ENSEMBLE_FILE
+
+    return (Path(path) / META_FILE).is_file() or (Path(path) / ENSEMBLE_FILE).is_file()
+
+
 def read_manifest(folder: str | Path) -> Manifest:
     """``zoo_export.json`` of an export folder, with a clear error for anything else."""
     from zoo.inference.family import FAMILIES, FamilyError
@@ -138,4 +145,5 @@ def read_export(folder: str | Path) -> Manifest | EnsembleManifest:
     return EnsembleManifest(Path(folder), raw, [read_manifest(Path(folder) / m["folder"]) for m in raw["members"]])
 
 
-__all__ = ["FORMATS", "META_FILE", "EnsembleManifest", "Manifest", "read_export", "read_manifest"]
+__all__ = ["FORMATS", "META_FILE", "EnsembleManifest", "Manifest", "is_export_folder", "read_export",
+           "read_manifest"]

@@ -72,9 +72,9 @@ def _stop_children_on_signals() -> None:
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
     """Serve an export folder, or a run / ``zoo ensemble`` directory exported on the fly to a temporary folder
     that is removed when the server stops."""
-    from zoo.export import is_export_folder
+    from zoo.inference.manifest import is_export_folder
 
-    if is_export_folder(path):
+    if is_export_folder(path):  # an export folder serves without importing zoo's training stack
         _run(build_server(path, **kwargs), host, port)
         return
     from zoo.export import prepared
