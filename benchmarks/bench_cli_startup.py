@@ -1,5 +1,6 @@
 """How long `zoo` takes to answer before it does any work: `zoo --help`, `zoo list models`, argument errors
-(an unknown command; a misspelt flag of `zoo fit`, answered by zoo.cli.fast_args) and `zoo fit --help`, against what every command paid before the light dispatcher (importing the training stack:
+(an unknown command; a misspelt flag of `zoo fit`, answered by zoo.cli.fast_args) and `zoo fit --help`, against
+what every command paid before the light dispatcher (importing the training stack:
 `import zoo.cli.lightning`). Each is timed cold (no byte-compiled modules: an empty PYTHONPYCACHEPREFIX with
 PYTHONDONTWRITEBYTECODE, as a machine with an uncompiled install sees it) and warm (the .pyc files the Makefile
 writes at install), median of repeats, one process per run.

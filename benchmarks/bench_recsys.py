@@ -178,7 +178,8 @@ def run_zoo(model: Any, data: Any, workdir: Path, epochs: int, repeats: int, pat
     ckpt = ModelCheckpoint(dirpath=str(workdir), monitor=monitor, mode="max", save_top_k=1,
                            filename=type(model).__name__.lower())
     common = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer = pl.Trainer(max_epochs=epochs, callbacks=[timer, ckpt, EarlyStopping(monitor, mode="max", patience=patience)],
+    trainer = pl.Trainer(max_epochs=epochs,
+                         callbacks=[timer, ckpt, EarlyStopping(monitor, mode="max", patience=patience)],
                          num_sanity_val_steps=0, log_every_n_steps=50, **common)
     trainer.fit(model, data)
     best = type(model).load_from_checkpoint(ckpt.best_model_path)
@@ -196,7 +197,8 @@ def run_zoo(model: Any, data: Any, workdir: Path, epochs: int, repeats: int, pat
             "eval_cpu_s": statistics.median(timer.tests_cpu[1:] or timer.tests_cpu),
             "eval_call_s": statistics.median(calls),
             "cold": {k: report.get(f"cold_{k}") for k in METRICS},
-            "cold_among_cold": {k: report.get(f"coldonly_{k}") for k in METRICS}, "cold_users": report.get("cold_users")}
+            "cold_among_cold": {k: report.get(f"coldonly_{k}") for k in METRICS},
+            "cold_users": report.get("cold_users")}
 
 
 def table(rows: list[tuple[str, str, str, str]]) -> str:
@@ -236,14 +238,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         zb = run_zoo(BPR(embedding_dim=64, lr=1e-3, ks=(10,)), data(), work, args.epochs, args.repeats)
         out["recbole_bpr"], out["zoo_bpr"] = rb, zb
         rows = [("", "RecBole BPR", "zoo BPR", "zoo / RecBole")]
-        rows.append(("s / train epoch", f"{rb['epoch_s']:.4f}", f"{zb['epoch_s']:.4f}", f"{zb['epoch_s'] / rb['epoch_s']:.2f}x"))
-        rows.append(("s / test eval", f"{rb['eval_s']:.4f}", f"{zb['eval_s']:.4f}", f"{zb['eval_s'] / rb['eval_s']:.2f}x"))
-        rows.append(("CPU s / train epoch", f"{rb['epoch_cpu_s']:.4f}", f"{zb['epoch_cpu_s']:.4f}", f"{zb['epoch_cpu_s'] / rb['epoch_cpu_s']:.2f}x"))
-        rows.append(("CPU s / test eval", f"{rb['eval_cpu_s']:.4f}", f"{zb['eval_cpu_s']:.4f}", f"{zb['eval_cpu_s'] / rb['eval_cpu_s']:.2f}x"))
+        rows.append(("s / train epoch", f"{rb['epoch_s']:.4f}", f"{zb['epoch_s']:.4f}",
+                     f"{zb['epoch_s'] / rb['epoch_s']:.2f}x"))
+        rows.append(("s / test eval", f"{rb['eval_s']:.4f}", f"{zb['eval_s']:.4f}",
+                     f"{zb['eval_s'] / rb['eval_s']:.2f}x"))
+        rows.append(("CPU s / train epoch", f"{rb['epoch_cpu_s']:.4f}", f"{zb['epoch_cpu_s']:.4f}",
+                     f"{zb['epoch_cpu_s'] / rb['epoch_cpu_s']:.2f}x"))
+        rows.append(("CPU s / test eval", f"{rb['eval_cpu_s']:.4f}", f"{zb['eval_cpu_s']:.4f}",
+                     f"{zb['eval_cpu_s'] / rb['eval_cpu_s']:.2f}x"))
         rows.append(("  (whole trainer.test call)", "", f"{zb['eval_call_s']:.4f}", ""))
         rows.append(("epochs run", str(rb["epochs"]), str(zb["epochs"]), ""))
         for k in METRICS:
-            rows.append((k, f"{rb['metrics'][k]:.4f}", f"{zb['metrics'][k]:.4f}", f"{zb['metrics'][k] / rb['metrics'][k]:.3f}"))
+            rows.append((k, f"{rb['metrics'][k]:.4f}", f"{zb['metrics'][k]:.4f}",
+                         f"{zb['metrics'][k] / rb['metrics'][k]:.3f}"))
         print(table(rows), flush=True)
         out["ratios"] = {"epoch_speedup": rb["epoch_s"] / zb["epoch_s"], "eval_speedup": rb["eval_s"] / zb["eval_s"],
                          "epoch_cpu_speedup": rb["epoch_cpu_s"] / zb["epoch_cpu_s"],

@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for name in args.models:
                 torch.manual_seed(seed)
                 data = InteractionDataModule(dataset="ml-100k", split="random", seed=seed, batch_size=2048)
-                runs[name][seed] = run_zoo(builders[name](), data, Path(tmp) / f"{name}-{seed}", args.epochs, 2, monitor="val/ndcg@10")
+                runs[name][seed] = run_zoo(builders[name](), data, Path(tmp) / f"{name}-{seed}", args.epochs, 2,
+                                           monitor="val/ndcg@10")
                 print(seed, name, runs[name][seed]["metrics"], "cold among cold:",
                       runs[name][seed]["cold_among_cold"], flush=True)
     mean = {name: {section: {k: _mean([r[section][k] for r in by_seed.values()]) for k in METRICS}
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      *(f(runs[n][s][section][k]) for s in args.seeds for n in args.models)))
     rows.append(("cold<=5 users", *("" for _ in args.models),
                  *(str(runs[n][s]["cold_users"]) for s in args.seeds for n in args.models)))
-    rows.append(("epochs", *("" for _ in args.models), *(str(runs[n][s]["epochs"]) for s in args.seeds for n in args.models)))
+    rows.append(("epochs", *("" for _ in args.models),
+                 *(str(runs[n][s]["epochs"]) for s in args.seeds for n in args.models)))
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     print("\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows), flush=True)
     return {"dataset": "ml-100k", "split": f"zoo random 8:1:1 per user, seeds {args.seeds}",

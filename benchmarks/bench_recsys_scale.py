@@ -59,7 +59,8 @@ def run_size(millions: float, dense: bool, eval_users: int, workdir: Path) -> di
     n = int(millions * 1_000_000)
     path = workdir / f"log_{n}.parquet"
     if not path.exists():
-        pq.write_table(pa.Table.from_pandas(synthetic_power_law(n), preserve_index=False), path, row_group_size=1_000_000)
+        pq.write_table(pa.Table.from_pandas(synthetic_power_law(n), preserve_index=False), path,
+                       row_group_size=1_000_000)
     out: dict[str, Any] = {"size_m": millions, "path": "dense" if dense else "sparse"}
     start = time.perf_counter()
     data = InteractionDataModule(path=str(path), split="random", seed=0, batch_size=4096, eval_batch_size=4096)
@@ -152,7 +153,8 @@ def ann_recall(num_items: int, dim: int = 64, users: int = 1000, k: int = 10, se
 
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(1000, dim, generator=g)
-    items = centres[torch.randint(0, 1000, (num_items + 1,), generator=g)] + 0.5 * torch.randn(num_items + 1, dim, generator=g)
+    items = (centres[torch.randint(0, 1000, (num_items + 1,), generator=g)]
+             + 0.5 * torch.randn(num_items + 1, dim, generator=g))
     queries = centres[torch.randint(0, 1000, (users,), generator=g)] + 0.5 * torch.randn(users, dim, generator=g)
     start = time.perf_counter()
     index = FaissIndex(items)

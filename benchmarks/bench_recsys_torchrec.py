@@ -29,8 +29,10 @@ def worker(rank, world):
 
     users, items, dim = 1000, 500, 16
     ec = torchrec.EmbeddingCollection(device=torch.device("meta"), tables=[
-        torchrec.EmbeddingConfig(name="user", embedding_dim=dim, num_embeddings=users, feature_names=["user"], init_fn=lambda w: torch.nn.init.normal_(w, std=0.1)),
-        torchrec.EmbeddingConfig(name="item", embedding_dim=dim, num_embeddings=items, feature_names=["pos", "neg"], init_fn=lambda w: torch.nn.init.normal_(w, std=0.1)),
+        torchrec.EmbeddingConfig(name="user", embedding_dim=dim, num_embeddings=users, feature_names=["user"],
+                                 init_fn=lambda w: torch.nn.init.normal_(w, std=0.1)),
+        torchrec.EmbeddingConfig(name="item", embedding_dim=dim, num_embeddings=items, feature_names=["pos", "neg"],
+                                 init_fn=lambda w: torch.nn.init.normal_(w, std=0.1)),
     ])
     apply_optimizer_in_backward(torch.optim.SGD, ec.parameters(), {"lr": 1.0})
     topo = Topology(world_size=world, compute_device="cpu")

@@ -223,7 +223,8 @@ def bench_model(name: str, source: str, args: argparse.Namespace, work: Path) ->
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| model | server | concurrency | requests/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | server | concurrency | requests/s | p50 ms | p95 ms | p99 ms |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lat = [f"{r[k]:.0f}" if k in r else "-" for k in ("p50", "p95", "p99")]
         lines.append(f"| {r['model']} | {r['server']} | {r['concurrency']} | {r['rps']:.1f} | {' | '.join(lat)} |")

@@ -24,7 +24,7 @@ is less than half of one token's norm spread over the whole text), and the train
 The evaluation keeps the full test split (445 texts); ``--text-max-train`` trains on a
 deterministic subset of the training split to fit a time budget.
 
-    python -m benchmarks.run techniques                        # both halves, defaults; benchmarks/results/techniques.json
+    python -m benchmarks.run techniques       # both halves, defaults; benchmarks/results/techniques.json
     python -m benchmarks.bench_techniques --task image --epochs 6
     python -m benchmarks.bench_techniques --task text --save techniques_text      # the BBC half alone, saved
     python -m benchmarks.bench_techniques --task text --text-max-train 64 --text-max-test 64 --text-epochs 1 \\
@@ -68,7 +68,8 @@ class StepTimer(pl.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def robust_eval(model: Any, data: Any, epsilons: list[float], norm: str = "linf", **trainer_kw: Any) -> dict[str, float]:
+def robust_eval(model: Any, data: Any, epsilons: list[float], norm: str = "linf",
+                **trainer_kw: Any) -> dict[str, float]:
     from zoo.techniques import AdversarialEvaluation
 
     out: dict[str, float] = {}
@@ -338,8 +339,9 @@ def _save(name: str, argv: list[str], seconds: float, result: dict[str, Any]) ->
     load = result["loadavg"]
     record = {"benchmark": "techniques", "args": list(argv), "seconds": round(seconds, 1), "machine": machine(),
               "date": time.strftime("%Y-%m-%d %H:%M"),
-              "load_note": f"shared 2-core CPU; load average (1, 5, 15 min) {tuple(round(x, 2) for x in load['start'])} "
-                           f"at start, {tuple(round(x, 2) for x in load['end'])} at end",
+              "load_note": "shared 2-core CPU; load average (1, 5, 15 min) "
+                           f"{tuple(round(x, 2) for x in load['start'])} at start, "
+                           f"{tuple(round(x, 2) for x in load['end'])} at end",
               "result": result}
     out = HERE / "results" / f"{name}.json"
     tmp = out.with_name(f".{out.name}.tmp")

@@ -44,7 +44,8 @@ def _peft(args: Any) -> dict[str, Any] | None:
 def _scores(pred: list[int], gold: list[int], n: int) -> tuple[float, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
-    return float(accuracy_score(gold, pred)), float(f1_score(gold, pred, average="macro", labels=list(range(n)), zero_division=0))
+    f1 = f1_score(gold, pred, average="macro", labels=list(range(n)), zero_division=0)
+    return float(accuracy_score(gold, pred)), float(f1)
 
 
 def run_hf_trainer(args: Any, data: Any, lr: float) -> dict[str, Any]:
@@ -79,9 +80,11 @@ def run_hf_trainer(args: Any, data: Any, lr: float) -> dict[str, Any]:
     train, test = rows("train"), rows("test")
     # warmup_steps below 1 is a ratio of the total steps (transformers 5 dropped warmup_ratio)
     targs = TrainingArguments(
-        output_dir=os.path.join(os.environ.get("TMPDIR", "/tmp"), "zoo_bench_text_hf"), per_device_train_batch_size=args.batch_size,
+        output_dir=os.path.join(os.environ.get("TMPDIR", "/tmp"), "zoo_bench_text_hf"),
+        per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=64, num_train_epochs=args.epochs, learning_rate=lr, weight_decay=0.01,
-        lr_scheduler_type="linear", warmup_steps=0.06, bf16=args.precision == "bf16", use_cpu=not torch.cuda.is_available(),
+        lr_scheduler_type="linear", warmup_steps=0.06, bf16=args.precision == "bf16",
+        use_cpu=not torch.cuda.is_available(),
         report_to=[], save_strategy="no", eval_strategy="no", logging_strategy="no", seed=args.seed,
         dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
     )
@@ -93,7 +96,8 @@ def run_hf_trainer(args: Any, data: Any, lr: float) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     pred = trainer.predict(test)
     acc, f1 = _scores(pred.predictions.argmax(-1).tolist(), [r["labels"] for r in test], data.num_classes)
-    return {"train_seconds": seconds, "samples_per_s": len(train) * args.epochs / seconds, "test_acc": acc, "test_f1_macro": f1}
+    return {"train_seconds": seconds, "samples_per_s": len(train) * args.epochs / seconds, "test_acc": acc,
+            "test_f1_macro": f1}
 
 
 def run_zoo(args: Any, data: Any, lr: float) -> dict[str, Any]:
@@ -105,9 +109,10 @@ def run_zoo(args: Any, data: Any, lr: float) -> dict[str, Any]:
     pl.seed_everything(args.seed, verbose=False)
     model = TextClassifier(encoder=args.encoder, pooling="mean", peft=_peft(args), lr=lr, weight_decay=0.01,
                            scheduler="linear", warmup_ratio=0.06, dropout=0.1)
-    trainer = pl.Trainer(max_epochs=args.epochs, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         limit_val_batches=0, precision="bf16-mixed" if args.precision == "bf16" else "32-true")
+    trainer = pl.Trainer(max_epochs=args.epochs, accelerator="auto", devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, limit_val_batches=0,
+                         precision="bf16-mixed" if args.precision == "bf16" else "32-true")
     start = time.perf_counter()
     trainer.fit(model, data)
     seconds = time.perf_counter() - start
@@ -120,7 +125,8 @@ def run_zoo(args: Any, data: Any, lr: float) -> dict[str, Any]:
             gold += batch["label"].tolist()
     acc, f1 = _scores(preds, gold, data.num_classes)
     n_train = len(data.splits["train"])
-    return {"train_seconds": seconds, "samples_per_s": n_train * args.epochs / seconds, "test_acc": acc, "test_f1_macro": f1}
+    return {"train_seconds": seconds, "samples_per_s": n_train * args.epochs / seconds, "test_acc": acc,
+            "test_f1_macro": f1}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -138,13 +144,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     lengths = data.splits["train"].lengths
     print(f"{args.dataset}: {n_train} train / {len(data.splits['test'])} test texts, mean length "
           f"{sum(lengths) / len(lengths):.1f} tokens (max_length {args.max_length}), batch {args.batch_size}, "
-          f"{args.epochs} epoch(s), peft={args.peft}, lr={lr}, {args.precision}, torch threads {torch.get_num_threads()}",
+          f"{args.epochs} epoch(s), peft={args.peft}, lr={lr}, {args.precision}, "
+          f"torch threads {torch.get_num_threads()}",
           flush=True)
     results = {"hf_trainer": run_hf_trainer(args, data, lr), "zoo": run_zoo(args, data, lr)}
     ratio = results["zoo"]["samples_per_s"] / results["hf_trainer"]["samples_per_s"]
     print(f"{'':12} {'samples/s':>10} {'train s':>9} {'test acc':>9} {'macro-F1':>9}")
     for name, r in results.items():
-        print(f"{name:12} {r['samples_per_s']:10.2f} {r['train_seconds']:9.1f} {r['test_acc']:9.4f} {r['test_f1_macro']:9.4f}")
+        print(f"{name:12} {r['samples_per_s']:10.2f} {r['train_seconds']:9.1f} {r['test_acc']:9.4f} "
+              f"{r['test_f1_macro']:9.4f}")
     print(f"zoo / Trainer throughput ratio: {ratio:.2f}x")
     return {"config": vars(args), "n_train": n_train, **results, "zoo_over_trainer_samples_per_s": ratio}
 

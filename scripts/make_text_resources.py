@@ -52,7 +52,8 @@ def _entity(kind: str, rng: random.Random) -> list[str]:
         return rng.choice(ORGS).split()
     if kind == "LOC":
         return rng.choice(LOCS).split()
-    amount = rng.choice([f"{rng.randint(2, 950)}", f"{rng.randint(1, 99)}.{rng.randint(1, 9)}", "$" + str(rng.randint(5, 900))])
+    amount = rng.choice([f"{rng.randint(2, 950)}", f"{rng.randint(1, 99)}.{rng.randint(1, 9)}",
+                         "$" + str(rng.randint(5, 900))])
     words = [amount]
     if rng.random() < 0.5:
         words.append(rng.choice(["million", "billion", "thousand"]))
@@ -83,12 +84,15 @@ def write_ner(path: Path, n: int, rng: random.Random) -> None:
 
 TICKET_PHRASES = {
     "billing": ["I was charged twice this month", "my invoice shows the wrong amount", "the card payment failed",
-                "why is there an extra fee on my bill", "please update my billing address", "the subscription price went up"],
+                "why is there an extra fee on my bill", "please update my billing address",
+                "the subscription price went up"],
     "technical": ["the app crashes when I open settings", "I get error 500 on the dashboard", "the page will not load",
-                  "sync stopped working after the update", "the export button does nothing", "notifications never arrive"],
+                  "sync stopped working after the update", "the export button does nothing",
+                  "notifications never arrive"],
     "account": ["I cannot log in to my account", "please reset my password", "how do I change my email address",
                 "my account was locked", "I want to delete my profile", "two-factor codes are not accepted"],
-    "shipping": ["my package has not arrived", "the tracking number does not work", "the parcel went to the wrong address",
+    "shipping": ["my package has not arrived", "the tracking number does not work",
+                 "the parcel went to the wrong address",
                  "delivery is two weeks late", "the courier left the box outside", "can you ship to another country"],
     "refund": ["I want my money back", "please refund the order", "the refund has not reached my card",
                "I returned the item but got no refund", "cancel and refund my purchase", "how long does a refund take"],

@@ -87,7 +87,8 @@ def _zoo(args: list[str], log: Path) -> tuple[int, float, float]:
 
 def test_metric(root: Path, metric: str, since: float) -> float | None:
     """The metric from the newest metrics.csv under ``root`` written after ``since`` that has it."""
-    found = sorted((p for p in root.rglob("metrics.csv") if p.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime)
+    found = sorted((p for p in root.rglob("metrics.csv") if p.stat().st_mtime >= since),
+                   key=lambda p: p.stat().st_mtime)
     for path in reversed(found):
         with path.open(encoding="utf-8") as fh:
             values = [row[metric] for row in csv.DictReader(fh) if row.get(metric) not in (None, "")]
@@ -134,10 +135,11 @@ def verify(recipe: str, entry: dict[str, Any], runs: Path) -> dict[str, Any]:
 
 def write_results(data: dict[str, Any], path: Path = RESULTS) -> None:
     """recipes/results.yaml with one line per recipe (a flow mapping), as it is written by hand."""
-    lines = [HEADER.rstrip("\n"), f"machine: {data.get('machine', 'unknown')}", f"versions: {data.get('versions', 'unknown')}",
-             "recipes:"]
+    lines = [HEADER.rstrip("\n"), f"machine: {data.get('machine', 'unknown')}",
+             f"versions: {data.get('versions', 'unknown')}", "recipes:"]
     for recipe, entry in data["recipes"].items():
-        lines.append(f"  {recipe}: " + yaml.safe_dump(entry, default_flow_style=True, sort_keys=False, width=10_000).strip())
+        flow = yaml.safe_dump(entry, default_flow_style=True, sort_keys=False, width=10_000).strip()
+        lines.append(f"  {recipe}: " + flow)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -156,15 +158,16 @@ def write_doc(data: dict[str, Any], path: Path = DOC) -> None:
         lines.append(f"| `{recipe}`{with_overlays} | {e['metric']} | {value} | {e.get('tolerance', 0.02)} | "
                      f"{e.get('cpu_minutes', 'n/a')} | {e.get('wall_minutes', 'n/a')} | {measured} |")
     lines += ["", "A recipe stated above the budget of `make verify-recipes` (`VERIFY_BUDGET`, minutes) is not "
-              "retrained by it; its row keeps the figure of its last measurement. A row with `+ overlays/...` was trained "
-              "and is retrained with those overlays added (`overlays:` in recipes/results.yaml).", ""]
+              "retrained by it; its row keeps the figure of its last measurement. A row with `+ overlays/...` was "
+              "trained and is retrained with those overlays added (`overlays:` in recipes/results.yaml).", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=float, default=20.0, help="retrain recipes stated at most this many minutes")
-    parser.add_argument("--only", action="append", default=[], help="only recipes whose path contains this (repeatable)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="only recipes whose path contains this (repeatable)")
     parser.add_argument("--runs", type=Path, default=Path("runs/verify"), help="where the runs go")
     parser.add_argument("--write", action="store_true", help="record measured figures; regenerate docs/results.md")
     args = parser.parse_args(argv)

@@ -95,7 +95,8 @@ def check_checkpoint_task(checkpoint: dict[str, Any], cls: type, source: str) ->
     """Refuse a checkpoint written by another task class than ``cls`` (or a subclass of it)."""
     meta = checkpoint.get("zoo")
     if meta is None:
-        raise CheckpointMismatchError(f"{source} was not written by zoo (no 'zoo' entry); expected a {cls.__name__} checkpoint")
+        raise CheckpointMismatchError(f"{source} was not written by zoo (no 'zoo' entry); "
+                                      f"expected a {cls.__name__} checkpoint")
     saved = meta.get("task", "?")
     saved_cls = resolve_task_class(saved)
     if saved_cls is None or not issubclass(cls, saved_cls):

@@ -329,7 +329,7 @@ class ZooTechnique(pl.Callback):
 
 
 def active_techniques(module: pl.LightningModule) -> list[ZooTechnique]:
-    """The technique callbacks of ``module``'s trainer whose warm-up / frequency / probability gates let them run now."""
+    """The technique callbacks of ``module``'s trainer whose gates (warm-up, frequency, probability) open now."""
     trainer = attached_trainer(module)
     if trainer is None:
         return []
@@ -357,7 +357,8 @@ def step_log_moment(module: pl.LightningModule) -> str:
 
 def contract_training_step(module: pl.LightningModule, batch: Any) -> Tensor:
     """The one training step of the zoo contract, usable from any LightningModule that implements ``embed``,
-    ``forward_embedded`` and ``task_loss``: ``def training_step(self, batch, i): return contract_training_step(self, batch)``.
+    ``forward_embedded`` and ``task_loss``:
+    ``def training_step(self, batch, i): return contract_training_step(self, batch)``.
 
     Techniques may rewrite the batch (mixup), the embedding (mixup on token embeddings) and add named loss
     terms; the terms are summed, each logged as ``train/loss_<name>``, and the sum is returned so Lightning
@@ -392,7 +393,8 @@ def contract_training_step(module: pl.LightningModule, batch: Any) -> Tensor:
     return total
 
 
-__all__ = ["CONTRACT", "HOOK_DEFAULTS", "SAMPLE_KEY", "RENAMED", "TRAIT_DEFAULTS", "TechniqueNotApplicableError", "ZooTaskProtocol",
-           "ZooTechnique", "active_techniques", "batch_size_of", "clone_tree", "contract_stub", "contract_training_step",
-           "detach", "float_leaves", "frozen_buffers", "hard_targets", "implements_contract", "is_float_tensor",
-           "rebuild", "require_contract", "step_log_moment", "task_hook", "trait", "tree_map", "with_grad"]
+__all__ = ["CONTRACT", "HOOK_DEFAULTS", "SAMPLE_KEY", "RENAMED", "TRAIT_DEFAULTS", "TechniqueNotApplicableError",
+           "ZooTaskProtocol", "ZooTechnique", "active_techniques", "batch_size_of", "clone_tree", "contract_stub",
+           "contract_training_step", "detach", "float_leaves", "frozen_buffers", "hard_targets", "implements_contract",
+           "is_float_tensor", "rebuild", "require_contract", "step_log_moment", "task_hook", "trait", "tree_map",
+           "with_grad"]

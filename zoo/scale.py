@@ -64,7 +64,8 @@ def stop_gpu_probing_without_gpus() -> bool:
 # -- checks run by ZooCLI before the Trainer is built ------------------------------------------------------
 def resolved_accelerator(accelerator: Any) -> str:
     """``cpu`` / ``gpu`` / ``mps`` / other for a Trainer ``accelerator`` flag (``auto`` resolved here)."""
-    name = accelerator if isinstance(accelerator, str) else type(accelerator).__name__.lower().replace("accelerator", "")
+    name = (accelerator if isinstance(accelerator, str)
+            else type(accelerator).__name__.lower().replace("accelerator", ""))
     name = (name or "auto").lower()
     if name == "cuda":
         return "gpu"
@@ -92,7 +93,8 @@ def check_precision(precision: Any, accelerator: Any) -> None:
             f"with loss scaling does not run on CPU. On CPU use {OVERLAYS}/precision/bf16-mixed.yaml "
             "(AVX512-BF16 / AMX CPUs speed it up) or precision 32."
         )
-    if value.startswith("bf16") and device == "gpu" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+    if (value.startswith("bf16") and device == "gpu" and torch.cuda.is_available()
+            and not torch.cuda.is_bf16_supported()):
         raise ScaleConfigError(
             f"trainer.precision={value!r} ({OVERLAYS}/precision/bf16-mixed.yaml) needs a GPU with bfloat16 "
             f"(NVIDIA Ampere or newer); this GPU ({torch.cuda.get_device_name()}) has none. "

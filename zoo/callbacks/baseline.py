@@ -65,8 +65,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {r['metric']} | {r['model']:.4f} | {r['reference']:.4f} | {r['difference']:+.4f} |")
     lines += ["", verdict_line(result), ""]
     if result.get("unknown_token_rate") is not None:
-        lines += [f"Unknown-token rate of the encoder on the training split: {100 * result['unknown_token_rate']:.2f} %.",
-                  ""]
+        lines += ["Unknown-token rate of the encoder on the training split: "
+                  f"{100 * result['unknown_token_rate']:.2f} %.", ""]
     if result.get("note"):
         lines += [result["note"], ""]
     return "\n".join(lines)
@@ -94,7 +94,8 @@ class BaselineComparison(pl.Callback):
         if not self.enabled or not trainer.is_global_zero or trainer.datamodule is None or trainer.sanity_checking:
             return
         if getattr(pl_module, "is_baseline", False):  # most_popular: the reference is the model itself
-            print(f"zoo: baseline: skipped, {type(pl_module).__name__} is itself the baseline it would be compared with",
+            print(f"zoo: baseline: skipped, {type(pl_module).__name__} is itself the baseline it would be "
+                  "compared with",
                   file=sys.stderr)
             return
         from zoo.baselines.references import NoReference, reference_for, unknown_token_rate

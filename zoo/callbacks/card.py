@@ -69,8 +69,8 @@ class ModelCardWriter(pl.Callback):
 
         summary = {"epochs": trainer.current_epoch, "steps": trainer.global_step,
                    "minutes": round((time.perf_counter() - self._start) / 60, 2),
-                   "machine": f"{trainer.num_devices} {trainer.accelerator.__class__.__name__.replace('Accelerator', '')}"
-                              " device(s)"}
+                   "machine": f"{trainer.num_devices} "
+                              f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '')} device(s)"}
         atomic_write_text(out / "training_summary.json", json.dumps(summary, indent=2))
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -34,9 +34,11 @@ class LastCheckpoint(Checkpoint):
     def __init__(self, dirpath: str | None = None, filename: str = "last", every_n_train_steps: int = 0,
                  every_n_minutes: float = 0.0) -> None:
         if every_n_train_steps < 0:
-            raise ValueError(f"LastCheckpoint.every_n_train_steps must be >= 0 (0 = epoch ends only), got {every_n_train_steps}")
+            raise ValueError("LastCheckpoint.every_n_train_steps must be >= 0 (0 = epoch ends only), "
+                             f"got {every_n_train_steps}")
         if every_n_minutes < 0:
-            raise ValueError(f"LastCheckpoint.every_n_minutes must be >= 0 (0 = epoch ends only), got {every_n_minutes}")
+            raise ValueError("LastCheckpoint.every_n_minutes must be >= 0 (0 = epoch ends only), "
+                             f"got {every_n_minutes}")
         self.dirpath = dirpath
         self.filename = filename
         self.every_n_train_steps = every_n_train_steps
@@ -52,7 +54,8 @@ class LastCheckpoint(Checkpoint):
         return run_dir(trainer) / "checkpoints" / f"{self.filename}.ckpt"
 
     def save(self, trainer: pl.Trainer, epoch_end: bool = False) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run or (trainer.global_step == self._last_step and not epoch_end):
+        if (trainer.sanity_checking or trainer.fast_dev_run
+                or (trainer.global_step == self._last_step and not epoch_end)):
             return
         for logger in trainer.loggers:  # the history up to this state is on disk with it (a kill loses neither)
             logger.save()
@@ -61,7 +64,8 @@ class LastCheckpoint(Checkpoint):
         if trainer.is_global_zero:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            trainer.save_checkpoint(tmp, weights_only=False)  # the whole training state; said, so Lightning does not log its default
+            # the whole training state; said, so Lightning does not log its default
+            trainer.save_checkpoint(tmp, weights_only=False)
             if trainer.is_global_zero:
                 os.replace(tmp, path)
         finally:
@@ -136,16 +140,19 @@ class RunState(Checkpoint):
     # The training loaders' positions are saved here as well as by Lightning's loop: Lightning loads them only if
     # the loop builds its loaders after restoring, and a schedule that asks for estimated_stepping_batches makes
     # it build them before (the loaders read the state at their first batch, so loading it twice is harmless).
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
         checkpoint["zoo_train_loaders"] = [dl.state_dict() for dl in _resumable_loaders(trainer.train_dataloader)]
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
         self._loader_states = checkpoint.get("zoo_train_loaders")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loaders = _resumable_loaders(trainer.train_dataloader)
         for loader in loaders:
-            loader.batch_limit = int(trainer.num_training_batches) if trainer.num_training_batches != float("inf") else None
+            batches = trainer.num_training_batches
+            loader.batch_limit = int(batches) if batches != float("inf") else None
         states, self._loader_states = self._loader_states, None
         if states and len(states) == len(loaders):
             for loader, state in zip(loaders, states, strict=True):

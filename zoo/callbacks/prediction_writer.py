@@ -28,7 +28,8 @@ class PredictionWriter(pl.callbacks.BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.output = output
 
-    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any, batch_indices: Any) -> None:
+    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Any,
+                           batch_indices: Any) -> None:
         local = indexed_rows(predictions, batch_indices)
         if trainer.world_size > 1 and in_process_group():
             gathered: list[Any] = [None] * trainer.world_size

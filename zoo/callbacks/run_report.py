@@ -77,7 +77,8 @@ class RunReport(pl.Callback):
 
         plot_curves(self.history, out / "curves_loss.png", LOSS_KEYS, "loss")
         keys = self.metric_keys or sorted(
-            {k.split("/", 1)[1] for row in self.history for k in row if "/" in k and "loss" not in k and k.count("/") == 1}
+            {k.split("/", 1)[1] for row in self.history for k in row
+             if "/" in k and "loss" not in k and k.count("/") == 1}
         )
         plot_curves(self.history, out / "curves_metrics.png", keys, "metrics")
 

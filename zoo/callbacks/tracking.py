@@ -169,10 +169,12 @@ class WandbReports(pl.Callback):
             )
             scores = per_class_scores(confusion, names)
             rows = [[name, s["precision"], s["recall"], s["f1"], s["support"]] for name, s in scores["classes"].items()]
-            payload["test/per_class"] = wandb.Table(columns=["class", "precision", "recall", "f1", "support"], data=rows)
+            payload["test/per_class"] = wandb.Table(columns=["class", "precision", "recall", "f1", "support"],
+                                                    data=rows)
         samples = recommendation_samples(trainer, pl_module, self.max_examples)
         if samples:
-            payload["test/top_k_samples"] = wandb.Table(columns=list(samples[0]), data=[list(r.values()) for r in samples])
+            payload["test/top_k_samples"] = wandb.Table(columns=list(samples[0]),
+                                                        data=[list(r.values()) for r in samples])
         examples = list(trait(pl_module, "misclassified") or [])[: self.max_examples]
         if examples:
             columns, rows = misclassified_rows(examples)
@@ -214,5 +216,5 @@ def _to_hwc(image: Any) -> Any:
     return array[:, :, 0] if array.shape[2] == 1 else array
 
 
-__all__ = ["Throughput", "WandbLogger", "WandbReports", "misclassified_rows", "recommendation_samples", "resolved_config",
-           "run_tags"]
+__all__ = ["Throughput", "WandbLogger", "WandbReports", "misclassified_rows", "recommendation_samples",
+           "resolved_config", "run_tags"]

@@ -43,13 +43,15 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"description": f"zoo {__version__}: train, test and predict with recipes. "
-                                                          "Also: `zoo list {models,backbones,datasets,callbacks,datamodules,recipes}`."})
+        kwargs.setdefault("parser_kwargs", {
+            "description": f"zoo {__version__}: train, test and predict with recipes. "
+                           "Also: `zoo list {models,backbones,datasets,callbacks,datamodules,recipes}`."})
         kwargs.setdefault("auto_configure_optimizers", False)
         kwargs.setdefault("parser_class", ZooArgumentParser)
         super().__init__(*args, **kwargs)
 
-    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]) -> None:
+    def setup_parser(self, add_subcommands: bool, main_kwargs: dict[str, Any],
+                     subparser_kwargs: dict[str, Any]) -> None:
         super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
         if add_subcommands:
             # Trainer.fit/validate/test/predict load --ckpt_path themselves: say weights_only=True to each, rather
@@ -215,7 +217,8 @@ class ZooCLI(LightningCLIWithCheckpointHook):
             if not any(isinstance(c, PredictionWriter) for c in callbacks):
                 output = self.config_value(self.config, "output", default="-")
                 callbacks.append(PredictionWriter(output=output))
-        elif trainer_cfg.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+        elif (trainer_cfg.get("enable_progress_bar", True) is not False
+              and not any(isinstance(c, ProgressBar) for c in callbacks)):
             if rich_available():
                 from zoo.callbacks.progress import ZooProgressBar
 
@@ -225,7 +228,8 @@ class ZooCLI(LightningCLIWithCheckpointHook):
             self._announce_recipe_time(trainer_cfg.get("max_time"))
         if trainer_cfg.get("logger") in (None, True):
             root = trainer_cfg.get("default_root_dir") or "runs"
-            kwargs["logger"] = run_logger(CSVLogger, self._run_location, str(self.subcommand), root, self._recipe_name())
+            kwargs["logger"] = run_logger(CSVLogger, self._run_location, str(self.subcommand), root,
+                                          self._recipe_name())
         if self.subcommand == "fit" and trainer_cfg.get("enable_checkpointing", True) is not False:
             callbacks += default_reliability_callbacks(callbacks, kwargs.get("logger"))
         else:

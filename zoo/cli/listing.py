@@ -102,7 +102,8 @@ def main(argv: list[str]) -> int:
         rows = [{"name": r, "summary": "", "tags": r.split("/")[1:-1]} for r in recipes]
         names = [r["name"] for r in rows if matches(r, args.pattern)]
         if not names:
-            raise _no_match("recipes", args.pattern, f"folders: {', '.join(sorted({str(Path(r).parent) for r in recipes}))}")
+            folders = sorted({str(Path(r).parent) for r in recipes})
+            raise _no_match("recipes", args.pattern, f"folders: {', '.join(folders)}")
         for name in names:
             print(name)
         return 0

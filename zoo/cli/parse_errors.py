@@ -86,7 +86,8 @@ def _summary(message: str) -> str | None:
     if not detail or detail.startswith("Does not validate"):
         given = re.search(r"Given value: NestedArg\(key='([\w.]+)', val='([^']*)'\)", message)
         if given:
-            return f"--{flag if given.group(1) == keys[-1] else keys[0] + '.init_args.' + given.group(1)}: bad value {given.group(2)!r}"
+            flag = flag if given.group(1) == keys[-1] else keys[0] + ".init_args." + given.group(1)
+            return f"--{flag}: bad value {given.group(2)!r}"
         return None
     return f"--{flag}: {detail}"
 

@@ -26,7 +26,8 @@ WARNINGS: dict[str, str] = {
     # zoo adds OnExceptionCheckpoint to every fit, which makes Lightning try ckpt_path="last" of the (new, empty)
     # Trainer; zoo resolves resuming itself (--resume), before the Trainer exists
     r"`\.fit\(ckpt_path=None\)` was called without a model": "caused by zoo's OnExceptionCheckpoint",
-    r'\.fit\(ckpt_path="last"\) is set, but there is no last checkpoint available': "caused by zoo's OnExceptionCheckpoint",
+    r'\.fit\(ckpt_path="last"\) is set, but there is no last checkpoint available':
+        "caused by zoo's OnExceptionCheckpoint",
     # test / predict run without fit's RunState and LastCheckpoint on purpose: they restore nothing there
     r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint": "fit-only zoo callbacks",
     # the recommenders' training loaders yield whole batches from an IterableDataset in the main process

@@ -42,7 +42,9 @@ def recipe_time_line(config: str | Path, max_time: Any = None) -> str | None:
         where += " with " + " and ".join(f"recipes/overlays/{o}" for o in overlays)
     stop = f"; it stops at trainer.max_time {max_time}" if max_time else ""
     wall = entry.get("wall_minutes")
-    took = f"about {minutes:g} CPU-minutes" + (f" ({wall:g} min wall when measured)" if isinstance(wall, int | float) else "")
+    took = f"about {minutes:g} CPU-minutes"
+    if isinstance(wall, int | float):
+        took += f" ({wall:g} min wall when measured)"
     return f"this recipe trains for {took} on {where}{stop} (recipes/results.yaml)"
 
 

@@ -72,7 +72,8 @@ def resolve_checkpoint(config: Any) -> RunLocation | None:
         if found is None:
             if sub != "fit":
                 raise ConfigError(f"--ckpt_path last: no valid checkpoint of {name} under {root / name}")
-            print(f"zoo: --resume auto: no checkpoint of {name} under {root / name}; starting a new run", file=sys.stderr)
+            print(f"zoo: --resume auto: no checkpoint of {name} under {root / name}; starting a new run",
+                  file=sys.stderr)
             cfg["ckpt_path"] = None
             return None
         path, checkpoint = found
@@ -153,7 +154,8 @@ def run_logger(csv_logger: type, location: RunLocation | None, sub: str, root: s
         if sub == "fit" and location.resumed:
             rows = history_before(location.run_dir / "metrics.csv", location.step)
             # continuing in a full folder is the point here, not a mistake to warn about
-            warnings.filterwarnings("ignore", message=r".*(Experiment logs|Checkpoint) directory .* exists and is not empty")
+            warnings.filterwarnings("ignore",
+                                    message=r".*(Experiment logs|Checkpoint) directory .* exists and is not empty")
             logger = csv_logger(save_dir=str(location.run_dir.parent), name="", version=location.run_dir.name)
             # Lightning's CSV writer deletes metrics.csv when it opens a non-empty folder: hand it the rows to keep
             # and write them back at once, so one metrics.csv holds the whole run (and a second crash keeps it)

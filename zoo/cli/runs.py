@@ -155,7 +155,8 @@ def settings_differences(run: Path, settings: dict[str, Any]) -> list[str] | Non
 
 def _runs(where: Path) -> list[Path]:
     """The run directories under ``where`` (itself, or a folder of runs), newest checkpoint first."""
-    runs = [where] if (where / "checkpoints").is_dir() else [p.parent for p in where.glob("*/checkpoints") if p.is_dir()]
+    runs = ([where] if (where / "checkpoints").is_dir()
+            else [p.parent for p in where.glob("*/checkpoints") if p.is_dir()])
 
     def newest(run: Path) -> int:
         return max((p.stat().st_mtime_ns for p in (run / "checkpoints").glob("*.ckpt")), default=0)

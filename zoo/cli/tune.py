@@ -21,7 +21,8 @@ from zoo.errors import ConfigError, ZooError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zoo tune", description="Hyperparameter search over recipe keys (Optuna).", allow_abbrev=False)
+    p = argparse.ArgumentParser(prog="zoo tune", description="Hyperparameter search over recipe keys (Optuna).",
+                                allow_abbrev=False)
     p.add_argument("--config", help="the recipe to tune (YAML)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change the recipe before searching (YAML value), e.g. trainer.max_epochs=5; repeatable")

@@ -80,12 +80,14 @@ def duplicate_columns(header: Any) -> list[str]:
     return sorted({h for h in names if names.count(h) > 1})
 
 
-def check_header(path: PathLike, sep: str = ",", encoding: str = "utf-8", error: type[Exception] = DataFileError) -> None:
+def check_header(path: PathLike, sep: str = ",", encoding: str = "utf-8",
+                 error: type[Exception] = DataFileError) -> None:
     """Stop on a CSV header that names a column twice: which of the two a setting means would be a guess."""
     import pandas as pd
 
     try:
-        first = pd.read_csv(path, nrows=1, header=None, dtype=str, sep=sep, encoding=encoding, encoding_errors="replace")
+        first = pd.read_csv(path, nrows=1, header=None, dtype=str, sep=sep, encoding=encoding,
+                            encoding_errors="replace")
     except (ValueError, pd.errors.ParserError):
         return  # empty or unparsable: the reader that follows says so
     dupes = duplicate_columns(first.iloc[0].tolist()) if len(first) else []
@@ -118,4 +120,5 @@ def read_table(path: PathLike, encoding: str = "utf-8", error: type[DataFileErro
         raise error(f"{path}: cannot parse as {suffix.lstrip('.')}: {err}") from None
 
 
-__all__ = ["DataFileError", "check_header", "decoding", "duplicate_columns", "not_valid_text", "read_table", "read_text", "require_file"]
+__all__ = ["DataFileError", "check_header", "decoding", "duplicate_columns", "not_valid_text", "read_table",
+           "read_text", "require_file"]

@@ -148,7 +148,8 @@ def render(info: dict[str, Any], name: str) -> str:
         lines.append(f"- unknown-token rate (training split): {100 * base['unknown_token_rate']:.2f} %")
     training = info["training"] or {}
     trainer = cfg.get("trainer") or {}
-    lines += ["", "## Training", "", f"- max_epochs: {trainer.get('max_epochs')}, precision: {trainer.get('precision')}, "
+    lines += ["", "## Training", "",
+              f"- max_epochs: {trainer.get('max_epochs')}, precision: {trainer.get('precision')}, "
               f"seed: {cfg.get('seed_everything')}"]
     if training:
         lines.append(f"- trained {training.get('epochs')} epochs, {training.get('steps')} steps in "

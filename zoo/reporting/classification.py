@@ -36,7 +36,8 @@ def per_class_scores(confusion: Tensor, class_names: list[str]) -> dict[str, Any
     return {
         "classes": classes,
         "accuracy": float(tp.sum() / max(total, 1.0)),
-        "macro_avg": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean()), "support": int(total)},
+        "macro_avg": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean()),
+                      "support": int(total)},
         "weighted_avg": {
             "precision": float((precision * weights).sum()),
             "recall": float((recall * weights).sum()),

@@ -119,7 +119,8 @@ class ClassificationTask(Calibrated, ZooTask):
         scheduler: Scheduler = "none",
         warmup_ratio: float = 0.0,
     ) -> None:
-        super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
+        super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
+                         warmup_ratio=warmup_ratio)
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if class_names is not None and num_classes is not None and len(class_names) != num_classes:
@@ -247,4 +248,5 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, Tensor) else value
 
 
-__all__ = ["CALIBRATIONS", "Calibrated", "ClassificationTask", "ClassDataMismatchError", "classification_metrics", "hard_targets"]
+__all__ = ["CALIBRATIONS", "Calibrated", "ClassificationTask", "ClassDataMismatchError", "classification_metrics",
+           "hard_targets"]

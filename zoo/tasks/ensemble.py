@@ -229,7 +229,8 @@ class Ensemble:
                          "member_score": members[best][HEADLINE], "combination_score": combined[HEADLINE],
                          "fitted_weights": [m.weight for m in self.members],
                          "reason": f"{self.members[best].run} alone scores validation {HEADLINE} "
-                                   f"{members[best][HEADLINE]:.4f} >= the fitted combination's {combined[HEADLINE]:.4f}"}
+                                   f"{members[best][HEADLINE]:.4f} >= the fitted combination's "
+                                   f"{combined[HEADLINE]:.4f}"}
         for k, m in enumerate(self.members):
             m.weight = 1.0 if k == best else 0.0
 
@@ -291,4 +292,5 @@ def scores(probs: Tensor, labels: Tensor, num_classes: int) -> dict[str, float]:
             "f1_macro": float(multiclass_f1_score(pred, labels, num_classes, average="macro"))}
 
 
-__all__ = ["FILE", "HEADLINE", "Ensemble", "EnsembleError", "Member", "Outputs", "fit_temperature", "fit_weights", "scores"]
+__all__ = ["FILE", "HEADLINE", "Ensemble", "EnsembleError", "Member", "Outputs", "fit_temperature", "fit_weights",
+           "scores"]

@@ -93,7 +93,8 @@ class ImageClassifier(ClassificationTask):
         data_channels = getattr(datamodule, "in_channels", None) if datamodule is not None else None
         if data_channels is not None:
             if self._built and self.in_channels != data_channels:
-                raise ConfigError(f"the model was built for {self.in_channels}-channel images, the data has {data_channels}")
+                raise ConfigError(f"the model was built for {self.in_channels}-channel images, "
+                                  f"the data has {data_channels}")
             self.in_channels = data_channels
         if self.in_channels is None:
             self.in_channels = 3

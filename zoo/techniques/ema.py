@@ -32,7 +32,8 @@ class EMA(EMAWeightAveraging):
             self._copy_pending = False
             super().setup(trainer, pl_module, "fit")
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
         self._take_copy(trainer, pl_module)
         super().on_load_checkpoint(trainer, pl_module, checkpoint)
 

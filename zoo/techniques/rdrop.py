@@ -30,7 +30,8 @@ class RDrop(ZooTechnique):
 
     name = "rdrop"
 
-    def __init__(self, alpha: float = 1.0, start_step: int = 0, every_n_steps: int = 1, probability: float = 1.0) -> None:
+    def __init__(self, alpha: float = 1.0, start_step: int = 0, every_n_steps: int = 1,
+                 probability: float = 1.0) -> None:
         super().__init__(start_step=start_step, every_n_steps=every_n_steps, probability=probability)
         check_positive("RDrop", "alpha", alpha, "the weight of the KL term")
         self.alpha = float(alpha)

@@ -66,7 +66,8 @@ class TrialReporter(pl.Callback):
         if self._trial is None:
             import optuna
 
-            storage = optuna.storages.RDBStorage(self.spec["storage"], engine_kwargs=_engine_kwargs(self.spec["storage"]))
+            storage = optuna.storages.RDBStorage(self.spec["storage"],
+                                                 engine_kwargs=_engine_kwargs(self.spec["storage"]))
             study = optuna.load_study(study_name=self.spec["study"], storage=storage,
                                       pruner=make_pruner(*self.spec.get("pruner", ["none"])))
             self._trial = optuna.trial.Trial(study, int(self.spec["trial_id"]))

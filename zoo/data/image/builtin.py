@@ -70,10 +70,12 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-@DATASETS.register("fashion_mnist", tags=("image",), summary="Fashion-MNIST 60k+10k (Debian dataset-fashion-mnist; `make data-fashion`)")
+@DATASETS.register("fashion_mnist", tags=("image",),
+                   summary="Fashion-MNIST 60k+10k (Debian dataset-fashion-mnist; `make data-fashion`)")
 def fashion_mnist(root: str | None = None) -> ArrayImageSet:
     base = Path(root) if root else FASHION_DIR
-    files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+             "t10k-labels-idx1-ubyte.gz"]
     missing = [f for f in files if not (base / f).exists()]
     if missing:
         raise DatasetUnavailableError(
@@ -86,7 +88,8 @@ def fashion_mnist(root: str | None = None) -> ArrayImageSet:
     return ArrayImageSet(images, labels, list(FASHION_CLASSES), test_index=np.arange(len(xtr), len(images)))
 
 
-@DATASETS.register("synthetic_shapes", tags=("image",), summary="generated 16x16 RGB squares / crosses / bars (for tests)")
+@DATASETS.register("synthetic_shapes", tags=("image",),
+                   summary="generated 16x16 RGB squares / crosses / bars (for tests)")
 def synthetic_shapes(n: int = 240, size: int = 16, seed: int = 0) -> ArrayImageSet:
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 40, size=(n, size, size, 3), dtype=np.uint8)

@@ -155,7 +155,8 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
     def _subset(self, idx: np.ndarray, train: bool) -> ImageSet:
         index = self._load_index()
         source = index.source
-        sub = source[torch.as_tensor(idx, dtype=torch.long)] if isinstance(source, torch.Tensor) else [source[i] for i in idx]
+        sub = (source[torch.as_tensor(idx, dtype=torch.long)] if isinstance(source, torch.Tensor)
+               else [source[i] for i in idx])
         return ImageSet(sub, index.labels[idx], [index.ids[i] for i in idx], index.in_channels, self._transform(train))
 
     def setup(self, stage: str | None = None) -> None:

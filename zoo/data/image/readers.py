@@ -155,16 +155,19 @@ def read_image_csv(path: Path, path_column: str, label_column: str, class_names:
     """(image paths, labels) of a CSV; relative paths are resolved against the CSV's folder."""
     require_file(path, ImageDataError, "CSV file")
     expected = f"a CSV with {path_column!r} and {label_column!r} columns"
-    with decoding(path, "utf-8", ImageDataError, expected, setting=None), open(path, newline="", encoding="utf-8") as fh:
+    with (decoding(path, "utf-8", ImageDataError, expected, setting=None),
+          open(path, newline="", encoding="utf-8") as fh):
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         if duplicate_columns(header):
-            raise ImageDataError(f"{path}: the header names column(s) {', '.join(map(repr, duplicate_columns(header)))} "
+            raise ImageDataError(f"{path}: the header names column(s) "
+                                 f"{', '.join(map(repr, duplicate_columns(header)))} "
                                  "more than once; rename them so each column has its own name")
         needed = [path_column] + ([label_column] if require_labels else [])
         missing = [c for c in needed if c not in header]
         if missing:
-            raise ImageDataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'no header'}"
+            raise ImageDataError(f"{path}: missing column(s) {', '.join(missing)}; "
+                                 f"found {', '.join(header) or 'no header'}"
                                  f" (set data.path_column / data.label_column)")
         paths, labels = [], []
         for row_no, row in enumerate(reader, start=2):
@@ -201,5 +204,5 @@ def index_csv(path: Path, test_csv: Path | None, path_column: str, label_column:
                       in_channels, np.arange(len(paths), len(every)) if test_csv else None)
 
 
-__all__ = ["IMAGE_SUFFIXES", "ImageDataError", "ImageIndex", "check_image_files", "image_files", "index_builtin", "index_csv",
-           "index_folder", "load_image_file", "read_image_csv"]
+__all__ = ["IMAGE_SUFFIXES", "ImageDataError", "ImageIndex", "check_image_files", "image_files", "index_builtin",
+           "index_csv", "index_folder", "load_image_file", "read_image_csv"]

@@ -37,8 +37,10 @@ def build_augmentations(specs: Sequence[AugmentSpec] | None) -> tuple[list[Calla
             raise ImageDataError(f"augment[{i}] must be a transform name or {{Name: {{args}}}}, got {spec!r}")
         cls = getattr(v2, name, None)
         if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
-            known = sorted(n for n in dir(v2) if n[0].isupper() and n.startswith(("Random", "Rand", "Trivial", "Auto", "Color", "Gaussian", "Center", "Resize")))
-            raise ImageDataError(f"augment[{i}]: torchvision.transforms.v2 has no transform {name!r}; e.g. {', '.join(known)}")
+            families = ("Random", "Rand", "Trivial", "Auto", "Color", "Gaussian", "Center", "Resize")
+            known = sorted(n for n in dir(v2) if n[0].isupper() and n.startswith(families))
+            raise ImageDataError(f"augment[{i}]: torchvision.transforms.v2 has no transform {name!r}; "
+                                 f"e.g. {', '.join(known)}")
         try:
             transform = cls(**kwargs)
         except TypeError as err:

@@ -67,9 +67,9 @@ from zoo.data.recsys.readers import (
     standardise_items,
 )
 
-__all__ = ["CSR", "EVAL_BLOCK_CELLS", "EVAL_CACHE_BYTES", "ITEM_ALIASES", "RATING_ALIASES", "SPLITS", "STAGE_INDEX", "TIME_ALIASES",
-           "USER_ALIASES", "BatchCache", "BatchSpec", "EvalBatches", "EvalView", "InteractionDataModule",
-           "PairBatches", "RecsysDataError", "RecsysFileError", "SequenceBatches", "UnknownUserError", "UserBatches", "assign_split",
-           "concat_csr", "handle_duplicates", "k_core", "ml_100k", "rank_shard", "ratio_split_counts", "read_table",
-           "recbole_dataset_dir", "standardise_interactions", "standardise_items", "synthetic_interactions",
-           "synthetic_log"]
+__all__ = ["CSR", "EVAL_BLOCK_CELLS", "EVAL_CACHE_BYTES", "ITEM_ALIASES", "RATING_ALIASES", "SPLITS", "STAGE_INDEX",
+           "TIME_ALIASES", "USER_ALIASES", "BatchCache", "BatchSpec", "EvalBatches", "EvalView",
+           "InteractionDataModule", "PairBatches", "RecsysDataError", "RecsysFileError", "SequenceBatches",
+           "UnknownUserError", "UserBatches", "assign_split", "concat_csr", "handle_duplicates", "k_core", "ml_100k",
+           "rank_shard", "ratio_split_counts", "read_table", "recbole_dataset_dir", "standardise_interactions",
+           "standardise_items", "synthetic_interactions", "synthetic_log"]

@@ -25,7 +25,8 @@ def recbole_dataset_dir(name: str = "ml-100k") -> Path:
     return folder
 
 
-@DATASETS.register("ml-100k", tags=("recsys",), summary="MovieLens 100k (943 users, 1,682 movies; RecBole atomic files)")
+@DATASETS.register("ml-100k", tags=("recsys",),
+                   summary="MovieLens 100k (943 users, 1,682 movies; RecBole atomic files)")
 def ml_100k() -> dict[str, Any]:
     folder = recbole_dataset_dir("ml-100k")
     return {"path": str(folder / "ml-100k.inter"), "items_path": str(folder / "ml-100k.item")}
@@ -51,11 +52,13 @@ def synthetic_log(num_users: int = 50, num_items: int = 80, per_user: int = 12, 
     names = ["red", "green", "blue", "yellow", "black", "white", "purple", "orange"]
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(num_items)],
                           "title": [f"{names[item_cluster[i] % len(names)]} thing {i}" for i in range(num_items)],
-                          "genres": [f"{names[item_cluster[i] % len(names)]}|group{item_cluster[i]}" for i in range(num_items)]})
+                          "genres": [f"{names[item_cluster[i] % len(names)]}|group{item_cluster[i]}"
+                                     for i in range(num_items)]})
     return inter, items
 
 
-@DATASETS.register("synthetic_interactions", tags=("recsys",), summary="generated clustered log (50 users x 80 items) for tests")
+@DATASETS.register("synthetic_interactions", tags=("recsys",),
+                   summary="generated clustered log (50 users x 80 items) for tests")
 def synthetic_interactions(**kwargs: Any) -> dict[str, Any]:
     inter, items = synthetic_log(**kwargs)
     return {"interactions": inter, "items": items}

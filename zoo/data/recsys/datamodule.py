@@ -43,7 +43,8 @@ from zoo.registry import DATAMODULES, DATASETS
 log = logging.getLogger("zoo.data.recsys")
 
 
-@DATAMODULES.register("interactions", tags=("recsys",), summary="interaction logs: CSV/Parquet, MovieLens, RecBole atomic; seeded splits")
+@DATAMODULES.register("interactions", tags=("recsys",),
+                      summary="interaction logs: CSV/Parquet, MovieLens, RecBole atomic; seeded splits")
 class InteractionDataModule(pl.LightningDataModule):
     """Interaction data for recommenders (formats and splits: :mod:`zoo.data.recsys`).
 
@@ -108,7 +109,8 @@ class InteractionDataModule(pl.LightningDataModule):
         if unknown_users not in ("error", "popular"):
             raise RecsysDataError(f"data.unknown_users must be error or popular; got {unknown_users!r}")
         if len(split_ratios) != 3 or min(split_ratios) < 0 or split_ratios[0] <= 0:
-            raise RecsysDataError(f"data.split_ratios must be three non-negative numbers with train > 0; got {split_ratios}")
+            raise RecsysDataError("data.split_ratios must be three non-negative numbers with train > 0; "
+                                  f"got {split_ratios}")
         if chunk_rows < 1:
             raise RecsysDataError(f"data.chunk_rows must be >= 1; got {chunk_rows}")
         if batch_size < 1 or eval_batch_size < 1:
@@ -307,7 +309,8 @@ class InteractionDataModule(pl.LightningDataModule):
         spec = self.batch_spec
         view = self.eval_view(stage)
         if len(view.users) == 0:
-            raise RecsysDataError(f"no user has a {stage} item with split {self.split!r} and ratios {self.split_ratios}")
+            raise RecsysDataError(f"no user has a {stage} item with split {self.split!r} "
+                                  f"and ratios {self.split_ratios}")
         return self._user_loader(stage, UserBatches(view.users), spec)
 
     def _user_loader(self, stage: str, ds: UserBatches, spec: BatchSpec) -> DataLoader:

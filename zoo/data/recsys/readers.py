@@ -81,13 +81,15 @@ def _frames(path: Path, fmt: str, sep: str | None, chunk_rows: int | None) -> It
     elif fmt == "udata":
         kwargs = dict(sep=sep or "\t", header=None, names=["user_id", "item_id", "rating", "timestamp"])
     else:
-        kwargs = dict(sep=sep or ",", keep_default_na=False, na_values=[""], encoding="utf-8", encoding_errors="replace")
+        kwargs = dict(sep=sep or ",", keep_default_na=False, na_values=[""], encoding="utf-8",
+                      encoding_errors="replace")
     if fmt != "udata":
         check_header(path, kwargs["sep"], error=RecsysDataError)
     try:
         frames = pd.read_csv(path, dtype=str, chunksize=chunk_rows, **kwargs)
     except pd.errors.EmptyDataError:
-        raise RecsysDataError(f"{path}: the file is empty; expected a header line and one interaction per row") from None
+        raise RecsysDataError(f"{path}: the file is empty; expected a header line and one interaction "
+                              "per row") from None
     for df in [frames] if chunk_rows is None else frames:
         yield _strip_atomic(df) if fmt == "atomic" else df
 
@@ -128,7 +130,8 @@ def standardise_interactions(raw: pd.DataFrame, source: str, user_column: str | 
         bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise RecsysDataError(f"{source}: data row {row + first_row} has {name} {raw[col].iloc[row]!r} in column {col!r}; "
+            raise RecsysDataError(f"{source}: data row {row + first_row} has {name} {raw[col].iloc[row]!r} "
+                                  f"in column {col!r}; "
                                   f"expected a finite number ({int(bad.sum())} such rows)")
         df[name] = values.to_numpy(dtype=float)
     df["row"] = np.arange(first_row, first_row + len(df))
@@ -144,12 +147,13 @@ def standardise_items(raw: pd.DataFrame, source: str, item_column: str | None = 
     if text_columns:
         missing = [c for c in text_columns if c not in raw.columns]
         if missing:
-            raise RecsysDataError(f"{source}: no text column(s) {missing} (columns: {', '.join(map(str, raw.columns))}); "
+            raise RecsysDataError(f"{source}: no text column(s) {missing} "
+                                  f"(columns: {', '.join(map(str, raw.columns))}); "
                                   "set data.item_text_columns")
         cols = list(text_columns)
     else:
-        preferred = [c for c in ("movie_title", "title", "release_year", "year", "class", "genres", "genre", "description")
-                     if c in raw.columns]
+        preferred = [c for c in ("movie_title", "title", "release_year", "year", "class", "genres", "genre",
+                                 "description") if c in raw.columns]
         cols = preferred or [c for c in raw.columns if c != i]
     text = pd.Series([""] * len(raw), index=raw.index)
     for c in cols:

@@ -100,7 +100,8 @@ class DynamicPadCollator:
         out: dict[str, Any] = {}
         has_types = "token_type_ids" in rows[0]
         types = torch.zeros((n, width), dtype=torch.long) if has_types else None
-        token_labels = torch.full((n, width), -100, dtype=torch.long) if isinstance(rows[0].get("labels"), list) else None
+        token_labels = (torch.full((n, width), -100, dtype=torch.long) if isinstance(rows[0].get("labels"), list)
+                        else None)
         for i, r in enumerate(rows):
             k = len(r["input_ids"])
             ids[i, :k] = torch.as_tensor(r["input_ids"])

@@ -25,7 +25,8 @@ def take(table: Table, rows: np.ndarray) -> Table:
     return {k: [v[i] for i in rows] if isinstance(v, list) else v for k, v in table.items()}
 
 
-@DATAMODULES.register("text", tags=("text",), summary="text (+pair) classification from CSV/JSONL/Parquet or a built-in set")
+@DATAMODULES.register("text", tags=("text",),
+                      summary="text (+pair) classification from CSV/JSONL/Parquet or a built-in set")
 class TextDataModule(TextDataBase):
     """Single- or multi-label text classification data.
 
@@ -152,9 +153,9 @@ class TextDataModule(TextDataBase):
                 for i, labels in enumerate(tables[split]["labels"]):
                     bad = [x for x in labels if x not in known]
                     if bad:
-                        raise TextDataError(f"{tables[split]['source']} row {i + 1}: label {bad[0]!r} never occurs in the "
-                                            f"training data ({', '.join(self._class_names[:20])}); a model cannot "
-                                            "predict it. Fix the label or add training examples")
+                        raise TextDataError(f"{tables[split]['source']} row {i + 1}: label {bad[0]!r} never "
+                                            f"occurs in the training data ({', '.join(self._class_names[:20])}); "
+                                            "a model cannot predict it. Fix the label or add training examples")
         self._tables = tables
         return tables
 

@@ -40,7 +40,8 @@ def check_long_text(long_text: str, chunk_overlap: int | None, max_chunks: int, 
     if chunk_overlap is None:
         return max_length // 4
     if not 0 <= chunk_overlap < max_length // 2:
-        raise TextDataError(f"data.chunk_overlap must be in [0, max_length / 2 = {max_length // 2}), got {chunk_overlap}")
+        raise TextDataError(f"data.chunk_overlap must be in [0, max_length / 2 = {max_length // 2}), "
+                            f"got {chunk_overlap}")
     return chunk_overlap
 
 

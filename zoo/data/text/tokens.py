@@ -80,7 +80,8 @@ class TokenDataModule(TextDataBase):
         if self.dataset:
             builtin = DATASETS.create(self.dataset)
             paths = {k: paths.get(k) or builtin.get(k) for k in ("train", "val", "test")}
-        sents = {k: limit(read_tagged(p, self.encoding, self.bio), self.max_samples, self.seed) for k, p in paths.items() if p}
+        sents = {k: limit(read_tagged(p, self.encoding, self.bio), self.max_samples, self.seed)
+                 for k, p in paths.items() if p}
         self._sources = {k: str(p) for k, p in paths.items() if p}
         seen = sorted({t for _, tags, _ in sents["train"] for t in tags}, key=lambda t: (t != "O", t[2:], t))
         tags = self.fixed_tags or seen
@@ -91,8 +92,8 @@ class TokenDataModule(TextDataBase):
             for _, stags, line in items:
                 bad = [t for t in stags if t not in known]
                 if bad:
-                    raise TextDataError(f"{self._sources[split]} line {line}: tag {bad[0]!r} never occurs in the training "
-                                        f"data ({', '.join(tags)})")
+                    raise TextDataError(f"{self._sources[split]} line {line}: tag {bad[0]!r} never occurs in the "
+                                        f"training data ({', '.join(tags)})")
         self._tags = tags
         self._sentences = sents
         return sents

@@ -9,5 +9,5 @@ from zoo.tasks.recsys.sasrec import SASRec
 from zoo.tasks.recsys.text_aware import TextAwareRecommender
 from zoo.tasks.recsys.two_tower import TwoTower
 
-__all__ = ["BPR", "LightGCN", "MostPopular", "NeuMF", "RecommenderTask", "RecsysModelError", "SASRec", "TextAwareRecommender",
-           "TwoTower"]
+__all__ = ["BPR", "LightGCN", "MostPopular", "NeuMF", "RecommenderTask", "RecsysModelError", "SASRec",
+           "TextAwareRecommender", "TwoTower"]

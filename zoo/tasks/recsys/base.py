@@ -163,12 +163,14 @@ class RecommenderTask(ZooTask):
     def configure_from_data(self, datamodule: Any) -> None:
         if not isinstance(datamodule, InteractionDataModule):
             if not self._built:
-                raise RecsysModelError(f"{type(self).__name__} needs an InteractionDataModule (or num_users / num_items)")
+                raise RecsysModelError(f"{type(self).__name__} needs an InteractionDataModule "
+                                       "(or num_users / num_items)")
             return
         datamodule.prepare()
         if self._built and (self.num_users, self.num_items) != (datamodule.num_users, datamodule.num_items):
             raise RecsysModelError(f"the model was built for {self.num_users} users x {self.num_items} items, the data "
-                                   f"has {datamodule.num_users} x {datamodule.num_items}; use the data it was trained on")
+                                   f"has {datamodule.num_users} x {datamodule.num_items}; "
+                                   "use the data it was trained on")
         self._check_id_maps(datamodule.user_ids, datamodule.item_ids, "the datamodule")
         self.user_ids, self.item_ids = list(datamodule.user_ids), list(datamodule.item_ids)
         self.num_users, self.num_items = datamodule.num_users, datamodule.num_items
@@ -291,7 +293,8 @@ class RecommenderTask(ZooTask):
         report = {"model": type(self).__name__, "protocol": protocol,
                   "cold_threshold": self.cold_threshold,
                   "all": {k: v for k, v in t.items() if "@" in k and not k.startswith("cold")},
-                  f"cold_items_le_{self.cold_threshold}": {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("cold_") and "@" in k},
+                  f"cold_items_le_{self.cold_threshold}": {k.split("_", 1)[1]: v for k, v in t.items()
+                                                           if k.startswith("cold_") and "@" in k},
                   "cold_items_0": {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("cold0_") and "@" in k},
                   f"cold_items_le_{self.cold_threshold}_ranked_among_cold_items":
                       {k.split("_", 1)[1]: v for k, v in t.items() if k.startswith("coldonly_") and "@" in k},

@@ -18,7 +18,8 @@ def tiny_case(tmp_dir: Any = None) -> tuple[Any, Any]:
     return NeuMF(embedding_dim=8, mlp_layers=(16, 8), num_negatives=2, lr=0.01), synthetic_data(tmp_dir)
 
 
-@MODELS.register("neumf", tags=("recsys",), tiny_case=tiny_case, summary="NeuMF: GMF + MLP, pointwise BCE with sampled negatives")
+@MODELS.register("neumf", tags=("recsys",), tiny_case=tiny_case,
+                 summary="NeuMF: GMF + MLP, pointwise BCE with sampled negatives")
 class NeuMF(RecommenderTask):
     """Args: ``embedding_dim`` (GMF and MLP embeddings), ``mlp_layers`` (hidden sizes), ``dropout``,
     ``num_negatives`` (negatives per positive, drawn by the datamodule), ``score_chunk`` (users scored at once

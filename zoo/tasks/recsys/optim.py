@@ -71,9 +71,9 @@ class DenseSparseOptimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if set(state_dict) != {"dense", "sparse"}:
-            raise OptimizerStateError("the checkpoint's optimizer state is of a dense optimizer and this model trains its "
-                                   "ID tables with sparse updates; resume with model.init_args.sparse_embeddings: "
-                                   "false, or start from the weights only")
+            raise OptimizerStateError("the checkpoint's optimizer state is of a dense optimizer and this model "
+                                      "trains its ID tables with sparse updates; resume with "
+                                      "model.init_args.sparse_embeddings: false, or start from the weights only")
         if self.dense is not None and state_dict["dense"] is not None:
             self.dense.load_state_dict(state_dict["dense"])
         self.sparse.load_state_dict(state_dict["sparse"])

@@ -19,10 +19,12 @@ from zoo.tasks.recsys.base import RecommenderTask, synthetic_data
 
 
 def tiny_case(tmp_dir: Any = None) -> tuple[Any, Any]:
-    return SASRec(hidden_size=16, num_layers=1, num_heads=2, max_len=12, lr=0.01), synthetic_data(tmp_dir, batch_size=16)
+    return (SASRec(hidden_size=16, num_layers=1, num_heads=2, max_len=12, lr=0.01),
+            synthetic_data(tmp_dir, batch_size=16))
 
 
-@MODELS.register("sasrec", tags=("recsys", "sequential"), tiny_case=tiny_case, summary="SASRec self-attentive next-item recommender")
+@MODELS.register("sasrec", tags=("recsys", "sequential"), tiny_case=tiny_case,
+                 summary="SASRec self-attentive next-item recommender")
 class SASRec(RecommenderTask):
     """Args: ``hidden_size``, ``num_layers``, ``num_heads``, ``dropout``, ``max_len`` (history length)."""
 

@@ -57,7 +57,8 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
             raise ValueError(f"model.id_dropout must be in [0, 1), got {id_dropout}")
         self.embedding_dim, self.text_encoder, self.text_dim = embedding_dim, text_encoder, text_dim
         self.max_length, self.cache_dir = max_length, cache_dir
-        self.projection_layers, self.id_dropout, self.num_negatives = tuple(projection_layers), id_dropout, num_negatives
+        self.projection_layers = tuple(projection_layers)
+        self.id_dropout, self.num_negatives = id_dropout, num_negatives
         self.mask_unseen_ids = mask_unseen_ids
         self.text_peft = dict(text_peft) if text_peft else None
         if self.text_peft and text_encoder == "hashing":
@@ -80,11 +81,13 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
             enc = load_tokenizer(self.text_encoder)(texts, padding="max_length", truncation=True,
                                                     max_length=self.max_length, return_tensors="pt")
             self._tokens = (enc["input_ids"].long(), enc["attention_mask"].long())
-            dim = int(AutoConfig.from_pretrained(str(resolve_encoder(self.text_encoder)), local_files_only=True).hidden_size)
+            config = AutoConfig.from_pretrained(str(resolve_encoder(self.text_encoder)), local_files_only=True)
+            dim = int(config.hidden_size)
         else:
             from zoo.tasks.recsys.text_features import encode_texts
 
-            self._features = encode_texts(texts, self.text_encoder, self.cache_dir, self.max_length, self.text_dim or 64)
+            self._features = encode_texts(texts, self.text_encoder, self.cache_dir, self.max_length,
+                                          self.text_dim or 64)
             dim = self._features.shape[1]
         if self._built and dim != self.text_dim:
             raise RecsysModelError(f"the model was built for {self.text_dim}-d text features, the encoder gives {dim}")
@@ -112,7 +115,8 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
 
             self.item_encoder = build_encoder(self.text_encoder, self.text_peft)
             self.register_buffer("item_input_ids", torch.zeros(self.num_items + 1, self.max_length, dtype=torch.long))
-            self.register_buffer("item_attention_mask", torch.zeros(self.num_items + 1, self.max_length, dtype=torch.long))
+            self.register_buffer("item_attention_mask",
+                                 torch.zeros(self.num_items + 1, self.max_length, dtype=torch.long))
         else:
             self.register_buffer("text_features", torch.zeros(self.num_items + 1, self.text_dim))
         self.register_buffer("id_available", torch.ones(self.num_items + 1), persistent=False)
@@ -177,7 +181,8 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
         # scoring: the catalogue is encoded once per optimizer step, so once per evaluation
         if self._eval_items is None or self._eval_items[0] != self.global_step:
             with torch.no_grad():
-                self._eval_items = (self.global_step, self.encode_items(torch.arange(self.num_items + 1, device=self.device)))
+                items = torch.arange(self.num_items + 1, device=self.device)
+                self._eval_items = (self.global_step, self.encode_items(items))
         return self._eval_items[1]
 
     def item_vectors(self) -> Tensor:

@@ -34,7 +34,8 @@ def tower(dim: int, layers: tuple[int, ...], dropout: float) -> nn.Module:
     return nn.Sequential(*mods) if mods else nn.Identity()
 
 
-@MODELS.register("two_tower", tags=("recsys",), tiny_case=tiny_case, summary="two-tower, in-batch sampled softmax with log-Q correction")
+@MODELS.register("two_tower", tags=("recsys",), tiny_case=tiny_case,
+                 summary="two-tower, in-batch sampled softmax with log-Q correction")
 class TwoTower(RecommenderTask):
     """Args: ``embedding_dim``, ``tower_layers`` (hidden sizes of each tower's MLP; empty = plain embeddings),
     ``temperature`` (softmax temperature on L2-normalised vectors), ``logq_correction``."""

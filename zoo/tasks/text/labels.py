@@ -142,7 +142,8 @@ class MultiLabel(LabelMode):
         super().__init__(class_weight, thresholds, label_smoothing)
         num_classes = len(thresholds)
         # keyed like ClassificationTask's: a bare "train" would shadow nn.Module.train
-        self.metrics = nn.ModuleDict({f"{s}_metrics": _multilabel_metrics(num_classes) for s in ("train", "val", "test")})
+        self.metrics = nn.ModuleDict({f"{s}_metrics": _multilabel_metrics(num_classes)
+                                      for s in ("train", "val", "test")})
         self.test_label_stats = MultilabelStatScores(num_classes, average=None)
         self.last_label_stats: Tensor | None = None
 

@@ -179,7 +179,8 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
             return
         log.warning("zoo: epoch %d: the token classifier predicted no entity at all (every word 'O') on %d validation "
                     "sentences; if this persists, give the head its own rate (model.init_args.head_lr, e.g. 0.01 with "
-                    "adapters) or train longer (see 'When NER predicts only O' in docs/text.md)", trainer.current_epoch, len(gold))
+                    "adapters) or train longer (see 'When NER predicts only O' in docs/text.md)",
+                    trainer.current_epoch, len(gold))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         return self._eval_step("test", batch)  # logits for the calibration report (zoo.callbacks.trust)
