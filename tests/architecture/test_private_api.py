@@ -38,12 +38,7 @@ BUILDABLE = ("torch.nn.Module", "lightning.pytorch.LightningModule", "lightning.
 
 #: violations in code that another change is rewriting: ``(path, what the scan reports) -> the way out``. An entry
 #: that the scan no longer finds fails the test, so each is deleted with the change that fixes it.
-PENDING = {
-    ("inference/windows.py", "getattr(tokenizer, '_zoo_frame')"):
-        "cache the frame parts in a weakref.WeakKeyDictionary keyed by the tokenizer instead of an attribute set "
-        "on it (zoo.compat imports Lightning, which the inference layer may not)",
-    ("inference/windows.py", "tokenizer._zoo_frame"): "as above",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def is_private(name: str) -> bool:

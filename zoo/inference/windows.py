@@ -10,9 +10,14 @@ torch: no training stack.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
+
+#: each tokenizer's special tokens before and after a text, read once (kept beside the tokenizer, not on it, and
+#: dropped with it)
+_FRAMES: weakref.WeakKeyDictionary[Any, tuple[list[int], list[int]]] = weakref.WeakKeyDictionary()
 
 
 def budget(tokenizer: Any, max_length: int) -> int:
@@ -21,13 +26,12 @@ def budget(tokenizer: Any, max_length: int) -> int:
 
 
 def _frame_parts(tokenizer: Any) -> tuple[list[int], list[int]]:
-    cached = getattr(tokenizer, "_zoo_frame", None)
+    cached = _FRAMES.get(tokenizer)
     if cached is None:
         inner = tokenizer("a", add_special_tokens=False)["input_ids"]
         full = tokenizer("a", add_special_tokens=True)["input_ids"]
         at = next((i for i in range(len(full) - len(inner) + 1) if full[i:i + len(inner)] == inner), 0)
-        cached = (full[:at], full[at + len(inner):])
-        tokenizer._zoo_frame = cached
+        cached = _FRAMES[tokenizer] = (full[:at], full[at + len(inner):])
     return cached
 
 
