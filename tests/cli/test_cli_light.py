@@ -54,6 +54,16 @@ def test_list_models_prints_every_registered_model(capsys):
     assert [line.split()[0] for line in out.splitlines()] == [r["name"] for r in live_index()["models"]]
 
 
+def test_list_families_prints_zoos_export_families_and_not_a_plugins(capsys):
+    import tests.export.toy_family  # noqa: F401  (registers a family from outside zoo in this process)
+    from zoo.inference import FAMILIES
+
+    assert main(["list", "families"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == [r["name"] for r in live_index()["families"]]
+    assert set(names) == {n for n in FAMILIES if FAMILIES.get(n).__module__.startswith("zoo.")} != set(FAMILIES)
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["list", "models"]])
 def test_a_closed_stdout_pipe_ends_quietly(argv):
     """`zoo --help | head -1`: the reader may be gone before zoo writes; no BrokenPipeError traceback."""

@@ -4,7 +4,7 @@ answer without importing torch or Lightning; each command's module is imported w
     zoo fit --config recipes/vision/digits.yaml
     zoo test --config recipes/vision/digits.yaml --ckpt_path runs/digits/version_0/checkpoints/best.ckpt
     zoo predict --config recipes/vision/digits.yaml --ckpt_path ... > predictions.csv
-    zoo list models|backbones|datasets|callbacks|datamodules|recipes
+    zoo list models|backbones|datasets|callbacks|datamodules|families|recipes
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("zoo.cli.lightning:run", "write predictions of a checkpoint as CSV"),
     "ensemble": ("zoo.cli.ensemble:main",
                  "combine trained classifiers, weights fitted on validation (--runs ... --out)"),
-    "list": ("zoo.cli.listing:main", "list registered models, backbones, datasets, callbacks, recipes"),
+    "list": ("zoo.cli.listing:main", "list registered models, backbones, datasets, callbacks, export families, recipes"),
     "export": ("zoo.cli.export:main", "export a run to safetensors / ONNX / torch.export, verified"),
     "serve": ("zoo.cli.serve:main", "serve an export or a run over HTTP with dynamic batching"),
     "card": ("zoo.cli.card:main", "write MODEL_CARD.md (Hugging Face layout) for a run directory"),

@@ -21,7 +21,7 @@ from typing import Any
 from zoo.errors import ZooError
 
 INDEX = Path(__file__).resolve().parent.parent / "resources" / "registry_index.json"
-KINDS = ("models", "backbones", "datasets", "callbacks", "datamodules")
+KINDS = ("models", "backbones", "datasets", "callbacks", "datamodules", "families")
 LIST_KINDS = (*KINDS, "recipes")
 #: tags that name the same family: models and datasets say "image", backbones "vision"
 SAME_FAMILY = {"vision": "image"}
@@ -54,6 +54,16 @@ def live_index() -> dict[str, list[dict[str, str]]]:
             target = f"{e.fn.__module__}.{e.fn.__qualname__}" if isinstance(e.fn, type) else ""
             rows.append({"name": e.name, "summary": e.summary, "target": target, "tags": list(e.tags)})
         index[kind] = rows
+    # export families (zoo.inference.family): what zoo export / zoo serve can read and answer
+    from zoo.inference import FAMILIES
+
+    index["families"] = []
+    for name in FAMILIES:
+        cls = FAMILIES.get(name)
+        if not cls.__module__.startswith("zoo."):  # the index lists what zoo ships, not what a process registered
+            continue
+        index["families"].append({"name": name, "summary": f"{cls.task}: {cls.summary}",
+                                  "target": f"{cls.__module__}.{cls.__qualname__}", "tags": [cls.task]})
     return index
 
 

@@ -82,6 +82,8 @@ class Family:
     name: ClassVar[str] = ""
     #: the kind of task a client sees (``task`` in ``zoo_export.json`` and ``/info``)
     task: ClassVar[str] = ""
+    #: one line for ``zoo list families``: what a request holds and what the answer is
+    summary: ClassVar[str] = ""
 
     # -- export: class methods over a bound model and its datamodule ------------------------------------------
     @classmethod

@@ -22,6 +22,7 @@ class ImageClassification(Family):
     """``{"image": base64}`` (or raw bytes, a path, a PIL image, a uint8 array) -> label and probabilities."""
 
     name = task = "image_classification"
+    summary = "image (base64 / upload) -> label, confidence, probabilities"
 
     @classmethod
     def describe(cls, model: Any, datamodule: Any, samples: int) -> ExportSpec:

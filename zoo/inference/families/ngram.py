@@ -23,6 +23,7 @@ class NgramTextClassification(Family):
 
     name = "ngram_text_classification"
     task = "text_classification"
+    summary = "text -> label, confidence, probabilities, from the export's own n-gram featuriser"
 
     @classmethod
     def describe(cls, model: Any, datamodule: Any, samples: int) -> ExportSpec:

@@ -51,6 +51,7 @@ class Recommendation(Family):
     export's ``unknown_users`` is ``popular`` (as ``zoo predict``), else a 404 naming the user."""
 
     name = task = "recommendation"
+    summary = "user id or recent items -> top items with names, seen items excluded"
 
     @classmethod
     def describe(cls, model: Any, datamodule: Any, samples: int) -> ExportSpec:

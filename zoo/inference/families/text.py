@@ -95,6 +95,7 @@ class TextClassification(EncoderFamily):
     """``{"text": ..., ["text_pair": ...], ["top_k": k]}`` -> label, confidence and probabilities."""
 
     name = task = "text_classification"
+    summary = "text (+ text_pair) -> label, confidence, probabilities (multi-label: labels over thresholds)"
 
     @classmethod
     def describe(cls, model: Any, datamodule: Any, samples: int) -> ExportSpec:

@@ -45,6 +45,7 @@ class TokenClassification(EncoderFamily):
     raw sentences)."""
 
     name = task = "token_classification"
+    summary = "text -> entity spans with character offsets and scores"
     token_outputs = True
 
     @classmethod
