@@ -137,8 +137,8 @@ def test_two_node_torchrun_matches_single_process(tmp_path):
 
     saved_env = dict(os.environ)  # Lightning sets MASTER_ADDR / MASTER_PORT / ranks in this process
     try:
-        main(["fit", "--config", str(recipe), "--trainer.strategy", "ddp", "--trainer.devices", "1",
-              "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "one")])
+        assert main(["fit", "--config", str(recipe), "--trainer.strategy", "ddp", "--trainer.devices", "1",
+                     "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "one")]) == 0
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

@@ -297,7 +297,7 @@ def test_encoder_dir_without_tokenizer(tiny, tmp_path):
 
 # -- every text recipe parses and fast-dev-runs (encoder swapped for the tiny BERT) -------------------------
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_text_recipe_fast_dev_runs_with_tiny_encoder(recipe, tiny, tmp_path):
+def test_text_recipe_fast_dev_runs_with_tiny_encoder(recipe, tiny, tmp_path, capsys):
     from zoo.cli import main
 
     first = recipe.read_text().splitlines()[0]
@@ -305,8 +305,10 @@ def test_text_recipe_fast_dev_runs_with_tiny_encoder(recipe, tiny, tmp_path):
     # n-gram recipes (fasttext, tfidf) have no encoder or tokenizer to swap
     encoder = (["--model.init_args.encoder", tiny, "--data.init_args.tokenizer", tiny,
                 "--data.init_args.cache_dir", str(tmp_path / "cache")] if "tokenizer:" in recipe.read_text() else [])
-    main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "1", "--trainer.precision", "32-true",
-          *encoder, "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *overrides])
+    rc = main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "1", "--trainer.precision", "32-true",
+               *encoder, "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+               *overrides])
+    assert rc == 0, capsys.readouterr().err[-3000:]
 
 
 def test_cli_fit_then_predict_raw_sentences_with_lora_checkpoint(tiny, tmp_path):
@@ -317,14 +319,14 @@ def test_cli_fit_then_predict_raw_sentences_with_lora_checkpoint(tiny, tmp_path)
               "--data.init_args.cache_dir", str(tmp_path / "cache"), "--data.init_args.max_samples", "32",
               "--trainer.precision", "32-true", "--trainer.enable_progress_bar", "false",
               "--trainer.enable_model_summary", "false"]
-    main(["fit", *common, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"])
+    assert main(["fit", *common, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"]) == 0
     ckpt = tmp_path / "runs" / "ner_lora" / "version_0" / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, weights_only=True)
     assert saved["zoo"]["adapter_only"] and all("lora_" in k or k.startswith("head.") or k == "temperature" for k in saved["state_dict"])
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("John Smith paid 5 million dollars to Acme Corp in Paris.\n\nMary visited London.\n", encoding="utf-8")
-    main(["predict", *common, "--ckpt_path", str(ckpt), "--data.init_args.predict", str(sentences),
-          "--output", str(tmp_path / "preds.csv")])
+    assert main(["predict", *common, "--ckpt_path", str(ckpt), "--data.init_args.predict", str(sentences),
+                 "--output", str(tmp_path / "preds.csv")]) == 0
     with open(tmp_path / "preds.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["text"] for r in rows] == ["John Smith paid 5 million dollars to Acme Corp in Paris.", "Mary visited London."]

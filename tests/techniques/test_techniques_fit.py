@@ -215,8 +215,9 @@ def test_robust_recipe_runs_from_yaml_with_registry_names(tmp_path):
 
     recipe = REPO / "recipes" / "vision" / "digits_robust.yaml"
     small = ["--data.init_args.batch_size", "16", "--trainer.enable_progress_bar", "false"]
-    main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "2", *small])
-    main(["test", "--config", str(recipe), "--trainer.limit_test_batches", "1", "--allow_untrained", "true", *small])
+    assert main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "2", *small]) == 0
+    assert main(["test", "--config", str(recipe), "--trainer.limit_test_batches", "1", "--allow_untrained", "true",
+                 *small]) == 0
     header = next(Path("runs/digits_robust").glob("version_*/metrics.csv")).read_text().splitlines()[0]
     assert "test/robust_acc@0.05" in header and "test/robust_acc@0.1" in header and "test/acc" in header
 
