@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,3 +64,26 @@ def wait_all(workers: list[subprocess.Popen], tmp_path: Path, timeout: float = 6
             if w.poll() is None:
                 w.kill()
                 w.wait()
+
+
+class HoldTheSecondTrial(pl.Callback):
+    """Loaded by class path in an inline `zoo tune` process: the first trial trains through; the second, after its
+    first optimizer step, writes ``marker`` and waits there to be killed. The SIGKILL test waits for the marker (a
+    state), so it kills a trial known to be training instead of guessing the moment. Once the marker exists the
+    callback does nothing, and a re-run of the same command trains through."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = Path(marker)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step != 1 or self.marker.exists():
+            return
+        first = self.marker.with_name(self.marker.name + ".first_trial")
+        if not first.exists():
+            first.touch()
+            return
+        self.marker.touch()
+        deadline = time.monotonic() + 600  # a bound, in case the test died before its SIGKILL
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.marker}: the test did not kill this process within 600 s")

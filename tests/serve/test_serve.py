@@ -1,7 +1,7 @@
 """zoo serve: a real server process on a free localhost port (one start for the module), real HTTP requests
 (single, concurrent, batch) answered as ``zoo predict`` answers, bad requests refused with 4xx JSON naming the
-field, and a clean stop. Bad inputs of the other families (an image that does not decode, an unknown user) go
-through the same LitAPI code in-process."""
+field, and a clean stop (of a second server, started by that test alone). Bad inputs of the other families (an
+image that does not decode, an unknown user) go through the same LitAPI code in-process."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def start_server(folder: Path, port: int, cwd: Path, *args: str) -> subprocess.P
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def exported(tmp_path_factory):
+    """The tiny text classifier exported to onnx, with what ``zoo predict`` answers on its test texts."""
     from zoo.export import export_model
     from zoo.tasks.text.tiny import tiny_text_case
 
@@ -74,16 +75,26 @@ def server(tmp_path_factory):
     export_model(model, data, "onnx", tmp / "text")
     rows = [r for b in quiet_trainer().predict(model, datamodule=data) for r in b]
     texts = [r["text"] for r in data.splits["test"].rows]
+    return {"folder": tmp / "text", "texts": texts, "rows": rows, "classes": model.class_names}
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:  # the whole process group: workers outlive a main process that died
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(exported):
     port = _free_port()
-    proc = start_server(tmp / "text", port, tmp, "--max-batch-size", "8", "--batch-timeout", "0.02", "--api-key", KEY,
-                        "--threads", "1", "--max-body-mb", "1")
+    folder = exported["folder"]
+    proc = start_server(folder, port, folder.parent, "--max-batch-size", "8", "--batch-timeout", "0.02",
+                        "--api-key", KEY, "--threads", "1", "--max-body-mb", "1")
     try:
-        yield {"port": port, "proc": proc, "texts": texts, "rows": rows, "classes": model.class_names}
-    finally:  # the whole process group: workers outlive a main process that died
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        yield {**exported, "port": port, "proc": proc}
+    finally:
+        _kill_group(proc)
 
 
 def test_answers_equal_zoo_predict_single_concurrent_and_batch(server):
@@ -137,23 +148,26 @@ def test_bad_request_in_a_batch_does_not_spoil_the_others_and_key_is_required(se
     assert _call(port, "/predict", {"text": "hi"})[0] == 200  # and it keeps serving
 
 
-def test_zz_server_stops_cleanly(server):
-    proc = server["proc"]
-    proc.send_signal(signal.SIGTERM)  # what systemd / docker send, to the main process only
+def test_server_stops_cleanly_on_sigterm(exported, tmp_path):
+    """Its own server, so that stopping it leaves the module's server to the other tests, in any order."""
+    port = _free_port()
+    proc = start_server(exported["folder"], port, tmp_path, "--threads", "1")
     try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("zoo serve did not stop within 30 s of SIGTERM")
-    deadline, left = time.time() + 15, ["?"]
-    while left and time.time() < deadline:  # multiprocessing's resource tracker exits a moment after its parent
-        left = subprocess.run(["pgrep", "-a", "-g", str(proc.pid)], capture_output=True, text=True).stdout.splitlines()
-        time.sleep(0.3)
-    if left:
-        os.killpg(proc.pid, signal.SIGKILL)
-    assert not left, f"processes left behind: {left}"
-    with pytest.raises(OSError):
-        _call(server["port"], "/health", key=None, timeout=2)
+        proc.send_signal(signal.SIGTERM)  # what systemd / docker send, to the main process only
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("zoo serve did not stop within 30 s of SIGTERM")
+        deadline, left = time.time() + 15, ["?"]
+        while left and time.time() < deadline:  # multiprocessing's resource tracker exits a moment after its parent
+            left = subprocess.run(["pgrep", "-a", "-g", str(proc.pid)], capture_output=True,
+                                  text=True).stdout.splitlines()
+            time.sleep(0.3)
+        assert not left, f"processes left behind: {left}"
+        with pytest.raises(OSError):
+            _call(port, "/health", key=None, timeout=2)
+    finally:
+        _kill_group(proc)
 
 
 def _api(cls, folder):

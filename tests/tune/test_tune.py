@@ -200,29 +200,27 @@ def _states(db: Path, study: str) -> list[str]:
 
 
 def test_sigkill_during_a_trial_then_rerun_completes_without_losing_or_double_counting(tmp_path):
-    recipe = tiny_recipe(tmp_path, max_epochs=3)
+    held = tmp_path / "second_trial_is_training"
+    hold = {"class_path": "tests.common.tune_helpers.HoldTheSecondTrial", "init_args": {"marker": str(held)}}
+    recipe = tiny_recipe(tmp_path, max_epochs=3, callbacks=[hold])
     space = write_space(tmp_path, LR_SPACE)
     args = ["--config", str(recipe), "--search", str(space), "--n-trials", "3", "--inline", "--heartbeat", "1",
             "--pruner", "none", "--no-plots", "--study-name", "kill", "--dir", str(tmp_path / "tune")]
     db = tmp_path / "tune" / "study.db"
     proc = tune_process(args, tmp_path, tmp_path / "first.log")
-    deadline = time.monotonic() + 600
     try:
-        # kill it while a trial runs, once one has finished
-        while time.monotonic() < deadline and proc.poll() is None:
-            states = _states(db, "kill")
-            running = tmp_path / "tune" / f"trial_{len(states) - 1:04d}" / "kill.yaml"  # sampled, training
-            if states.count("COMPLETE") >= 1 and states[-1:] == ["RUNNING"] and running.exists():
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        # the first trial complete, the second held after one step until this SIGKILL
+        deadline = time.monotonic() + 600  # a bound only: the test waits for the marker, not for a moment
+        while not held.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert held.exists() and proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
-    killed = _states(db, "kill")
-    assert killed[-1] == "RUNNING" and killed.count("COMPLETE") < 3
+            proc.wait()
+    assert _states(db, "kill") == ["COMPLETE", "RUNNING"]
     assert main(["tune", *args]) == 0  # the same command
     study = load(f"sqlite:///{db}", "kill")
     states = [t.state.name for t in study.trials]
