@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 
-.PHONY: venv demo test lint bench verify-recipes data-fashion clean
+.PHONY: venv demo test test-fast lint bench verify-recipes data-fashion clean
 
 venv: $(STAMP)
 
@@ -25,8 +25,16 @@ $(STAMP): pyproject.toml requirements.lock
 demo: venv
 	bash scripts/demo.sh $(VENV)
 
+# The whole suite (CI runs it through .ci/run).
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The fast lane, under 2 minutes on 2 cores: every test but those marked slow, subprocess, distributed or postgres
+# (the marks are described in pyproject.toml), on 2 xdist workers. It still fits every registered model and runs
+# every technique once.
+FAST_MARKS := not slow and not subprocess and not distributed and not postgres
+test-fast: venv
+	$(PY) -m pytest -q -n 2 -m "$(FAST_MARKS)" $(PYTEST_ARGS)
 
 # ruff, then the layer rules of docs/architecture.md (import-linter contracts in pyproject.toml)
 lint: venv

@@ -310,7 +310,8 @@ def tiny_bert(tmp_path_factory):
     os.environ.pop("ZOO_TEST_TINY_BERT", None)
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+@pytest.mark.parametrize("row", [pytest.param(r, id=r.id, marks=pytest.mark.subprocess if r.subprocess else ())
+                                 for r in ROWS])
 def test_bad_input_gives_one_clear_message(row, tmp_path, capsys, monkeypatch, tiny_bert):
     argv = row.setup(tmp_path)
     before = listing(tmp_path)

@@ -21,6 +21,7 @@ CASES = {"fit": ["--trainer.max_steps", "3"], "validate": [], "test": [], "predi
          "test-old-config": ["--weights_only", "null"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_lightning_reads_the_checkpoint_with_weights_only_true(case, tmp_path, monkeypatch, capsys):
     ckpt = Path(shutil.copy(FIXTURES / "image_classifier.ckpt", tmp_path / "model.ckpt"))

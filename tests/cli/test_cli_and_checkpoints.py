@@ -25,6 +25,7 @@ def run_cli(*args):
     return main([args[0], "--config", str(ROOT / "recipes/vision/digits.yaml"), *SHAPES, *args[1:]])
 
 
+@pytest.mark.slow
 def test_fit_test_predict_writes_artifacts(tmp_path, capsys):
     run_cli("fit", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "1", "--trainer.default_root_dir", "runs")
     run_dir = Path("runs/digits/version_0")
@@ -58,6 +59,7 @@ def test_fit_test_predict_writes_artifacts(tmp_path, capsys):
     assert labels <= {"square", "cross", "bars"} and len(out) - 1 == 24  # the 20% test split of 120
 
 
+@pytest.mark.slow
 def test_predict_to_file(tmp_path):
     run_cli("fit", "--trainer.max_steps", "2", "--trainer.default_root_dir", "runs")
     ckpt = next(Path("runs").rglob("last.ckpt"))
@@ -121,6 +123,8 @@ def test_num_classes_disagreeing_with_data(tmp_path):
         tiny_fit(tmp_path, num_classes=5)
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(600)
 def test_load_from_checkpoint_in_a_fresh_process_gives_same_logits(tmp_path):
     model, _, path = tiny_fit(tmp_path)
     x = torch.rand(3, 3, 16, 16)
@@ -177,6 +181,7 @@ def test_plain_lightning_checkpoint_is_refused(tmp_path):
         ImageClassifier.load_from_checkpoint(tmp_path / "plain.ckpt")
 
 
+@pytest.mark.slow
 def test_module_and_data_in_someone_elses_trainer(tmp_path):
     """A user's own script: their Trainer, their callbacks, zoo's module and data module from an image folder."""
     import lightning.pytorch as pl
@@ -214,6 +219,7 @@ def test_bad_input_is_one_line_error_without_traceback(capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_run_report_history_aligns_train_and_val_epochs(tmp_path):
     from zoo.callbacks.run_report import RunReport
     from zoo.data.image import ImageDataModule
@@ -245,6 +251,7 @@ def rows_per_user(path):
     return set(counts.values())
 
 
+@pytest.mark.slow
 def test_a_command_line_flag_wins_over_the_checkpoints_hyperparameters(tmp_path, capsys):
     import yaml
 
@@ -273,6 +280,7 @@ def test_a_command_line_flag_wins_over_the_checkpoints_hyperparameters(tmp_path,
     assert "Traceback" not in err and "replaces" not in err
 
 
+@pytest.mark.slow
 def test_allow_untrained_as_a_bare_flag(tmp_path, capsys):
     import yaml
 

@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "lightning", "transformers", "matplotlib", "scipy", "torchmetrics")
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(600)
 def test_registry_index_matches_the_live_registries():
     # in a fresh interpreter: other tests register throw-away entries in this one
     code = "import json; from zoo.cli.listing import live_index; print(json.dumps(live_index()))"
@@ -25,6 +27,7 @@ def test_registry_index_matches_the_live_registries():
     assert read_index() == json.loads(proc.stdout), "run `python -m zoo.cli.listing --write-index`"
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["list", "models"], ["list", "recipes"],
                                   ["list", "callbacks", "f*"], ["fitt"], ["fit", "--trainer.max_epohcs", "3"],
                                   ["test", "--config", "recipes/vision/digits.yaml", "--ckpt_pth", "x"], ["fit"]])
@@ -64,6 +67,7 @@ def test_list_families_prints_zoos_export_families_and_not_a_plugins(capsys):
     assert set(names) == {n for n in FAMILIES if FAMILIES.get(n).__module__.startswith("zoo.")} != set(FAMILIES)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("argv", [["--help"], ["list", "models"]])
 def test_a_closed_stdout_pipe_ends_quietly(argv):
     """`zoo --help | head -1`: the reader may be gone before zoo writes; no BrokenPipeError traceback."""
@@ -115,6 +119,8 @@ def test_list_with_nothing_matching_says_so_and_what_there_is(capsys, argv, expe
 
 # -- the pre-check of fit/validate/test/predict flags (zoo.cli.fast_args) ------------------------------------------
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(600)
 def test_args_index_matches_the_live_parser():
     code = "import json; from zoo.cli.args_index import live_index; print(json.dumps(live_index()))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -160,6 +166,8 @@ print(json.dumps({"fast": fast, "full": full, "heavy": heavy, "help": run(main, 
 """
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(600)
 def test_precheck_refuses_in_the_full_parsers_words(tmp_path):
     """Fast and full answers in one interpreter (the same prog name); the full parser after the pre-check has
     answered every case without importing torch."""

@@ -29,6 +29,7 @@ NOISE = ["litlogger", "litmodels", "LeafSpec", "dirpath has changed", "is_gradie
          "UserWarning", "rank_zero_warn("]
 
 
+@pytest.mark.slow
 def test_a_tiny_fit_and_resume_print_none_of_the_noise(tiny, tmp_path, capfd):
     args = ["--config", str(ROOT / "recipes/text/ner_lora.yaml"), "--model.init_args.encoder", tiny,
             "--data.init_args.tokenizer", tiny, "--data.init_args.max_samples", "16", "--data.init_args.batch_size",
@@ -43,6 +44,8 @@ def test_a_tiny_fit_and_resume_print_none_of_the_noise(tiny, tmp_path, capfd):
     assert [s for s in NOISE if s in printed] == []
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(900)
 def test_a_real_zoo_fit_process_prints_none_of_the_noise(tmp_path):
     """As a user runs it: a separate process, Lightning's own console logging set up by the CLI (in-process tests
     do not see Lightning's INFO lines, e.g. the checkpoint connector's "`weights_only` was not set")."""
@@ -59,6 +62,8 @@ def test_a_real_zoo_fit_process_prints_none_of_the_noise(tmp_path):
     assert [s for s in NOISE if s in printed] == []
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(900)
 def test_a_real_recommender_fit_process_prints_none_of_the_noise(tmp_path):
     """A recsys recipe on the user's own tiny log and catalogue (one item without text), in its own process."""
     import subprocess

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from zoo.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_the_documented_most_popular_test_command_works_and_does_not_compare_it_with_itself(capsys):
     command = "zoo test --config recipes/recsys/most_popular_ml100k.yaml --allow_untrained true"
     for where in ("recipes/recsys/most_popular_ml100k.yaml", "docs/recsys.md"):

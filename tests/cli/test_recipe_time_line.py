@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from zoo.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_the_recipe_time_line_is_not_printed_for_a_fast_dev_run(tmp_path, capsys):
     (tmp_path / "recipes/vision").mkdir(parents=True)
     (tmp_path / "recipes/vision/long.yaml").write_text((ROOT / "recipes/vision/digits_tiny.yaml").read_text())

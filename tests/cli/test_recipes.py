@@ -40,7 +40,9 @@ def fast_dev_run(recipe: Path, root: Path, capsys) -> None:
     assert rc == 0, f"zoo fit --config {recipe} exited {rc}:\n{err[-3000:]}"
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
+# the seconds-fast digits_tiny stays in the fast lane (`make test-fast`); each other recipe takes seconds to load
+@pytest.mark.parametrize("recipe", [pytest.param(p, marks=() if p.name == "digits_tiny.yaml" else pytest.mark.slow)
+                                    for p in RECIPES], ids=lambda p: str(p.relative_to(ROOT / "recipes")))
 def test_recipe_fast_dev_run(recipe, tmp_path, capsys):
     fast_dev_run(recipe, tmp_path, capsys)
     with pytest.raises(SystemExit) as exc:

@@ -101,6 +101,8 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_killed_run_resumes_to_the_uninterrupted_weights(family, tmp_path, capsys):
     recipe = write_recipe(tmp_path, family)
@@ -174,6 +176,7 @@ def copy_run(run: Path, version: int, newer_by: float = 0.0) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_resume_takes_the_furthest_training_state_not_the_newest_file(fitted_run, capsys):
     recipe, fitted = fitted_run
     run = copy_run(fitted, 0)
@@ -191,6 +194,7 @@ def test_resume_takes_the_furthest_training_state_not_the_newest_file(fitted_run
     assert steps == list(range(3 * CHOICE_STEPS))
 
 
+@pytest.mark.slow
 def test_resume_auto_passes_over_a_newer_run_with_other_model_or_data_settings(fitted_run, capsys):
     from zoo.cli.runs import find_resume_checkpoint
 

@@ -9,6 +9,7 @@ import csv
 import io
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,6 +82,7 @@ def test_checkpoint_bytes_are_refused_cleanly(tmp_path, data, zipped):
         pass
 
 
+@pytest.mark.slow
 @FAST
 @given(text=st.text(max_size=80))
 def test_yaml_text_is_valid_or_named_with_its_line(tmp_path, text):
@@ -104,6 +106,7 @@ trainer: {max_steps: 1, accelerator: cpu, enable_progress_bar: false}
 """
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flag=st.sampled_from(["--trainer.max_epochs", "--trainer.max_steps", "--data.init_args.batch_size",
                              "--model.init_args.lr", "--model.init_args.warmup_ratio"]),

@@ -69,6 +69,7 @@ def test_warning_fires_on_another_script_and_stays_silent_on_english(tmp_path, e
     assert en.data_checks["vocabulary"]["unknown_token_rate"] == 0.0
 
 
+@pytest.mark.slow
 def test_multilingual_encoder_by_directory_fits_tests_and_predicts(tmp_path, multilingual, caplog, capsys):
     train = corpus(tmp_path / "ru.csv", RU, n=96)
     args = ["--model", "text_classifier", "--model.init_args.encoder", multilingual, "--model.init_args.lr", "0.003",

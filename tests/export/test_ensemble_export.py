@@ -18,11 +18,13 @@ import signal
 import pytest
 import torch
 
-from tests.tasks.test_ensemble import runs  # noqa: F401  (pytest fixture: the two trained runs)
 from tests.export.test_export_ngram import NEW_TEXTS
+from tests.tasks.test_ensemble import runs  # noqa: F401  (pytest fixture: the two trained runs)
 from zoo.cli import main
 from zoo.export import load_predictor
 from zoo.tasks.ensemble import Ensemble
+
+pytestmark = [pytest.mark.slow]
 
 FORMATS = ("onnx", "torch_export", "safetensors")
 #: far from 1 and unequal, so a predictor that ignored or swapped them would answer otherwise

@@ -89,6 +89,7 @@ def _export_all(model, data, tmp, name):
     return predictors
 
 
+@pytest.mark.slow
 def test_text_classifier_with_lora_merged(tmp_path):
     model, data = _lora_text(tmp_path)
     expected = _predict_rows(model, data)
@@ -106,6 +107,7 @@ def test_text_classifier_with_lora_merged(tmp_path):
     assert merged["hparams"]["peft"] is None and (tmp_path / "text_safetensors" / "encoder" / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_token_classifier(tmp_path):
     model, data, lines = _token(tmp_path)
     expected = _predict_rows(model, data)
@@ -115,6 +117,7 @@ def test_token_classifier(tmp_path):
     assert any(json.loads(e["entities"]) for e in expected)  # the untrained tagger finds something to compare
 
 
+@pytest.mark.slow
 def test_image_classifier(tmp_path):
     model, data, files = _image(tmp_path)
     expected = _predict_rows(model, data)
@@ -125,6 +128,7 @@ def test_image_classifier(tmp_path):
         assert [g["label"] for g in got] == [e["label"] for e in expected] and diff <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bpr", "sasrec"])
 def test_recommenders(name, tmp_path):
     model, data = _recsys(name, tmp_path)
@@ -170,6 +174,7 @@ def test_export_refuses_what_it_cannot_do(tmp_path):
         load(tmp_path / "ok", backend="torch")
 
 
+@pytest.mark.subprocess
 def test_loader_runs_where_lightning_cannot_be_imported(tmp_path):
     from zoo.tasks.image import tiny_case
 
@@ -209,6 +214,7 @@ def test_every_other_registered_model_exports_to_onnx_verified(name, tmp_path):
     assert predictor.task == meta["task"]
 
 
+@pytest.mark.slow
 def test_cli_exports_a_run_directory_and_names_bad_sources(tmp_path, capsys):
     import yaml
 

@@ -11,8 +11,8 @@ import json
 import pytest
 import torch
 
-from tests.export.test_export import _export_all, _predict_rows
 from tests.data.test_token_chunks import FILLER, PHRASES, TAGS, write_conll
+from tests.export.test_export import _export_all, _predict_rows
 from zoo.data.text import TextDataModule, TokenDataModule, split_words
 from zoo.tasks.text import TokenClassifier
 from zoo.tasks.text.classifier import TextClassifier
@@ -21,6 +21,7 @@ from zoo.tasks.text.tiny import _tiny_encoder_dir
 LONG = " ".join(w for phrase in PHRASES for w, _ in phrase) + " " + " ".join(FILLER)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("long_text", ["chunks", "truncate"])
 def test_a_tagger_answers_long_sentences_as_zoo_predict(tmp_path, long_text):
     enc = _tiny_encoder_dir(tmp_path)
@@ -53,6 +54,7 @@ def test_a_tagger_answers_long_sentences_as_zoo_predict(tmp_path, long_text):
         assert any(e["start"] >= spans[first_cut][0] for e in expected[2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("long_text, pooling", [("chunks", "max"), ("chunks", "mean"), ("head_tail", "mean")])
 def test_a_text_classifier_answers_long_texts_as_zoo_predict(tmp_path, long_text, pooling):
     enc = _tiny_encoder_dir(tmp_path)

@@ -143,6 +143,7 @@ def test_fitted_temperature_is_applied_and_can_be_switched_off(run):
         assert not torch.allclose(calibrated, raw, atol=1e-3)  # the temperature does change the answer
 
 
+@pytest.mark.subprocess
 def test_loader_runs_without_lightning_zoo_tasks_or_data(run):
     code = ("import sys\n"
             "for m in ('lightning', 'lightning.pytorch', 'pytorch_lightning'): sys.modules[m] = None\n"
@@ -223,6 +224,7 @@ def test_a_changed_featuriser_is_refused_at_load(run, tmp_path):
             load(folder)
 
 
+@pytest.mark.subprocess
 def test_zoo_serve_answers_over_http(run):
     """A real ``zoo serve`` process on each export: hashed features (fastText) and the TF-IDF vocabulary and idf
     files loaded in the worker."""

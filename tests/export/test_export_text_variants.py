@@ -8,6 +8,7 @@ import csv
 import json
 import random
 
+import pytest
 import torch
 
 from tests.common.helpers import quiet_trainer
@@ -23,6 +24,7 @@ def _fit(model, data, steps=12):
     data.setup("predict")
 
 
+@pytest.mark.slow
 def test_a_multi_label_classifier_exports_its_thresholds(tmp_path):
     enc = _tiny_encoder_dir(tmp_path)
     data = TextDataModule(dataset="tickets_multilabel", tokenizer=enc, max_length=32, max_samples=96, batch_size=16,
@@ -66,6 +68,7 @@ def _pairs_csv(path, n=72, seed=0):
     return rows
 
 
+@pytest.mark.slow
 def test_a_text_pair_classifier_exports_and_answers_text_pair_requests(tmp_path):
     enc = _tiny_encoder_dir(tmp_path)
     rows = _pairs_csv(tmp_path / "pairs.csv")

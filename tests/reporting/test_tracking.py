@@ -26,6 +26,7 @@ def _history_keys(records) -> set[str]:
     return keys
 
 
+@pytest.mark.slow
 def test_offline_wandb_run_holds_the_dashboard(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     model, data = MODELS.entry("image_classifier").meta["tiny_case"](tmp_path)

@@ -239,6 +239,7 @@ def test_baseline_for_each_family(tmp_path):
 
 
 # -- end to end ------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_fit_calibrates_checkpoint_and_test_reports_trust_baseline_and_card(tmp_path, capsys):
     from zoo.cli import main
 

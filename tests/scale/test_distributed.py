@@ -77,6 +77,9 @@ def test_prediction_rows_merge_in_dataset_order_without_duplicates():
 
 
 # -- 2-process DDP of every registered model ------------------------------------------------------------
+@pytest.mark.distributed
+@pytest.mark.subprocess
+@pytest.mark.timeout(600)
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS.list())
 def test_ddp_two_processes_match_one_process(name, tmp_path):
@@ -116,6 +119,9 @@ def _last_weights(root: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpts[-1], map_location="cpu", weights_only=True)["state_dict"]
 
 
+@pytest.mark.distributed
+@pytest.mark.subprocess
+@pytest.mark.timeout(900)
 @pytest.mark.slow
 def test_two_node_torchrun_matches_single_process(tmp_path):
     recipe = REPO / "recipes" / "vision" / "digits_tiny.yaml"

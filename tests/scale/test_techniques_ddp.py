@@ -8,6 +8,7 @@ import os
 import socket
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
 from tests.common.helpers import quiet_trainer
@@ -51,6 +52,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.distributed
+@pytest.mark.timeout(600)
 def test_ddp_two_processes_match_one_process(tmp_path):
     import torch.multiprocessing as mp
 

@@ -97,6 +97,7 @@ def server(exported):
         _kill_group(proc)
 
 
+@pytest.mark.subprocess
 def test_answers_equal_zoo_predict_single_concurrent_and_batch(server):
     port, texts, rows = server["port"], server["texts"], server["rows"]
     status, first = _call(port, "/predict", {"text": texts[0], "top_k": 2})
@@ -122,6 +123,7 @@ def test_answers_equal_zoo_predict_single_concurrent_and_batch(server):
                  ctype="application/x-www-form-urlencoded")[1]["label"] == rows[1]["label"]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("body, status, field", [
     ({"txt": "hello"}, 400, "text"),                       # missing field
     ({"text": 42}, 400, "text"),                           # wrong type
@@ -135,6 +137,7 @@ def test_bad_requests_get_4xx_naming_the_field(server, body, status, field):
     assert got == status and answer["field"] == field and field in answer["error"], answer
 
 
+@pytest.mark.subprocess
 def test_bad_request_in_a_batch_does_not_spoil_the_others_and_key_is_required(server):
     port, texts, rows = server["port"], server["texts"], server["rows"]
     bodies = [{"text": t} if i % 2 else {"text": ""} for i, t in enumerate(texts[:8])]
@@ -148,6 +151,7 @@ def test_bad_request_in_a_batch_does_not_spoil_the_others_and_key_is_required(se
     assert _call(port, "/predict", {"text": "hi"})[0] == 200  # and it keeps serving
 
 
+@pytest.mark.subprocess
 def test_server_stops_cleanly_on_sigterm(exported, tmp_path):
     """Its own server, so that stopping it leaves the module's server to the other tests, in any order."""
     port = _free_port()

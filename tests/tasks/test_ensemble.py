@@ -33,6 +33,7 @@ def runs(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_ensemble_fits_weights_saves_reloads_and_predicts_the_same(runs, tmp_path, capsys):
     out = tmp_path / "ens"
     assert main(["ensemble", "--runs", runs["fasttext"], runs["tfidf"], "--out", str(out)]) == 0
@@ -73,6 +74,7 @@ def test_fitted_weights_and_temperature_follow_the_data():
     assert float(fit_temperature(good * 0.1, labels)) == 1.0  # all right (separable): nothing to fit, T stays 1
 
 
+@pytest.mark.slow
 def test_bad_runs_stop_with_one_message(runs, tmp_path, capsys):
     assert main(["ensemble", "--runs", runs["fasttext"], str(tmp_path), "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
@@ -93,6 +95,7 @@ def constant_copy(run: str, dest) -> str:
     return str(dest)
 
 
+@pytest.mark.slow
 def test_a_useless_member_makes_the_ensemble_its_good_member(runs, tmp_path, capsys):
     useless = constant_copy(runs["tfidf"], tmp_path / "constant")
     out = tmp_path / "ens"

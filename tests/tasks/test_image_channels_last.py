@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from tests.common.helpers import quiet_trainer
@@ -36,6 +37,7 @@ def test_channels_last_changes_the_layout_not_the_function(tmp_path):
         torch.testing.assert_close(nhwc(batch), plain(batch), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_channels_last_trains_under_bf16_autocast(tmp_path):
     from zoo.tasks.image import tiny_case
 
@@ -49,6 +51,7 @@ def test_channels_last_trains_under_bf16_autocast(tmp_path):
         memory_format=torch.channels_last)  # the layout survives the optimizer's steps
 
 
+@pytest.mark.slow
 def test_a_channels_last_model_exports_to_every_format(tmp_path):
     plain, data, files = _image(tmp_path)
     model = ImageClassifier(backbone="small_cnn", backbone_kwargs={"width": 8}, channels_last=True)

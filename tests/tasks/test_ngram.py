@@ -41,6 +41,7 @@ def accuracy(model, data):
     return quiet_trainer().test(model, data, verbose=False)[0]["test/acc"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features,cls", [("hashing", FastTextClassifier), ("tfidf", TfidfClassifier)])
 def test_learns_other_scripts_and_round_trips_a_checkpoint(tmp_path, features, cls):
     data = NgramTextDataModule(train=write_corpus(tmp_path / "c.csv"), features=features, buckets=4096,

@@ -175,6 +175,7 @@ def test_text_features_from_a_local_hf_encoder(tmp_path):
     assert torch.allclose(feats.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_text_aware_with_lora_trains_adapters_only_and_reloads(tmp_path):
     """``text_peft``: the item texts go through the adapted encoder at every step; the base encoder stays frozen;
     the checkpoint holds adapters (not the base) and the reloaded model scores exactly as the trained one."""
@@ -230,6 +231,7 @@ def test_recipe_cli_types_the_optimizer_and_forwards_model_flags():
         ZooCLI(args=["--config", str(recipe), "--model.optimizer", "adamx"], run=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipes_parse(recipe):
     from zoo.cli import ZooCLI

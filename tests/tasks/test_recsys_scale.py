@@ -101,6 +101,7 @@ def test_sparse_optimizer_state_round_trips_and_a_dense_state_is_refused():
         fresh.load_state_dict(torch.optim.Adam(model.parameters()).state_dict())
 
 
+@pytest.mark.slow
 def test_fit_with_sparse_tables_learns_and_a_lr_schedule_reaches_every_group(tmp_path):
     from zoo.tasks.recsys.base import synthetic_data
 
@@ -196,6 +197,7 @@ def trained_bpr(tmp_path_factory):
     return model, data
 
 
+@pytest.mark.slow
 def test_evaluation_in_small_user_blocks_gives_the_same_metrics(trained_bpr, monkeypatch):
     import zoo.data.recsys.datamodule as dm_module
     from zoo.tasks.recsys.base import synthetic_data
@@ -255,6 +257,7 @@ def test_faiss_retrieval_is_refused_for_a_model_not_scored_by_inner_products():
 
 
 # -- issue 15: most_popular (point 9), item text shown at set-up (point 10) -----------------------------------
+@pytest.mark.slow
 def test_most_popular_ranks_by_training_count_before_any_training():
     from zoo.tasks.recsys import MostPopular
     from zoo.tasks.recsys.base import synthetic_data

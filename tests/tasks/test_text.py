@@ -57,6 +57,7 @@ def ticket_rows(n: int = 80) -> list[dict]:
 
 
 # -- multi-label -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_multilabel_fit_metrics_thresholds_and_predict(tiny, tmp_path):
     path = write_csv(tmp_path / "tickets.csv", ticket_rows(60))
     data = TextDataModule(train=str(path), label_column="labels", label_separator="|", tokenizer=tiny, max_length=16,
@@ -131,6 +132,7 @@ def test_token_classifier_entity_metrics_and_report(tiny, tmp_path):
 
 
 # -- adapter-only checkpoints, exact reload, export ---------------------------------------------------------
+@pytest.mark.slow
 def test_lora_checkpoint_is_adapter_only_and_reloads_exactly(tiny, tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
     from transformers import AutoModel
@@ -296,6 +298,7 @@ def test_encoder_dir_without_tokenizer(tiny, tmp_path):
 
 
 # -- every text recipe parses and fast-dev-runs (encoder swapped for the tiny BERT) -------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_text_recipe_fast_dev_runs_with_tiny_encoder(recipe, tiny, tmp_path, capsys):
     from zoo.cli import main
@@ -311,6 +314,7 @@ def test_text_recipe_fast_dev_runs_with_tiny_encoder(recipe, tiny, tmp_path, cap
     assert rc == 0, capsys.readouterr().err[-3000:]
 
 
+@pytest.mark.slow
 def test_cli_fit_then_predict_raw_sentences_with_lora_checkpoint(tiny, tmp_path):
     from zoo.cli import main
 

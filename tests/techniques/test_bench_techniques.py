@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 
+
+@pytest.mark.slow
 def test_text_timing_covers_every_technique_and_names_why_cutmix_does_not_apply(tmp_path):
     from benchmarks.bench_techniques import _ratios, _time_techniques, text_techniques
     from zoo.tasks.text import tiny_text_case

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -79,6 +80,7 @@ def test_early_stopping_notice_is_silent_without_a_stop_and_does_not_repeat_zoos
     assert _stop_lines(capsys) == [STOP_LINE]
 
 
+@pytest.mark.slow
 def test_zoo_fit_says_why_a_recipes_lightning_early_stopping_ended_it(tmp_path, capsys):
     """The shipped recsys recipes configure Lightning's EarlyStopping; zoo fit adds the notice to every run."""
     recipe = yaml.safe_load((ROOT / "recipes/recsys/bpr_ml100k.yaml").read_text())

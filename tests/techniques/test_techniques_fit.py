@@ -182,6 +182,7 @@ def test_ema_and_l2sp_on_a_lazily_built_image_model(tmp_path):
     assert all(torch.equal(l2sp2.state_dict()["reference"][n], start[n]) for n in start)
 
 
+@pytest.mark.slow
 def test_ema_and_l2sp_on_a_lazily_built_image_model_through_the_cli(tmp_path):
     from zoo.cli import main
 
@@ -210,6 +211,7 @@ def test_warm_up_gate_skips_the_first_steps():
     assert seen == [1, 2]
 
 
+@pytest.mark.slow
 def test_robust_recipe_runs_from_yaml_with_registry_names(tmp_path):
     from zoo.cli import main
 

@@ -124,8 +124,43 @@ def plain_run(case: str, tmp_path, monkeypatch) -> Probe:
     return _PLAIN[case]
 
 
-@pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("name", TECHNIQUES)
+DOC = Path(__file__).resolve().parents[2] / "docs" / "techniques.md"
+DOC_COLUMNS = {"image": "model:image_classifier", "text": "double:text", "recsys": "double:recsys"}
+
+
+def doc_table() -> dict[str, dict[str, bool]]:
+    rows: dict[str, dict[str, bool]] = {}
+    text = DOC.read_text().split("## Settings table", 1)[1]
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:  # the first table ends here
+            break
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        key = re.sub(r"[`*]", "", cells[1]).strip()
+        rows[key] = {h: cells[i].startswith("yes") for i, h in enumerate(header) if h in DOC_COLUMNS}
+    return rows
+
+
+def fast_cells() -> set[tuple[str, str]]:
+    """The cells of the fast lane (`make test-fast`): each technique once, on the cheapest case where the docs table
+    says it applies (test_docs_table_matches_code holds the table to the code), and each case once, with the
+    techniques taken in turn. `make test` runs every cell."""
+    table = doc_table()
+    cells = {(name, next((DOC_COLUMNS[c] for c in ("recsys", "text", "image") if table.get(name, {}).get(c)),
+                         DOC_COLUMNS["image"])) for name in TECHNIQUES}
+    return cells | {(TECHNIQUES[i % len(TECHNIQUES)], case) for i, case in enumerate(CASES)}
+
+
+FAST_CELLS = fast_cells()
+
+
+@pytest.mark.parametrize("name, case", [
+    pytest.param(name, case, id=f"{name}-{case}", marks=() if (name, case) in FAST_CELLS else pytest.mark.slow)
+    for name in TECHNIQUES for case in CASES])
 def test_technique_cell(name, case, tmp_path, monkeypatch):
     model, data = build_case(case, tmp_path)
     technique = make_technique(name, model)
@@ -163,27 +198,6 @@ def test_technique_cell(name, case, tmp_path, monkeypatch):
 
 def test_table_covers_every_technique():
     assert {"fgm", "pgd", "freelb", "smart", "rdrop", "mixup", "cutmix", "l2sp", "distillation"} <= set(TECHNIQUES)
-
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "techniques.md"
-DOC_COLUMNS = {"image": "model:image_classifier", "text": "double:text", "recsys": "double:recsys"}
-
-
-def doc_table() -> dict[str, dict[str, bool]]:
-    rows: dict[str, dict[str, bool]] = {}
-    text = DOC.read_text().split("## Settings table", 1)[1]
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("|"):
-            lines.append(line)
-        elif lines:  # the first table ends here
-            break
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    for line in lines[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        key = re.sub(r"[`*]", "", cells[1]).strip()
-        rows[key] = {h: cells[i].startswith("yes") for i, h in enumerate(header) if h in DOC_COLUMNS}
-    return rows
 
 
 def test_docs_table_matches_code(tmp_path):

@@ -141,6 +141,7 @@ def _best_val(run_dir: Path, metric: str) -> float:
     return max(float(r[metric]) for r in rows if r.get(metric))
 
 
+@pytest.mark.slow
 def test_four_trials_write_best_yaml_that_reproduces_the_best_trial(tmp_path, capsys):
     recipe = tiny_recipe(tmp_path)
     space = write_space(tmp_path, LR_SPACE + "model.init_args.scheduler: [cosine, none]\n")
@@ -166,6 +167,7 @@ def test_four_trials_write_best_yaml_that_reproduces_the_best_trial(tmp_path, ca
     assert (out_dir / "best.yaml").read_text().count("seed_everything") == 1
 
 
+@pytest.mark.slow
 def test_pruning_stops_a_trial_with_a_clearly_worse_curve(tmp_path):
     from zoo.cli.lightning import run as fit
     from zoo.tune.space import load_space
@@ -199,6 +201,8 @@ def _states(db: Path, study: str) -> list[str]:
         return []
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(900)
 def test_sigkill_during_a_trial_then_rerun_completes_without_losing_or_double_counting(tmp_path):
     held = tmp_path / "second_trial_is_training"
     hold = {"class_path": "tests.common.tune_helpers.HoldTheSecondTrial", "init_args": {"marker": str(held)}}
@@ -231,6 +235,8 @@ def test_sigkill_during_a_trial_then_rerun_completes_without_losing_or_double_co
     assert len(set(finished_params(study))) == 3  # not counted twice
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(900)
 def test_two_processes_share_one_sqlite_study_and_stop_at_exactly_n(tmp_path):
     recipe = tiny_recipe(tmp_path, max_epochs=1)
     space = write_space(tmp_path, LR_SPACE + "model.init_args.backbone_kwargs.width: [2, 4]\n")
@@ -253,6 +259,8 @@ def test_two_processes_share_one_sqlite_study_and_stop_at_exactly_n(tmp_path):
     assert (tmp_path / "tune" / "plots" / "pareto_front.png").exists()
 
 
+@pytest.mark.subprocess
+@pytest.mark.timeout(900)
 def test_parallel_trials_run_as_zoo_fit_processes(tmp_path):
     recipe = tiny_recipe(tmp_path, max_epochs=1)
     space = write_space(tmp_path, LR_SPACE)

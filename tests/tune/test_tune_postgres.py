@@ -26,6 +26,8 @@ from tests.common.tune_helpers import (
     write_space,
 )
 
+pytestmark = [pytest.mark.postgres, pytest.mark.subprocess, pytest.mark.timeout(900)]
+
 
 def _bindir() -> Path | None:
     if shutil.which("pg_config"):
