@@ -47,7 +47,8 @@ def test_is_compiled_sees_module_compile():
 
 
 def test_norm_layers_with_running_stats_finds_batch_norm_only():
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.GroupNorm(1, 2), nn.InstanceNorm2d(2, track_running_stats=True))
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.GroupNorm(1, 2),
+                        nn.InstanceNorm2d(2, track_running_stats=True))
     found = list(compat.norm_layers_with_running_stats(net))
     assert found == [net[1], net[3]]
 
@@ -101,7 +102,8 @@ def test_checkpoint_hook_replaces_lightnings_ckpt_path_step(tmp_path, monkeypatc
             raise Stop
 
     real_load = torch.load
-    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("Lightning read the checkpoint itself") or real_load(*a, **k))
+    monkeypatch.setattr(torch, "load",
+                        lambda *a, **k: pytest.fail("Lightning read the checkpoint itself") or real_load(*a, **k))
     with pytest.raises(Stop):
         CLI(BoringModel, BoringDataModule, args=["fit", "--ckpt_path", str(ckpt)])
     assert seen == [(str(ckpt), False)]

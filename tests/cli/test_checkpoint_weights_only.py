@@ -37,6 +37,7 @@ def test_lightning_reads_the_checkpoint_with_weights_only_true(case, tmp_path, m
 
     monkeypatch.setattr(torch, "load", load)
     command = case.split("-")[0]
-    assert main([command, "--config", "shapes.yaml", "--ckpt_path", str(ckpt), "--output", "p.csv", *CASES[case]]) == 0, \
+    assert main([command, "--config", "shapes.yaml", "--ckpt_path", str(ckpt), "--output", "p.csv",
+                 *CASES[case]]) == 0, \
         capsys.readouterr().err[-3000:]
     assert calls and all(c is True for c in calls), calls

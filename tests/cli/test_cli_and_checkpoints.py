@@ -27,7 +27,8 @@ def run_cli(*args):
 
 @pytest.mark.slow
 def test_fit_test_predict_writes_artifacts(tmp_path, capsys):
-    run_cli("fit", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "1", "--trainer.default_root_dir", "runs")
+    run_cli("fit", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "1", "--trainer.default_root_dir",
+            "runs")
     run_dir = Path("runs/digits/version_0")
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     assert ckpt.exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
@@ -166,7 +167,8 @@ class OtherTask(ZooTask):
 
 def test_checkpoint_of_another_task_class_is_refused(tmp_path):
     _, data, path = tiny_fit(tmp_path)
-    with pytest.raises(CheckpointMismatchError, match="is a checkpoint of zoo.tasks.image.ImageClassifier, not of tests"):
+    with pytest.raises(CheckpointMismatchError,
+                       match="is a checkpoint of zoo.tasks.image.ImageClassifier, not of tests"):
         OtherTask.load_from_checkpoint(path)
     # through a Trainer (zoo test --ckpt_path) the same check runs in on_load_checkpoint
     checkpoint = torch.load(path, weights_only=True)

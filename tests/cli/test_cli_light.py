@@ -1,4 +1,5 @@
-"""`zoo --help`, `zoo list` and argument errors answer without the training stack (issue 15, point 16)."""
+"""`zoo --help`, `zoo list` and argument errors answer without the training stack: importing torch and Lightning
+takes seconds, too long to wait for a typo to be named."""
 
 import json
 import os

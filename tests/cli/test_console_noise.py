@@ -23,7 +23,7 @@ NOISE = ["litlogger", "litmodels", "LeafSpec", "dirpath has changed", "is_gradie
          "callbacks list already contains a Timer", "LightningCLI's args parameter",
          "is not supported by the model summary", "was called without a model", "there is no last checkpoint available",
          "callbacks used to create the checkpoint need to be provided", "`weights_only` was not set",
-         # recommenders (issue 15, point 14 re-tried): caused by zoo's recsys task / loaders, nothing a user can change
+         # recommenders: caused by zoo's recsys task / loaders, nothing a user can change
          "You have overridden `transfer_batch_to_device`", "`IterableDataset` has `__len__` defined",
          # zoo's own warnings are one `zoo:` line, not Python's "file.py:N: UserWarning: ..." and its source line
          "UserWarning", "rank_zero_warn("]
@@ -52,7 +52,8 @@ def test_a_real_zoo_fit_process_prints_none_of_the_noise(tmp_path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(ROOT / "recipes/vision/digits_tiny.yaml"),
+    out = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config",
+                          str(ROOT / "recipes/vision/digits_tiny.yaml"),
                           "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "runs")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -73,7 +74,8 @@ def test_a_real_recommender_fit_process_prints_none_of_the_noise(tmp_path):
                                                                      for k in range(6)))
     (tmp_path / "items.csv").write_text("item_id,title\n" + "".join(f"i{i},{'' if i == 7 else f'Film {i}'}\n"
                                                                       for i in range(12)))
-    out = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config", str(ROOT / "recipes/recsys/bpr_ml100k.yaml"),
+    out = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", "--config",
+                          str(ROOT / "recipes/recsys/bpr_ml100k.yaml"),
                           "--data.init_args.dataset", "null", "--data.init_args.path", "log.csv",
                           "--data.init_args.items_path", "items.csv", "--data.init_args.batch_size", "32",
                           "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "1",

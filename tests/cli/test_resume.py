@@ -47,7 +47,8 @@ def text_recipe(tmp: Path) -> dict:
     from zoo.backbones.text import tiny_bert_dir
 
     tiny = str(tiny_bert_dir(tmp / "tiny_bert"))
-    good, bad = ["great film i love it", "happy with the book", "really good"], ["terrible film", "sad bad book", "hate it"]
+    good = ["great film i love it", "happy with the book", "really good"]
+    bad = ["terrible film", "sad bad book", "hate it"]
     path = tmp / "reviews.csv"
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -121,7 +122,8 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(family, tmp_path, capsy
 
     capsys.readouterr()
     assert main(["fit", "--config", str(recipe), "--resume", "auto"]) == 0
-    assert f"from {Path('runs') / name / 'version_0' / 'checkpoints' / 'last.ckpt'} (epoch 1, step 6)" in capsys.readouterr().err
+    last = Path("runs") / name / "version_0" / "checkpoints" / "last.ckpt"
+    assert f"from {last} (epoch 1, step 6)" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "runs" / name).iterdir()) == ["version_0"]  # the same run directory
     assert_same_weights(reference / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt")
     # one continuous history: every step once, with the reference's losses
@@ -222,7 +224,8 @@ def test_resume_auto_passes_over_a_newer_run_with_other_model_or_data_settings(f
     err = capsys.readouterr().err
     assert err.count("passing over") == 2 and "in_channels: 1 there, 2 here" in err
     # an explicit run directory is taken as given
-    assert find_resume_checkpoint(str(other), Path("runs"), "choice", settings)[0] == other / "checkpoints" / "last.ckpt"
+    found = find_resume_checkpoint(str(other), Path("runs"), "choice", settings)[0]
+    assert found == other / "checkpoints" / "last.ckpt"
 
 
 def fake_checkpoint(path: Path, epoch: int, step: int, mtime: float, training_state: bool = True) -> None:

@@ -128,7 +128,8 @@ def text_case(tmp_dir: Any = None, batch_size: int = 8, n_train: int = 48, **kw:
 class TinyRecommender(ZooTask):
     """BPR matrix factorisation; a batch is ``{"user", "pos", "neg", "idx"}``."""
 
-    def __init__(self, n_users: int = 12, n_items: int = 20, dim: int = 8, dropout: float = 0.2, lr: float = 0.05) -> None:
+    def __init__(self, n_users: int = 12, n_items: int = 20, dim: int = 8, dropout: float = 0.2,
+                 lr: float = 0.05) -> None:
         super().__init__(lr=lr)
         self.save_hyperparameters()
         self.users = nn.Embedding(n_users, dim)

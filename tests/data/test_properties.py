@@ -40,7 +40,8 @@ def test_tables_read_or_fail_cleanly(tmp_path, header, rows, raw, use_raw):
 
 
 @FAST
-@given(rows=st.lists(st.tuples(CELL, CELL, st.one_of(CELL, st.floats(allow_nan=True).map(str))), min_size=1, max_size=8),
+@given(rows=st.lists(st.tuples(CELL, CELL, st.one_of(CELL, st.floats(allow_nan=True).map(str))), min_size=1,
+                     max_size=8),
        header=st.sampled_from([["user_id", "item_id", "rating"], ["user", "item", "rating"], ["a", "b", "c"],
                                ["user_id", "user_id", "rating"]]))
 def test_interaction_files_read_or_fail_cleanly(tmp_path, rows, header):

@@ -31,8 +31,10 @@ def test_formats_udata_atomic_and_movielens_csv(tmp_path):
     (tmp_path / "u.data").write_text("1\t10\t4\t100\n1\t11\t5\t101\n2\t10\t3\t102\n")
     dm = InteractionDataModule(path=str(tmp_path / "u.data"), split="loo")
     assert dm.describe()["num_users"] == 2 and dm.num_items == 2
-    (tmp_path / "x.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\nA\tp\t1\t5\nA\tq\t2\t6\n")
-    (tmp_path / "x.item").write_text("item_id:token\tmovie_title:token_seq\tclass:token_seq\np\tAlpha\tDrama\nq\tBeta\tComedy\n")
+    (tmp_path / "x.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                                      "A\tp\t1\t5\nA\tq\t2\t6\n")
+    (tmp_path / "x.item").write_text("item_id:token\tmovie_title:token_seq\tclass:token_seq\n"
+                                     "p\tAlpha\tDrama\nq\tBeta\tComedy\n")
     dm = InteractionDataModule(path=str(tmp_path / "x.inter"), items_path=str(tmp_path / "x.item"), split="loo")
     dm.prepare()
     assert dm.item_texts[1:] == ["title: Alpha. genres: Drama.", "title: Beta. genres: Comedy."]
@@ -120,7 +122,8 @@ def test_unknown_users_in_predict(tmp_path):
     dm.use_batch_spec(BatchSpec())
     with pytest.raises(UnknownUserError, match=r"not in the training data, e.g. \['nobody'\].*unknown_users: popular"):
         dm.predict_dataloader()
-    dm = InteractionDataModule(dataset="synthetic_interactions", predict_users=["u1", "nobody"], unknown_users="popular")
+    dm = InteractionDataModule(dataset="synthetic_interactions", predict_users=["u1", "nobody"],
+                               unknown_users="popular")
     dm.use_batch_spec(BatchSpec(kind="sequence", max_len=3))
     batch = next(iter(dm.predict_dataloader()))
     assert batch["user"].tolist() == [dm.user_ids.index("u1"), -1] and batch["user_id"] == ["u1", "nobody"]
@@ -195,6 +198,8 @@ def test_training_batches_are_split_across_ddp_ranks_without_overlap(monkeypatch
     whole, r0, r1 = batches(), batches(0), batches(1)
     assert len(whole) == len(r0) == len(r1) == 4
     for full, a, b in zip(whole, r0, r1):
-        pairs = lambda batch: sorted(zip(batch["user"].tolist(), batch["pos"].tolist(), batch["neg"].tolist()))  # noqa: E731
+        def pairs(batch):
+            return sorted(zip(batch["user"].tolist(), batch["pos"].tolist(), batch["neg"].tolist()))
+
         assert pairs(full) == sorted(pairs(a) + pairs(b))
         assert abs(len(a["user"]) - len(b["user"])) <= 1

@@ -120,7 +120,8 @@ def test_every_word_of_a_long_sentence_gets_one_tag_in_order(tmp_path, enc):
     assert cut["test/recall"] < 0.6 and cut["test/f1"] < 0.75
 
 
-@pytest.mark.parametrize("how", [{"long_text": "truncate"}, {"long_text": "chunks", "max_chunks": 1, "chunk_overlap": 2}])
+@pytest.mark.parametrize("how",
+                         [{"long_text": "truncate"}, {"long_text": "chunks", "max_chunks": 1, "chunk_overlap": 2}])
 def test_words_the_model_never_sees_count_as_missed(tmp_path, enc, how):
     from zoo.baselines.references import _words_and_tags
 

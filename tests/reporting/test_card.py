@@ -1,5 +1,5 @@
 """``zoo card``: every section, Hugging Face metadata + model-index; recipes/results.yaml and the recipe time budget
-(issue 15, point 15)."""
+(a user should know how long a recipe trains before starting it)."""
 
 from __future__ import annotations
 
@@ -131,7 +131,8 @@ def test_verify_recipes_trains_with_the_overlays_an_entry_was_measured_with(tmp_
     with pytest.raises(SystemExit, match="overlay 'precision/bf17.yaml' is not a file under recipes/overlays/"):
         mod.overlay_args({"overlays": ["precision/bf17.yaml"]})
     data = {"machine": "m", "versions": "v", "recipes": {
-        "vision/a.yaml": {"metric": "test/acc", "value": 0.9, "cpu_minutes": 30, "overlays": ["precision/bf16-mixed.yaml"]},
+        "vision/a.yaml": {"metric": "test/acc", "value": 0.9, "cpu_minutes": 30,
+                          "overlays": ["precision/bf16-mixed.yaml"]},
         "vision/b.yaml": {"metric": "test/acc", "value": 0.8, "cpu_minutes": 1}}}
     mod.write_doc(data, tmp_path / "results.md")
     doc = (tmp_path / "results.md").read_text()

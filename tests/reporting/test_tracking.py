@@ -113,7 +113,8 @@ def test_run_tags_and_example_rows():
 
     model, _ = MODELS.entry("image_classifier").meta["tiny_case"]()
     assert run_tags(model, [Fgm()]) == ["backbone:small_cnn", "task:ImageClassifier", "technique:fgm"]
-    columns, rows = misclassified_rows([{"id": "a", "label": "x", "predicted": "y", "confidence": 0.51234, "text": "hi"}])
+    columns, rows = misclassified_rows([{"id": "a", "label": "x", "predicted": "y", "confidence": 0.51234,
+                                         "text": "hi"}])
     assert columns == ["id", "label", "predicted", "confidence", "text"]
     assert rows == [["a", "x", "y", 0.5123, "hi"]]
     with pytest.raises(ValueError, match="max_examples"):
@@ -170,9 +171,11 @@ def test_offline_wandb_run_holds_recommender_top_k_samples(tmp_path, monkeypatch
     wandb.teardown()
 
     run_dir = next((tmp_path / "wb" / "wandb").glob("offline-run-*"))
-    table = json.loads(next((run_dir / "files" / "media" / "table" / "test").glob("top_k_samples_*.table.json")).read_text())
-    # the item's name and text come from the items file (issue 15, point 8)
-    assert table["columns"][:4] == ["user", "rank", "item", "score"] and {"item_name", "item_text"} <= set(table["columns"])
+    tables = run_dir / "files" / "media" / "table" / "test"
+    table = json.loads(next(tables.glob("top_k_samples_*.table.json")).read_text())
+    # the item's name and text come from the items file: an id alone tells a reader nothing about the item
+    assert table["columns"][:4] == ["user", "rank", "item", "score"]
+    assert {"item_name", "item_text"} <= set(table["columns"])
     users = {row[0] for row in table["data"]}
     assert 1 <= len(users) <= 4
     # original ids (not indices), ranks 1..k in order for each user, scores not increasing with rank

@@ -1,5 +1,5 @@
-"""Issue 12: calibrated probabilities, conformal prediction sets, selective prediction, the baseline every run must
-beat; end to end through the CLI on the seconds-fast digits recipe."""
+"""Whether a model's answers can be trusted: calibrated probabilities, conformal prediction sets, selective
+prediction, the baseline every run must beat; end to end through the CLI on the seconds-fast digits recipe."""
 
 from __future__ import annotations
 

@@ -144,7 +144,8 @@ def test_two_node_torchrun_matches_single_process(tmp_path):
     saved_env = dict(os.environ)  # Lightning sets MASTER_ADDR / MASTER_PORT / ranks in this process
     try:
         assert main(["fit", "--config", str(recipe), "--trainer.strategy", "ddp", "--trainer.devices", "1",
-                     "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "one")]) == 0
+                     "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir",
+                     str(tmp_path / "one")]) == 0
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -177,6 +178,7 @@ def test_two_node_torchrun_matches_single_process(tmp_path):
     from zoo.tasks.image import ImageClassifier
 
     torch.manual_seed(42)
-    initial = ImageClassifier(backbone="small_cnn", backbone_kwargs={"width": 8, "norm": "group"}, num_classes=10, in_channels=1).state_dict()
+    initial = ImageClassifier(backbone="small_cnn", backbone_kwargs={"width": 8, "norm": "group"}, num_classes=10,
+                              in_channels=1).state_dict()
     moved = [k for k in initial if initial[k].is_floating_point() and not torch.allclose(initial[k], one[k])]
     assert moved

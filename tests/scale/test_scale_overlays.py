@@ -16,7 +16,8 @@ from zoo.scale import ScaleConfigError, check_precision, check_strategy
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted((REPO / "recipes" / "overlays").rglob("*.yaml"))
 RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml")  # search/: zoo tune spaces, not recipes
-                 if not {"overlays", "search"} & set(p.relative_to(REPO / "recipes").parts) and p.name != "results.yaml")
+                 if not {"overlays", "search"} & set(p.relative_to(REPO / "recipes").parts)
+                 and p.name != "results.yaml")
 
 
 def _one_recipe_per_family() -> list[Path]:
@@ -70,7 +71,8 @@ def test_overlay_combines_with_recipe(recipe, overlay):
 def test_precision_and_strategy_overlays_stack():
     recipe = FAMILIES[0]
     over = REPO / "recipes" / "overlays"
-    merged = _print_config(recipe, over / "precision/bf16-mixed.yaml", over / "strategy/ddp.yaml", over / "accumulate.yaml")
+    merged = _print_config(recipe, over / "precision/bf16-mixed.yaml", over / "strategy/ddp.yaml",
+                           over / "accumulate.yaml")
     assert merged["trainer"]["precision"] == "bf16-mixed"
     assert merged["trainer"]["strategy"] == "ddp"
     assert merged["trainer"]["accumulate_grad_batches"] == 4

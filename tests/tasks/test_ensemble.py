@@ -1,6 +1,6 @@
 """``zoo ensemble``: two trained runs (fastText and TF-IDF, in-process CLI) combined with weights fitted on the
 validation split; the saved ensemble reloads and predicts identically; bad runs stop with one message; an ensemble
-that cannot beat its best member on validation is that member (issue 13)."""
+that cannot beat its best member on validation is that member."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def runs(tmp_path_factory):
     corpus = write_corpus(root / "corpus.csv", n=120)
     out = {}
     for model, features in (("fasttext", "hashing"), ("tfidf", "tfidf")):
-        assert main(["fit", "--model", model, "--data", "ngram_text", "--data.init_args.train", corpus, "--data.init_args.features", features,
+        assert main(["fit", "--model", model, "--data", "ngram_text", "--data.init_args.train", corpus,
+                     "--data.init_args.features", features,
                      "--data.init_args.buckets", "2048", "--trainer.default_root_dir", str(root / model), *COMMON]) == 0
         (run,) = (root / model).glob("*/version_0")
         out[model] = str(run)
@@ -132,14 +133,16 @@ def test_a_useless_member_makes_the_ensemble_its_good_member(runs, tmp_path, cap
 def fixed_member(name: str, logits: torch.Tensor, labels: torch.Tensor) -> Member:
     member = Member(run=name, checkpoint=f"{name}.ckpt", data={})
     ids = [str(i) for i in range(len(labels))]
-    member.outputs = lambda split, predict=None: Outputs(list(ids), logits.clone(), labels)  # type: ignore[method-assign]
+    member.outputs = (  # type: ignore[method-assign]
+        lambda split, predict=None: Outputs(list(ids), logits.clone(), labels))
     return member
 
 
 def test_a_combination_that_beats_every_member_keeps_its_weights():
     torch.manual_seed(0)
     labels = torch.randint(0, 3, (300,))
-    right, wrong = torch.nn.functional.one_hot(labels, 3).float() * 4.0, torch.nn.functional.one_hot((labels + 1) % 3, 3) * 0.5
+    right = torch.nn.functional.one_hot(labels, 3).float() * 4.0
+    wrong = torch.nn.functional.one_hot((labels + 1) % 3, 3) * 0.5
     first = torch.arange(300)[:, None] < 150
     # each member is sure and right on its own half, unsure and wrong on the other: only together are they right
     a = fixed_member("a", torch.where(first, right, wrong), labels)
@@ -154,4 +157,5 @@ def test_a_combination_that_beats_every_member_keeps_its_weights():
     from zoo.cli.ensemble import _summary
 
     line = _summary(ens)
-    assert line.startswith(f"weights {a.weight:.2f} / {b.weight:.2f}; validation {HEADLINE} ") and "above the best member's" in line
+    assert line.startswith(f"weights {a.weight:.2f} / {b.weight:.2f}; validation {HEADLINE} ")
+    assert "above the best member's" in line

@@ -112,7 +112,8 @@ def test_fasttext_forward_exports_to_onnx(tmp_path):
 
     path = tmp_path / "fasttext.onnx"
     torch.onnx.export(Graph(), (batch["input_ids"], batch["weights"]), str(path), input_names=["input_ids", "weights"],
-                      output_names=["logits"], dynamic_axes={"input_ids": {0: "b", 1: "n"}, "weights": {0: "b", 1: "n"}},
+                      output_names=["logits"],
+                      dynamic_axes={"input_ids": {0: "b", 1: "n"}, "weights": {0: "b", 1: "n"}},
                       dynamo=False)
     session = onnxruntime.InferenceSession(str(path))
     got = session.run(None, {"input_ids": batch["input_ids"].numpy(), "weights": batch["weights"].numpy()})[0]

@@ -1,5 +1,6 @@
-"""Recommenders at scale (issue 14): row-wise sparse updates of ID tables, the streaming reader, evaluation in
-bounded user blocks, FAISS top-K; and what a user sees of the catalogue (issue 15, points 8-10)."""
+"""Recommenders at scale: row-wise sparse updates of ID tables, the streaming reader, evaluation in bounded user
+blocks, FAISS top-K; and what a user sees of the catalogue (item names beside predictions, the popularity baseline,
+the item text a text-aware model reads)."""
 
 from __future__ import annotations
 
@@ -234,7 +235,7 @@ def test_faiss_top_k_agrees_with_exact_top_k():
 def test_predict_through_faiss_matches_exact_and_names_the_items(trained_bpr):
     model, data = trained_bpr
     exact = [r for batch in quiet_trainer().predict(model, data) for r in batch]
-    assert {"item_name", "item_text"} <= exact[0].keys()  # issue 15 point 8: the catalogue beside each item
+    assert {"item_name", "item_text"} <= exact[0].keys()  # the catalogue beside each item, not a bare id
     titles = dict(zip(data.item_ids, data.item_names))
     assert all(r["item_name"] == titles[r["item"]] and r["item_name"].endswith(r["item"][1:]) for r in exact)
     model.retrieval = "faiss"
@@ -256,7 +257,7 @@ def test_faiss_retrieval_is_refused_for_a_model_not_scored_by_inner_products():
         BPR(retrieval="ann")
 
 
-# -- issue 15: most_popular (point 9), item text shown at set-up (point 10) -----------------------------------
+# -- most_popular ranks before training; the item text a model will read is shown at set-up -----------------
 @pytest.mark.slow
 def test_most_popular_ranks_by_training_count_before_any_training():
     from zoo.tasks.recsys import MostPopular
@@ -288,10 +289,11 @@ def test_item_text_columns_examples_and_empty_texts_are_reported(tmp_path, monke
     said: list[str] = []
     monkeypatch.setattr("lightning.pytorch.utilities.rank_zero_info", said.append)
     with caplog.at_level(logging.WARNING, logger="zoo.data.recsys"):
-        dm_module.InteractionDataModule(path=str(tmp_path / "log.csv"), items_path=str(tmp_path / "items.csv")).prepare()
+        dm_module.InteractionDataModule(path=str(tmp_path / "log.csv"),
+                                        items_path=str(tmp_path / "items.csv")).prepare()
     assert said[0].startswith("zoo: ") and "item text from column(s) title, genres, e.g." in said[0]
     assert "'i0': 'title: Alpha. genres: a, b.'" in said[0]
-    # zoo's one-line warning (issue 15, point 14), not a Python UserWarning with a source line
+    # zoo's one-line warning, not a Python UserWarning with a source line a user cannot act on
     [warning] = [r.getMessage() for r in caplog.records]
     assert warning == (f"zoo: {tmp_path / 'items.csv'}: 2 of 4 item(s) have an empty text (all of title, genres "
                        "blank), e.g. ['i1', 'i3']; text-aware models see only their ID")

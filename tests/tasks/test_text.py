@@ -47,7 +47,8 @@ def sentiment_rows(n: int = 60) -> list[dict]:
 
 
 def ticket_rows(n: int = 80) -> list[dict]:
-    phrases = {"billing": "the card charge on my bill", "account": "login password error", "shipping": "late package delivery"}
+    phrases = {"billing": "the card charge on my bill", "account": "login password error",
+               "shipping": "late package delivery"}
     names = list(phrases)
     rows = []
     for i in range(n):
@@ -90,7 +91,8 @@ def test_align_labels_first_piece_only():
 def test_ner_alignment_with_words_split_into_pieces(tiny, tmp_path):
     # "okafor" and "nakamura" are not in the tiny vocabulary: they split into several word pieces
     conll = tmp_path / "train.conll"
-    conll.write_text("John B-PER\nOkafor I-PER\nvisited O\nNakamura B-LOC\n.\tO\n\nMary B-PER\nsaid O\n", encoding="utf-8")
+    conll.write_text("John B-PER\nOkafor I-PER\nvisited O\nNakamura B-LOC\n.\tO\n\nMary B-PER\nsaid O\n",
+                     encoding="utf-8")
     data = TokenDataModule(train=str(conll), val=str(conll), test=str(conll), tokenizer=tiny, max_length=32,
                            cache_dir=str(tmp_path / "cache"))
     data.setup("fit")
@@ -257,21 +259,26 @@ def test_empty_text_names_file_and_row(tiny, tmp_path):
 
 def test_missing_label_column(tiny, tmp_path):
     path = write_csv(tmp_path / "m.csv", [{"text": "good", "sentiment": "pos"}])
-    with pytest.raises(TextDataError, match=r"m\.csv: missing column 'label' \(set data.label_column\); found columns: text, sentiment"):
+    with pytest.raises(TextDataError,
+                       match=r"m\.csv: missing column 'label' \(set data.label_column\); "
+                             r"found columns: text, sentiment"):
         TextDataModule(train=str(path), tokenizer=tiny).setup("fit")
 
 
 def test_unseen_label_at_test_time(tiny, tmp_path):
     train = write_csv(tmp_path / "train.csv", sentiment_rows(10))
     test = write_csv(tmp_path / "test.csv", [{"text": "good", "label": "pos"}, {"text": "meh", "label": "neutral"}])
-    with pytest.raises(TextDataError, match=r"test\.csv row 2: label 'neutral' never occurs in the training data \(neg, pos\)"):
+    with pytest.raises(TextDataError,
+                       match=r"test\.csv row 2: label 'neutral' never occurs in the training data \(neg, pos\)"):
         TextDataModule(train=str(train), test=str(test), tokenizer=tiny).setup("fit")
 
 
 def test_conll_tag_breaking_bio(tmp_path):
     path = tmp_path / "bad.conll"
     path.write_text("John B-PER\nworks O\nat O\nAcme I-ORG\n", encoding="utf-8")
-    with pytest.raises(TextDataError, match=r"bad\.conll line 4: tag 'I-ORG' follows 'O', which breaks BIO; an entity must start with B-ORG"):
+    with pytest.raises(TextDataError,
+                       match=r"bad\.conll line 4: tag 'I-ORG' follows 'O', which breaks BIO; an entity must start with "
+                             r"B-ORG"):
         read_conll(path)
 
 
@@ -291,7 +298,8 @@ def test_encoder_dir_without_tokenizer(tiny, tmp_path):
 
     bare = tmp_path / "bare"
     AutoModel.from_pretrained(tiny, local_files_only=True).save_pretrained(str(bare))
-    with pytest.raises(TextBackboneError, match=r"encoder directory .*bare has no tokenizer: expected one of tokenizer.json, vocab.txt"):
+    with pytest.raises(TextBackboneError,
+                       match=r"encoder directory .*bare has no tokenizer: expected one of tokenizer.json, vocab.txt"):
         load_tokenizer(bare)
     with pytest.raises(TextBackboneError, match="neither a registered text backbone"):
         TextClassifier(encoder=str(tmp_path / "nowhere"))
@@ -326,14 +334,17 @@ def test_cli_fit_then_predict_raw_sentences_with_lora_checkpoint(tiny, tmp_path)
     assert main(["fit", *common, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"]) == 0
     ckpt = tmp_path / "runs" / "ner_lora" / "version_0" / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, weights_only=True)
-    assert saved["zoo"]["adapter_only"] and all("lora_" in k or k.startswith("head.") or k == "temperature" for k in saved["state_dict"])
+    assert saved["zoo"]["adapter_only"] and all("lora_" in k or k.startswith("head.") or k == "temperature"
+                                                for k in saved["state_dict"])
     sentences = tmp_path / "sentences.txt"
-    sentences.write_text("John Smith paid 5 million dollars to Acme Corp in Paris.\n\nMary visited London.\n", encoding="utf-8")
+    sentences.write_text("John Smith paid 5 million dollars to Acme Corp in Paris.\n\nMary visited London.\n",
+                         encoding="utf-8")
     assert main(["predict", *common, "--ckpt_path", str(ckpt), "--data.init_args.predict", str(sentences),
                  "--output", str(tmp_path / "preds.csv")]) == 0
     with open(tmp_path / "preds.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["text"] for r in rows] == ["John Smith paid 5 million dollars to Acme Corp in Paris.", "Mary visited London."]
+    assert [r["text"] for r in rows] == ["John Smith paid 5 million dollars to Acme Corp in Paris.",
+                                         "Mary visited London."]
     for r in rows:
         for e in json.loads(r["entities"]):
             assert r["text"][e["start"]:e["end"]] == e["text"] and e["type"] in {"PER", "ORG", "LOC", "MONEY"}

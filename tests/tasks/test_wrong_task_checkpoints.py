@@ -1,6 +1,7 @@
-"""A checkpoint of another task family is refused with one message on every path (issue 15, point 1): each
-ordered pair of families (image, text, token, recommender), through `zoo fit|validate|test|predict --ckpt_path`
-(the command rotates over the pairs, so each command meets three pairs) and through the Python API."""
+"""A checkpoint of another task family is refused with one message on every path, instead of a state-dict error
+from deep inside torch: each ordered pair of families (image, text, token, recommender), through
+`zoo fit|validate|test|predict --ckpt_path` (the command rotates over the pairs, so each command meets three pairs)
+and through the Python API."""
 
 import itertools
 from pathlib import Path

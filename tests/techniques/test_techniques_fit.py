@@ -70,7 +70,8 @@ class NoEmbed(pl.LightningModule):
 
 
 def test_technique_on_a_module_without_embed_is_refused_at_setup():
-    with pytest.raises(TechniqueNotApplicableError, match=r"FGM needs .*NoEmbed lacks embed, forward_embedded, task_loss"):
+    with pytest.raises(TechniqueNotApplicableError,
+                       match=r"FGM needs .*NoEmbed lacks embed, forward_embedded, task_loss"):
         quiet_trainer(max_steps=1, callbacks=[FGM(eps=0.1)]).fit(NoEmbed(), _text_data())
 
 
@@ -187,7 +188,8 @@ def test_ema_and_l2sp_on_a_lazily_built_image_model_through_the_cli(tmp_path):
     from zoo.cli import main
 
     recipe = REPO / "recipes" / "vision" / "digits_tiny.yaml"
-    callbacks = ['{"class_path": "ema", "init_args": {"decay": 0.5}}', '{"class_path": "l2sp", "init_args": {"alpha": 0.1}}']
+    callbacks = ['{"class_path": "ema", "init_args": {"decay": 0.5}}',
+                 '{"class_path": "l2sp", "init_args": {"alpha": 0.1}}']
     args = ["fit", "--config", str(recipe), "--model.init_args.num_classes", "null",
             "--model.init_args.in_channels", "null", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
             "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false"]

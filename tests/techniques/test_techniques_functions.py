@@ -187,7 +187,8 @@ def test_rdrop_term_is_symmetric_kl_for_logits_and_mse_for_scores():
     assert float(rdrop_term(a, b)) == pytest.approx(0.5 * (kl(pa, pb) + kl(pb, pa)), rel=1e-5)
     scores1, scores2 = torch.tensor([1.0, 2.0]), torch.tensor([1.0, 4.0])  # recommendation scores: MSE
     assert float(rdrop_term(scores1, scores2)) == pytest.approx(2.0)
-    both = rdrop_term({"logits": a, "mask": torch.ones(2, dtype=torch.long)}, {"logits": b, "mask": torch.zeros(2, dtype=torch.long)})
+    both = rdrop_term({"logits": a, "mask": torch.ones(2, dtype=torch.long)},
+                      {"logits": b, "mask": torch.zeros(2, dtype=torch.long)})
     assert float(both) == pytest.approx(float(rdrop_term(a, b)))  # integer leaves are not compared
 
 

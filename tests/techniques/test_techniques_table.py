@@ -207,4 +207,5 @@ def test_docs_table_matches_code(tmp_path):
         for column, case in DOC_COLUMNS.items():
             model, _ = build_case(case, tmp_path)
             ok, reason = applies(make_technique(name, model), model)
-            assert table[name][column] == ok, f"docs say {name} x {column} = {table[name][column]}, code says {ok}: {reason}"
+            assert table[name][column] == ok, (f"docs say {name} x {column} = {table[name][column]}, "
+                                               f"code says {ok}: {reason}")

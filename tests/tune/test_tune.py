@@ -352,7 +352,8 @@ def test_workers_with_neighbouring_seeds_do_not_meet_on_one_sampler_seed(tmp_pat
                                 mode="min", sampler_seed=seed, quiet=True)
         study = open_study(settings)
         for _ in range(before):  # trials another worker already added
-            study.tell(study.ask({"model.init_args.lr": __import__("optuna").distributions.FloatDistribution(0.001, 1.0, log=True)}), 1.0)
+            lr = __import__("optuna").distributions.FloatDistribution(0.001, 1.0, log=True)
+            study.tell(study.ask({"model.init_args.lr": lr}), 1.0)
         study = open_study(settings)
         return space.sample(study.ask())
 
