@@ -80,7 +80,8 @@ def defined_private_names(tree: ast.AST) -> set[str]:
         elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
               and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
             found.add(node.attr)
-        elif (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets)
+        elif (isinstance(node, ast.Assign)
+              and any(isinstance(t, ast.Name) and t.id == "__slots__" for t in node.targets)
               and isinstance(node.value, ast.Tuple | ast.List)):
             found.update(e.value for e in node.value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str))
     return {name for name in found if is_private(name)}

@@ -1,5 +1,5 @@
-"""zoo export for the text classifiers that tests/export/test_export.py leaves out, each answering as ``zoo predict`` on the
-same inputs in every format: multi-label (a sigmoid and a decision threshold per label, docs/serving.md's
+"""zoo export for the text classifiers that tests/export/test_export.py leaves out, each answering as ``zoo predict``
+on the same inputs in every format: multi-label (a sigmoid and a decision threshold per label, docs/serving.md's
 ``multi_label`` and ``thresholds``) and text pairs (``text_pair`` requests, ``token_type_ids`` in the graph)."""
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def _pairs_csv(path, n=72, seed=0):
     for i in range(n):
         a = rng.choice(animals)
         b = a if i % 2 else rng.choice([x for x in animals if x != a])
-        rows.append({"text": f"the {a} number {i} sat", "pair": f"a {b} was seen", "label": "same" if a == b else "different"})
+        rows.append({"text": f"the {a} number {i} sat", "pair": f"a {b} was seen",
+                     "label": "same" if a == b else "different"})
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, ["text", "pair", "label"])
         writer.writeheader()

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("zoo.cli.lightning:run", "write predictions of a checkpoint as CSV"),
     "ensemble": ("zoo.cli.ensemble:main",
                  "combine trained classifiers, weights fitted on validation (--runs ... --out)"),
-    "list": ("zoo.cli.listing:main", "list registered models, backbones, datasets, callbacks, export families, recipes"),
+    "list": ("zoo.cli.listing:main", "list registered models, backbones, datasets, callbacks, families, recipes"),
     "export": ("zoo.cli.export:main", "export a run to safetensors / ONNX / torch.export, verified"),
     "serve": ("zoo.cli.serve:main", "serve an export or a run over HTTP with dynamic batching"),
     "card": ("zoo.cli.card:main", "write MODEL_CARD.md (Hugging Face layout) for a run directory"),
