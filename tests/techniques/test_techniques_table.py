@@ -196,6 +196,11 @@ def test_technique_cell(name, case, tmp_path, monkeypatch):
     assert changed, f"{name} on {case}: no parameter changed"
 
 
+def test_the_fast_lane_runs_every_technique_and_every_case():
+    assert {name for name, _ in FAST_CELLS} == set(TECHNIQUES)
+    assert {case for _, case in FAST_CELLS} == set(CASES)
+
+
 def test_table_covers_every_technique():
     assert {"fgm", "pgd", "freelb", "smart", "rdrop", "mixup", "cutmix", "l2sp", "distillation"} <= set(TECHNIQUES)
 
