@@ -177,6 +177,7 @@ def test_zoo_serve_takes_the_ensemble_directory_itself(exported):
     from zoo.inference import read_export
     from zoo.serve.api import PredictAPI
 
+    report = (exported["dir"] / "export_report.json").read_text()
     with prepared(exported["dir"]) as folder:  # exported on the fly, as a run directory is
         assert json.loads((folder / "zoo_ensemble.json").read_text())["format"] == "safetensors"
         requests = [{"text": NEW_TEXTS[0]}, {"txt": "x"}, NEW_TEXTS[1]]
@@ -192,6 +193,7 @@ def test_zoo_serve_takes_the_ensemble_directory_itself(exported):
                 assert max(abs(got["probabilities"][k] - p) for k, p in want["probabilities"].items()) <= 1e-5
             assert (responses[1].status_code, json.loads(responses[1].body)["field"]) == (400, "text")
     assert not folder.exists(), "the on-the-fly export is removed when the block ends"
+    assert (exported["dir"] / "export_report.json").read_text() == report, "and leaves the directory's report alone"
 
 
 def test_a_missing_member_folder_stops_with_one_message(exported, tmp_path, capsys):

@@ -145,12 +145,12 @@ def _verify_raw(eager: Any, runner: Any, spec: ExportSpec, tolerance: float, fam
     return {k: v for k, v in result.items() if k not in ("tolerance", "allowed_abs_diff")}
 
 
-def export_run(source: str | Path, fmt: str, out: str | Path, **kwargs: Any) -> dict[str, Any]:
+def export_run(source: str | Path, fmt: str, out: str | Path, *, record: bool = True, **kwargs: Any) -> dict[str, Any]:
     """Export a run directory (``<root>/<recipe>/version_N``) or a checkpoint file; the verification figures also
-    go to ``export_report.json`` in the run directory."""
+    go to ``export_report.json`` in the run directory (unless ``record`` is false: a throw-away export)."""
     model, datamodule, ckpt, run_dir = load_run(source)
     meta = export_model(model, datamodule, fmt, out, source=ckpt, **kwargs)
-    if run_dir is not None:
+    if run_dir is not None and record:
         record_report(run_dir, fmt, out, meta["verification"])
     return meta
 
@@ -185,7 +185,8 @@ def prepared(path: str | Path) -> Iterator[Path]:
         yield Path(path)
         return
     with tempfile.TemporaryDirectory(prefix="zoo_export_") as tmp:
-        export_source(path, "safetensors", Path(tmp) / "model")
+        # a throw-away folder: the run's export_report.json keeps pointing at the user's own exports
+        export_source(path, "safetensors", Path(tmp) / "model", record=False)
         yield Path(tmp) / "model"
 
 

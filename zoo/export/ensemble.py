@@ -30,9 +30,9 @@ def is_ensemble_dir(path: str | Path) -> bool:
 
 
 def export_ensemble(source: str | Path, fmt: str, out: str | Path, *, samples: int = 64, tolerance: float = 1e-4,
-                    overwrite: bool = False) -> dict[str, Any]:
+                    overwrite: bool = False, record: bool = True) -> dict[str, Any]:
     """Export the ensemble directory ``source``; returns the written ``zoo_ensemble.json`` contents (the
-    verification figures also go to ``export_report.json`` in ``source``)."""
+    verification figures also go to ``export_report.json`` in ``source``, unless ``record`` is false)."""
     from zoo.export import check_out, export_model, load_predictor, record_report, sha256, staged, versions
 
     source = Path(source)
@@ -58,7 +58,8 @@ def export_ensemble(source: str | Path, fmt: str, out: str | Path, *, samples: i
         manifest["verification"] = {"against": "PyTorch ensemble (Ensemble.combine)", "backend": predictor.backend,
                                     **_verify(ens, active, predictor, samples, tolerance)}
         atomic_write_text(tmp / ENSEMBLE_FILE, json.dumps(manifest, indent=1))
-    record_report(source, fmt, out, manifest["verification"])
+    if record:
+        record_report(source, fmt, out, manifest["verification"])
     return manifest
 
 
