@@ -1,6 +1,6 @@
 """Writes ``zoo/resources/cli_args_index.json``: the options of each Lightning subcommand as the live
 LightningCLI parser has them, which :mod:`zoo.cli.fast_args` checks a command line against without importing
-torch. ``python -m zoo.cli.listing --write-index`` runs it; ``tests/test_cli_light.py`` compares."""
+torch. ``python -m zoo.cli.listing --write-index`` runs it; ``tests/cli/test_cli_light.py`` compares."""
 
 from __future__ import annotations
 

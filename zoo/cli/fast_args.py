@@ -3,7 +3,7 @@
 exit code as the full LightningCLI parser, which imports torch and Lightning before it reads a single flag.
 
 The accepted keys come from ``zoo/resources/cli_args_index.json``, written from the live parser by ``python -m
-zoo.cli.listing --write-index`` (``tests/test_cli_light.py`` fails when it no longer matches). Anything the
+zoo.cli.listing --write-index`` (``tests/cli/test_cli_light.py`` fails when it no longer matches). Anything the
 index cannot decide (``--model.*``, ``--data.*``, ``--trainer.callbacks+=...``, ``--trainer.logger.init_args.*``,
 values, help and ``--print_config``) is left to the full parser: the pre-check refuses only what it would refuse.
 When a command line holds two mistakes, the full parser may name the other first (it checks values and the

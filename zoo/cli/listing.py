@@ -6,7 +6,7 @@ code 2) that lists what there is.
 
 The index (``zoo/resources/registry_index.json``) is written by ``python -m zoo.cli.listing --write-index`` from
 the live registries, with ``cli_args_index.json`` (the flags :mod:`zoo.cli.fast_args` checks);
-``tests/test_cli_light.py`` fails when either no longer matches.
+``tests/cli/test_cli_light.py`` fails when either no longer matches.
 """
 
 from __future__ import annotations

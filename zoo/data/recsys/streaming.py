@@ -1,7 +1,7 @@
 """An interaction log read in chunks and held as integer codes: the original ids are kept once each (in the
 vocabularies), never once per interaction, and every processing step (duplicates, implicit threshold, k-core,
 id maps) works on arrays of codes. Gives the same id maps and splits as processing a whole-log DataFrame
-(``tests/test_recsys_scale.py`` checks it against :func:`~zoo.data.recsys.processing.handle_duplicates` and
+(``tests/tasks/test_recsys_scale.py`` checks it against :func:`~zoo.data.recsys.processing.handle_duplicates` and
 :func:`~zoo.data.recsys.processing.k_core` on the frame).
 """
 
