@@ -25,9 +25,13 @@ $(STAMP): pyproject.toml requirements.lock
 demo: venv
 	bash scripts/demo.sh $(VENV)
 
-# The whole suite (CI runs it through .ci/run).
+# The whole suite (CI runs it through .ci/run), in two lanes: the in-process tests on 2 xdist workers (a file stays
+# on one worker, so module fixtures are built once), then the tests that start processes, one at a time (they use
+# both cores themselves). Exit code 5 (no test selected, e.g. PYTEST_ARGS naming one file) is not a failure.
+PROCESS_MARKS := subprocess or distributed or postgres
 test: venv
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not ($(PROCESS_MARKS))" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -q -m "$(PROCESS_MARKS)" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The fast lane, under 2 minutes on 2 cores: every test but those marked slow, subprocess, distributed or postgres
 # (the marks are described in pyproject.toml), on 2 xdist workers. It still fits every registered model and runs

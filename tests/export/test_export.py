@@ -236,8 +236,40 @@ def test_cli_exports_a_run_directory_and_names_bad_sources(tmp_path, capsys):
     meta = json.loads((tmp_path / "out" / "zoo_export.json").read_text())
     assert meta["source"]["checkpoint"].endswith("best.ckpt") and len(meta["source"]["sha256"]) == 64
     assert load_predictor(run).task == "image_classification"  # a run directory serves as it is
+    assert json.loads((run / "export_report.json").read_text()) == report  # a throw-away export is not recorded
     assert main(["export", str(tmp_path / "nope"), "--format", "onnx", "--out", str(tmp_path / "o2")]) == 2
     assert "does not exist; expected a run directory" in capsys.readouterr().err
     assert main(["export", str(tmp_path), "--format", "onnx", "--out", str(tmp_path / "o3")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_serving_a_run_directory_removes_its_on_the_fly_export_when_the_server_stops(tmp_path, monkeypatch):
+    import yaml
+
+    import zoo.serve
+    from zoo.tasks.image import tiny_case
+
+    model, data = tiny_case(tmp_path)
+    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(model, datamodule=data)
+    run = tmp_path / "runs" / "shapes" / "version_0"
+    trainer.save_checkpoint(run / "checkpoints" / "best.ckpt")
+    cfg = {"data": {"class_path": "zoo.data.image.ImageDataModule",
+                    "init_args": {"dataset": "synthetic_shapes", "dataset_kwargs": {"n": 96}, "batch_size": 16}}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    served = []
+
+    def build(folder, **kwargs):  # what zoo serve would serve: an export folder while the server runs
+        served.append((Path(folder), (Path(folder) / "zoo_export.json").is_file()))
+        return "server"
+
+    def stopped(server, host, port):  # the server stops (Ctrl-C / SIGTERM)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo.serve, "build_server", build)
+    monkeypatch.setattr(zoo.serve, "_run", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        zoo.serve.serve(run, threads=1)
+    [(folder, had_export)] = served
+    assert had_export and not folder.exists() and not folder.parent.exists(), "the on-the-fly export is removed"
