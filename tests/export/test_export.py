@@ -215,10 +215,10 @@ def test_every_other_registered_model_exports_to_onnx_verified(name, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_exports_a_run_directory_and_names_bad_sources(tmp_path, capsys):
+def _image_run(tmp_path: Path) -> Path:
+    """A run directory as `zoo fit` leaves it (checkpoint and config.yaml) of a one-step tiny image classifier."""
     import yaml
 
-    from zoo.cli import main
     from zoo.tasks.image import tiny_case
 
     model, data = tiny_case(tmp_path)
@@ -229,6 +229,13 @@ def test_cli_exports_a_run_directory_and_names_bad_sources(tmp_path, capsys):
     cfg = {"data": {"class_path": "zoo.data.image.ImageDataModule",
                     "init_args": {"dataset": "synthetic_shapes", "dataset_kwargs": {"n": 96}, "batch_size": 16}}}
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return run
+
+
+def test_cli_exports_a_run_directory_and_names_bad_sources(tmp_path, capsys):
+    from zoo.cli import main
+
+    run = _image_run(tmp_path)
     assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "out")]) == 0
     assert "verified on" in capsys.readouterr().out
     report = json.loads((run / "export_report.json").read_text())
@@ -245,19 +252,9 @@ def test_cli_exports_a_run_directory_and_names_bad_sources(tmp_path, capsys):
 
 
 def test_serving_a_run_directory_removes_its_on_the_fly_export_when_the_server_stops(tmp_path, monkeypatch):
-    import yaml
-
     import zoo.serve
-    from zoo.tasks.image import tiny_case
 
-    model, data = tiny_case(tmp_path)
-    trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
-    trainer.fit(model, datamodule=data)
-    run = tmp_path / "runs" / "shapes" / "version_0"
-    trainer.save_checkpoint(run / "checkpoints" / "best.ckpt")
-    cfg = {"data": {"class_path": "zoo.data.image.ImageDataModule",
-                    "init_args": {"dataset": "synthetic_shapes", "dataset_kwargs": {"n": 96}, "batch_size": 16}}}
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = _image_run(tmp_path)
     served = []
 
     def build(folder, **kwargs):  # what zoo serve would serve: an export folder while the server runs
