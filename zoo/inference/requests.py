@@ -56,7 +56,9 @@ def text_field(item: Any, name: str = "text") -> str:
 
 def probability_answers(probs: torch.Tensor, items: list[Any], names: list[str]) -> list[dict[str, Any]]:
     """A single-label classifier's answers from its ``[N, C]`` probabilities (also an ensemble's mixture): the
-    label, its confidence and the ``top_k`` (default: every) class probabilities of each parsed item."""
+    label, its confidence and the ``top_k`` (default: every) class probabilities of each parsed item. ``items``
+    are the parsed requests as dicts (a family's ``parse`` returns one per request); ``item.get("top_k")`` is read
+    from each, so a family that takes no ``top_k`` still returns a dict."""
     rows = []
     for p, item in zip(probs, items):
         k = item.get("top_k") or len(names)
