@@ -11,9 +11,7 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
-import signal
 
 import pytest
 import torch
@@ -152,7 +150,7 @@ def test_an_export_that_drifts_from_the_pytorch_ensemble_is_refused(exported, tm
 
 
 def test_zoo_serve_answers_with_the_combined_prediction(exported):
-    from tests.serve.test_serve import _call, _free_port, start_server
+    from tests.serve.test_serve import _call, _free_port, kill_group, start_server
 
     folder = exported["root"] / "onnx"
     expected = load_predictor(folder).predict(NEW_TEXTS)
@@ -169,7 +167,7 @@ def test_zoo_serve_answers_with_the_combined_prediction(exported):
         status, info = _call(port, "/info", key="k")
         assert status == 200 and len(info["model"]["members"]) == 2 and info["model"]["verification"]["passed"]
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
 
 
 def test_zoo_serve_takes_the_ensemble_directory_itself(exported):

@@ -7,9 +7,7 @@ directory, and a folder whose featuriser was changed refused."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -228,7 +226,7 @@ def test_a_changed_featuriser_is_refused_at_load(run, tmp_path):
 def test_zoo_serve_answers_over_http(run):
     """A real ``zoo serve`` process on each export: hashed features (fastText) and the TF-IDF vocabulary and idf
     files loaded in the worker."""
-    from tests.serve.test_serve import _call, _free_port, start_server
+    from tests.serve.test_serve import _call, _free_port, kill_group, start_server
 
     port = _free_port()
     proc = start_server(run["tmp"] / "onnx", port, run["tmp"], "--threads", "1", "--api-key", "k")
@@ -243,7 +241,7 @@ def test_zoo_serve_answers_over_http(run):
         status, info = _call(port, "/info", key="k")
         assert status == 200 and info["model"]["verification"]["from_raw_inputs"]["passed"]
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
 
 
 def test_export_fails_when_the_predictors_featurisation_disagrees(run, tmp_path, monkeypatch):

@@ -6,10 +6,6 @@ family zoo registers."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -128,27 +124,13 @@ def _entry_point_site(tmp: Path) -> Path:
 @pytest.mark.subprocess
 @pytest.mark.timeout(240)
 def test_zoo_serve_finds_a_plugin_family_through_its_entry_point(tmp_path):
-    from tests.serve.test_serve import _call, _free_port
+    from tests.serve.test_serve import _call, _free_port, kill_group, start_server
 
     model, data = _toy()
     export_model(model, data, "onnx", tmp_path / "toy")
-    site = _entry_point_site(tmp_path)
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(site)])}
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", str(tmp_path / "toy"), "--port", str(port),
-                             "--threads", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_server(tmp_path / "toy", port, tmp_path, "--threads", "1", paths=(_entry_point_site(tmp_path),))
     try:
-        import time
-
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-            try:
-                if _call(port, "/health", key=None, timeout=2)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.3)
         labels, _ = _expected(model)
         for vector, label in zip(VECTORS, labels):
             status, answer = _call(port, "/predict", {"vector": vector}, key=None)
@@ -158,10 +140,7 @@ def test_zoo_serve_finds_a_plugin_family_through_its_entry_point(tmp_path):
         status, info = _call(port, "/info", key=None)
         assert info["model"]["family"] == "toy_vectors" and info["model"]["task"] == "toy_direction"
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc)
 
 
 def test_entry_point_registration_in_process(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ image that does not decode, an unknown user) go through the same LitAPI code in-
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -44,10 +45,12 @@ def _call(port, path, body=None, key=KEY, ctype="application/json", timeout=60):
         return err.code, json.loads(text) if text.startswith(b"{") else text.decode()
 
 
-def start_server(folder: Path, port: int, cwd: Path, *args: str) -> subprocess.Popen:
-    """``zoo serve FOLDER`` as a real process in its own process group, returned once ``/health`` answers 200."""
+def start_server(folder: Path, port: int, cwd: Path, *args: str, paths: tuple[Path, ...] = ()) -> subprocess.Popen:
+    """``zoo serve FOLDER`` as a real process in its own process group (``paths`` join the repository on its
+    PYTHONPATH), returned once ``/health`` answers 200."""
+    pythonpath = os.pathsep.join(str(p) for p in (ROOT, *paths))
     proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", str(folder), "--port", str(port), *args],
-                            cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            cwd=cwd, env={**os.environ, "PYTHONPATH": pythonpath}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -78,11 +81,10 @@ def exported(tmp_path_factory):
     return {"folder": tmp / "text", "texts": texts, "rows": rows, "classes": model.class_names}
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:  # the whole process group: workers outlive a main process that died
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL to the server's whole process group: workers outlive a main process that died."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def server(exported):
     try:
         yield {**exported, "port": port, "proc": proc}
     finally:
-        _kill_group(proc)
+        kill_group(proc)
 
 
 @pytest.mark.subprocess
@@ -171,7 +173,7 @@ def test_server_stops_cleanly_on_sigterm(exported, tmp_path):
         with pytest.raises(OSError):
             _call(port, "/health", key=None, timeout=2)
     finally:
-        _kill_group(proc)
+        kill_group(proc)
 
 
 def _api(cls, folder):

@@ -8,6 +8,7 @@ at most ``batch_timeout`` seconds), ``POST /predict/batch`` (a list, one forward
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -75,12 +76,13 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, **kwargs:
     from zoo.inference.manifest import is_export_folder
 
     if is_export_folder(path):  # an export folder serves without importing zoo's training stack
-        _run(build_server(path, **kwargs), host, port)
-        return
-    from zoo.export import prepared
+        folder: Any = contextlib.nullcontext(Path(path))
+    else:
+        from zoo.export import prepared
 
-    with prepared(path) as folder:
-        _run(build_server(folder, **kwargs), host, port)
+        folder = prepared(path)
+    with folder as export:
+        _run(build_server(export, **kwargs), host, port)
 
 
 def _run(server: Any, host: str, port: int) -> None:
