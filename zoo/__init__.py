@@ -49,6 +49,7 @@ _LAZY: dict[str, str] = {
     "FastTextClassifier": "zoo.tasks.text",
     "TfidfClassifier": "zoo.tasks.text",
     "TokenClassifier": "zoo.tasks.text",
+    "CRFTagger": "zoo.tasks.text",
     "RecommenderTask": "zoo.tasks.recsys",
     "BPR": "zoo.tasks.recsys",
     "LightGCN": "zoo.tasks.recsys",

@@ -47,6 +47,9 @@ def write_torch_export(graph: nn.Module, spec: ExportSpec, path: Path) -> None:
     dims: dict[str, Any] = {"batch": torch.export.Dim("batch", min=1, max=1 << 16)}
     if spec.max_sequence:
         dims["sequence"] = torch.export.Dim("sequence", min=2, max=spec.max_sequence)
+    for axes in spec.dynamic.values():  # a family's own axes (a word's characters or pieces): any size
+        for name in axes.values():
+            dims.setdefault(name, torch.export.Dim(name, min=1, max=1 << 12))
     shapes = {n: {a: dims[name] for a, name in spec.dynamic[n].items()} for n in spec.inputs}
     if len(args[0]) < 2:
         raise ExportError("torch.export needs a sample batch of at least 2 examples for a dynamic batch axis; "

@@ -120,14 +120,18 @@ class DynamicPadCollator:
             for i, r in enumerate(rows):
                 weights[i, :len(r["weights"])] = torch.as_tensor(r["weights"], dtype=torch.float32)
             out["weights"] = weights
+        for key in ("chars", "pieces"):  # word-level features: per word a list, padded on both axes with 0
+            if key in rows[0]:
+                out[key] = _pad_nested([r[key] for r in rows], width)
         self._labels_and_keys(rows, out)
         return out
 
     def _windows(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         flat = [{"input_ids": w} for r in rows for w in r["windows"]]
-        if "window_labels" in rows[0]:
-            for item, labels in zip(flat, (x for r in rows for x in r["window_labels"])):
-                item["labels"] = labels
+        for key in ("labels", "chars", "pieces"):
+            if f"window_{key}" in rows[0]:
+                for item, values in zip(flat, (x for r in rows for x in r[f"window_{key}"])):
+                    item[key] = values
         out = self(flat)
         out["window_doc"] = torch.tensor([d for d, r in enumerate(rows) for _ in r["windows"]], dtype=torch.long)
         self._labels_and_keys(rows, out)
@@ -142,6 +146,16 @@ class DynamicPadCollator:
         for key in ("id", "text", "word_spans", "cut_tags", "cut_spans"):
             if key in rows[0]:
                 out[key] = [r[key] for r in rows]
+
+
+def _pad_nested(rows: list[list[list[int]]], width: int) -> torch.Tensor:
+    """``(rows, width, longest inner list)`` long tensor of the lists, 0 elsewhere."""
+    inner = max((len(x) for r in rows for x in r), default=1)
+    out = torch.zeros((len(rows), width, max(inner, 1)), dtype=torch.long)
+    for i, r in enumerate(rows):
+        for j, x in enumerate(r):
+            out[i, j, :len(x)] = torch.as_tensor(x, dtype=torch.long)
+    return out
 
 
 __all__ = ["DynamicPadCollator", "LengthGroupedBatchSampler", "TokenizedSet"]

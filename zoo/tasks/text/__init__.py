@@ -14,11 +14,12 @@ recipes name them so): these re-exports keep those paths resolving.
 
 from zoo.registry import MODELS
 from zoo.tasks.text.classifier import TextClassifier
+from zoo.tasks.text.crf_tagger import CRFTagger
 from zoo.tasks.text.encoder import EncoderMixin
 from zoo.tasks.text.labels import LabelMode, MultiLabel, SingleLabel
 from zoo.tasks.text.ngram import BagOfNgramsTask, FastTextClassifier
 from zoo.tasks.text.tfidf import TfidfClassifier
-from zoo.tasks.text.tiny import tiny_text_case, tiny_token_case
+from zoo.tasks.text.tiny import tiny_crf_tagger_case, tiny_text_case, tiny_token_case
 from zoo.tasks.text.tiny_ngram import tiny_fasttext_case, tiny_tfidf_case
 from zoo.tasks.text.token import TokenClassifier
 
@@ -29,6 +30,10 @@ MODELS.register("text_classifier", tags=("text",), tiny_case=tiny_text_case,
 MODELS.register("token_classifier", tags=("text", "ner"), tiny_case=tiny_token_case,
                 summary="token classifier (NER, IOB2) on a HF encoder with entity-level F1 (seqeval), optional PEFT",
                 )(TokenClassifier)
+MODELS.register("crf_tagger", tags=("text", "ner"), tiny_case=tiny_crf_tagger_case,
+                summary="NER in any language without pretrained weights: char CNN + SentencePiece subwords + BiLSTM + "
+                        "IOB2-constrained CRF (optional USE-m3 subword init)",
+                )(CRFTagger)
 MODELS.register("fasttext", tags=("text", "ngram"), tiny_case=tiny_fasttext_case,
                 summary="fastText-style classifier: hashed word + char n-grams -> EmbeddingBag -> linear (any script)",
                 )(FastTextClassifier)
@@ -36,6 +41,6 @@ MODELS.register("tfidf", tags=("text", "ngram"), tiny_case=tiny_tfidf_case,
                 summary="linear classifier on sparse TF-IDF word + char n-grams (any script, no pretrained weights)",
                 )(TfidfClassifier)
 
-__all__ = ["BagOfNgramsTask", "EncoderMixin", "FastTextClassifier", "LabelMode", "MultiLabel", "SingleLabel",
-           "TextClassifier", "TfidfClassifier", "TokenClassifier", "tiny_fasttext_case", "tiny_text_case",
-           "tiny_tfidf_case", "tiny_token_case"]
+__all__ = ["BagOfNgramsTask", "CRFTagger", "EncoderMixin", "FastTextClassifier", "LabelMode", "MultiLabel",
+           "SingleLabel", "TextClassifier", "TfidfClassifier", "TokenClassifier", "tiny_crf_tagger_case",
+           "tiny_fasttext_case", "tiny_text_case", "tiny_tfidf_case", "tiny_token_case"]

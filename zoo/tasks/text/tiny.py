@@ -9,6 +9,7 @@ from typing import Any
 from zoo.backbones.text import tiny_bert_dir
 from zoo.data.text import TextDataModule, TokenDataModule
 from zoo.tasks.text.classifier import TextClassifier
+from zoo.tasks.text.crf_tagger import CRFTagger
 from zoo.tasks.text.token import TokenClassifier
 
 #: the tiny encoder directory per ``tmp_dir``, built once per process
@@ -44,4 +45,12 @@ def tiny_token_case(tmp_dir: Any = None) -> tuple[TokenClassifier, TokenDataModu
     return model, data
 
 
-__all__ = ["tiny_text_case", "tiny_token_case"]
+def tiny_crf_tagger_case(tmp_dir: Any = None) -> tuple[CRFTagger, TokenDataModule]:
+    """A small char-CNN + BiLSTM + CRF on word-level features of the shipped IOB2 demo file; seconds on a CPU."""
+    model = CRFTagger(word_dim=16, char_dim=8, char_filters=16, subword_dim=16, hidden=16, lr=1e-2)
+    data = TokenDataModule(dataset="ner_demo", tokenizer="words", max_length=48, max_samples=96, batch_size=16,
+                           cache_dir=_cache_dir(tmp_dir))
+    return model, data
+
+
+__all__ = ["tiny_crf_tagger_case", "tiny_text_case", "tiny_token_case"]

@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.backbones.text import resolve_encoder
-from zoo.compat import attached_trainer
-from zoo.distributed import distributed_world
-from zoo.reporting.text import write_entity_report
 from zoo.tasks.base import Optimizer, Scheduler, ZooTask
-from zoo.tasks.classification import Calibrated, ClassDataMismatchError, _plain
+from zoo.tasks.classification import Calibrated, ClassDataMismatchError
+from zoo.tasks.text.crf import LinearChainCRF, compact
 from zoo.tasks.text.encoder import EncoderMixin
-
-log = logging.getLogger("zoo.tasks")
-
-
-def word_rows(values: Tensor, batch: dict[str, Any]) -> list[Tensor]:
-    """Per text of the batch, ``values`` (one entry per token position: logits, probabilities, tag ids) at the
-    first sub-token of each of its words, in word order. The windows of a chunked text (``window_doc``, from
-    ``data.long_text: chunks``) are joined: the data labels each word in exactly one of them, the window where
-    it has the most context, so a text gets one entry per word however many windows hold it."""
-    keep = batch["labels"] != -100
-    doc = batch.get("window_doc")
-    docs = list(range(len(keep))) if doc is None else doc.tolist()
-    parts: list[list[Tensor]] = [[] for _ in range(max(docs, default=-1) + 1)]
-    for i, d in enumerate(docs):
-        parts[d].append(values[i][keep[i].to(values.device)])
-    return [torch.cat(p) for p in parts]
+from zoo.tasks.text.entities import EntityTagging, word_rows
 
 
-class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
+class TokenClassifier(EntityTagging, EncoderMixin, Calibrated, ZooTask):
     """Token classification (named entities in IOB2) on a local Hugging Face encoder.
 
     Words are labelled on their first sub-token; other sub-tokens carry -100 and are ignored by the loss and
@@ -49,6 +28,9 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
         dropout: dropout on the token states.
         head_lr: learning rate of the linear head (default: ``lr``). With adapters, ``lr`` suits the adapters
             and a freshly initialised head needs more (see "When NER predicts only O" in docs/text.md).
+        crf: a linear-chain CRF over the words' first sub-tokens (IOB2-constrained transitions, trained by its
+            likelihood, decoded by Viterbi at validation, test, predict and in exports) instead of one arg-max per
+            word; its transitions learn at ``head_lr``.
     """
 
     #: how zoo export / zoo serve read and answer it (zoo.inference.family)
@@ -69,6 +51,7 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
         scheduler: Scheduler = "linear",
         warmup_ratio: float = 0.06,
         head_lr: float | None = None,
+        crf: bool = False,
     ) -> None:
         super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
                          warmup_ratio=warmup_ratio)
@@ -79,9 +62,9 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
         self.tag_names: list[str] | None = list(tag_names) if tag_names else None
         self.dropout_p = dropout
         self.head_lr = head_lr
-        #: word-level (gold, predicted) tag sequences of the running epoch, per stage
-        self._seqs: dict[str, tuple[list[list[str]], list[list[str]]]] = {}
-        self.last_test_sequences: tuple[list[list[str]], list[list[str]]] | None = None
+        self.use_crf = crf
+        self.crf: LinearChainCRF | None = None
+        self.init_entity_state()
         if self.tag_names:
             self.build()
 
@@ -105,13 +88,15 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
                                          "TokenDataModule")
         self.hparams["tag_names"] = list(self.tag_names)
         self.build_encoder_and_head(len(self.tag_names))
+        if self.use_crf:
+            self.crf = LinearChainCRF(self.tag_names)
         self.register_temperature()
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         groups = super().parameter_groups()
         if self.head_lr is None:
             return groups
-        head = {id(p) for p in self.head.parameters()}
+        head = {id(p) for m in (self.head, self.crf) if m is not None for p in m.parameters()}
         out = []
         for group in groups:
             rest = [p for p in group["params"] if id(p) not in head]
@@ -125,96 +110,31 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
         return self.head(self.encode(emb, batch))
 
     def task_loss(self, out: Tensor, batch: dict[str, Any]) -> Tensor:
+        if self.crf is not None:
+            keep = batch["labels"] != -100
+            emissions, mask = compact(out, keep)
+            tags, _ = compact(batch["labels"], keep)
+            return self.crf.nll(emissions, tags, mask)
         return F.cross_entropy(out.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
 
-    # -- metrics (seqeval on word-level tag sequences) --------------------------------------------------
-    def _word_tags(self, out: Tensor, batch: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
-        names = self.tag_names or []
-        gold = [[names[k] for k in g.tolist()] for g in word_rows(batch["labels"].cpu(), batch)]
-        pred = [[names[k] for k in p.tolist()] for p in word_rows(out.argmax(-1).cpu(), batch)]
-        # words the model never saw (cut by max_length or max_chunks) are scored as untagged: their entities
-        # count as missed, so a long-sentence corpus does not flatter a truncating model
-        for i, cut in enumerate(batch.get("cut_tags") or []):
-            gold[i] += [names[k] for k in cut]
-            pred[i] += ["O"] * len(cut)
-        return gold, pred
-
-    def update_metrics(self, stage: str, out: Tensor, batch: dict[str, Any]) -> None:
-        gold, pred = self._word_tags(out, batch)
-        g, p = self._seqs.setdefault(stage, ([], []))
-        g += gold
-        p += pred
-
-    def log_epoch_metrics(self, stage: str) -> None:
-        from seqeval.metrics import f1_score, precision_score, recall_score
-        from seqeval.scheme import IOB2
-
-        gold, pred = self._seqs.pop(stage, ([], []))
-        world, _ = distributed_world()
-        if world > 1:  # seqeval is no torchmetrics metric: every rank scores the sequences of all ranks
-            parts: list[Any] = [None] * world
-            torch.distributed.all_gather_object(parts, (gold, pred))
-            gold = [s for g, _ in parts for s in g]
-            pred = [s for _, p in parts for s in p]
-        if not gold:
-            return
-        kw = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
-        values = {"precision": precision_score(gold, pred, **kw), "recall": recall_score(gold, pred, **kw),
-                  "f1": f1_score(gold, pred, **kw)}
-        flat_g = [t for s in gold for t in s]
-        flat_p = [t for s in pred for t in s]
-        values["token_acc"] = sum(a == b for a, b in zip(flat_g, flat_p)) / max(1, len(flat_g))
-        self.log_dict({f"{stage}/{k}": float(v) for k, v in values.items()}, prog_bar=stage == "val")
-        if stage == "val":
-            self._warn_if_no_entities(gold, pred)
-        if stage == "test":
-            self.last_test_sequences = (gold, pred)
-
-    def _warn_if_no_entities(self, gold: list[list[str]], pred: list[list[str]]) -> None:
-        """An all-``O`` model scores a high token accuracy and an entity F1 of 0: say so after the epoch."""
-        trainer = attached_trainer(self)
-        if trainer is None or trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        if any(t != "O" for s in pred for t in s) or not any(t != "O" for s in gold for t in s):
-            return
-        log.warning("zoo: epoch %d: the token classifier predicted no entity at all (every word 'O') on %d validation "
-                    "sentences; if this persists, give the head its own rate (model.init_args.head_lr, e.g. 0.01 with "
-                    "adapters) or train longer (see 'When NER predicts only O' in docs/text.md)",
-                    trainer.current_epoch, len(gold))
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        return self._eval_step("test", batch)  # logits for the calibration report (zoo.callbacks.trust)
-
-    def on_test_epoch_start(self) -> None:
-        self._seqs.pop("test", None)
-
-    def write_test_report(self, out_dir: Any) -> list[Path]:
-        seqs = self.last_test_sequences
-        return write_entity_report(*seqs, Path(out_dir)) if seqs else []
-
-    # -- prediction: entity spans with character offsets ---------------------------------------------
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
-        from seqeval.metrics.sequence_labeling import get_entities
-
-        out = self(batch).float()
-        names = self.tag_names or []
-        rows = []
-        for i, logits in enumerate(word_rows(out, batch)):
-            tags = [names[k] for k in logits.argmax(-1).tolist()]
-            scores = self.probabilities(logits).max(-1).values.tolist()
-            spans = batch["word_spans"][i]
-            text = batch["text"][i]
-            entities = []
-            for etype, start, end in get_entities(tags):
-                a, b = spans[start][0], spans[end][1]
-                entities.append({"type": etype, "start": a, "end": b, "text": text[a:b],
-                                 "score": round(min(scores[start:end + 1]), 4)})
-            rows.append({"id": _plain(batch["id"][i]), "text": text, "entities": json.dumps(entities),
-                         "tags": " ".join(tags)})
-        return rows
+    # -- tags per word: arg-max, or the CRF's constrained Viterbi path over the first sub-tokens -----------
+    def decode_words(self, out: Tensor, batch: dict[str, Any]) -> list[list[int]]:
+        if self.crf is None:
+            return super().decode_words(out, batch)
+        packed, mask = compact(out.float(), batch["labels"] != -100)
+        paths = self.crf.decode(packed, mask)
+        doc = batch.get("window_doc")
+        docs = list(range(len(paths))) if doc is None else doc.tolist()
+        joined: list[list[int]] = [[] for _ in range(max(docs, default=-1) + 1)]
+        for d, path in zip(docs, paths):  # the windows of a chunked text, each decoded alone, in order
+            joined[d] += path
+        return joined
 
     def export_meta(self) -> dict[str, Any]:
-        return {"task": "token_classification", "tag_names": self.tag_names}
+        meta: dict[str, Any] = {"task": "token_classification", "tag_names": self.tag_names}
+        if self.crf is not None:
+            meta["crf"] = self.crf.export_scores()
+        return meta
 
 
 __all__ = ["TokenClassifier", "word_rows"]
