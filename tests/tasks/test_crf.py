@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zoo.inference.crf import FORBIDDEN, bio_constraints, is_valid_bio, viterbi
+from zoo.errors import ConfigError
+from zoo.inference.crf import FORBIDDEN, bio_constraints, is_valid_bio, join_windows, viterbi
 from zoo.tasks.text.crf import LinearChainCRF, compact
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -107,3 +108,20 @@ def test_viterbi_of_empty_sequences_and_compact():
     packed, mask = compact(values, keep)
     assert packed.tolist() == [[1.0, 3.0, 4.0], [6.0, 0.0, 0.0]]
     assert mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_windows_joined_stay_valid_iob2():
+    # window 2 opens on I-PER after window 1 ended on B-LOC: the joined text opens a PER entity instead
+    assert join_windows([[1, 2, 3], [2, 2, 0]], TAGS) == [1, 2, 3, 1, 2, 0]
+    assert join_windows([[1, 2], [2, 0]], TAGS) == [1, 2, 2, 0]  # a continued entity is kept
+
+
+def test_crf_tagger_refuses_sub_word_data(tmp_path):
+    from zoo.tasks.text.crf_tagger import CRFTagger
+    from zoo.tasks.text.tiny import tiny_token_case
+
+    _, data = tiny_token_case(tmp_path)
+    with pytest.raises(ConfigError, match="tokenizer: words"):
+        CRFTagger().bind_data(data)
+    with pytest.raises(ConfigError, match="model.context"):
+        CRFTagger(context="gru")

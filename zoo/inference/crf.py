@@ -40,6 +40,22 @@ def is_valid_bio(tags: list[str]) -> bool:
     return True
 
 
+def join_windows(paths: list[list[int]], names: list[str]) -> list[int]:
+    """The tag ids of a text read from several windows (each decoded alone, each word from one of them), joined in
+    order: where a window's first word continues an entity the previous window ended differently (``I-X`` after
+    anything but ``B-X`` / ``I-X``), it opens the entity instead (``B-X``), so the text stays valid IOB2."""
+    lookup = {t: k for k, t in enumerate(names)}
+    out: list[int] = []
+    for path in paths:
+        for k in path:
+            tag = names[k]
+            prev = names[out[-1]] if out else "O"
+            if tag.startswith("I-") and prev not in (f"B-{tag[2:]}", tag) and f"B-{tag[2:]}" in lookup:
+                k = lookup[f"B-{tag[2:]}"]
+            out.append(k)
+    return out
+
+
 def viterbi(emissions: Tensor, mask: Tensor, transitions: Tensor, start: Tensor, end: Tensor) -> list[list[int]]:
     """The best tag path of each sequence: ``emissions`` ``(batch, length, tags)``, ``mask`` ``(batch, length)``
     true on the positions of each sequence (a prefix), ``transitions[i, j]`` the score of tag ``j`` after tag
@@ -77,4 +93,4 @@ def viterbi(emissions: Tensor, mask: Tensor, transitions: Tensor, start: Tensor,
     return paths
 
 
-__all__ = ["FORBIDDEN", "bio_constraints", "is_valid_bio", "viterbi"]
+__all__ = ["FORBIDDEN", "bio_constraints", "is_valid_bio", "join_windows", "viterbi"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from zoo.inference.crf import viterbi
+from zoo.inference.crf import join_windows, viterbi
 from zoo.inference.families.text import EncoderFamily
 from zoo.inference.family import ExportSpec, register_family
 from zoo.inference.manifest import Manifest
@@ -111,8 +111,7 @@ class TokenClassification(EncoderFamily):
             if "crf" in self.meta:  # each window's words decoded alone by the CRF, as the eager model decodes them
                 em = [out[at + j, f] for j, f in enumerate(item["firsts"])]
                 packed = torch.nn.utils.rnn.pad_sequence(em, batch_first=True)
-                ids = [k for path in crf_paths(packed, [len(f) for f in item["firsts"]], self.meta["crf"])
-                       for k in path]
+                ids = join_windows(crf_paths(packed, [len(f) for f in item["firsts"]], self.meta["crf"]), names)
             else:
                 ids = out[seq, pos].argmax(-1).tolist()
             at += len(item["windows"])

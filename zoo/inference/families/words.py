@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from zoo.inference.crf import join_windows
 from zoo.inference.families.token import WORD_RE, crf_paths, iob_entities
 from zoo.inference.family import ExportSpec, Family, register_family, sample_batches
 from zoo.inference.manifest import Manifest
@@ -117,12 +118,11 @@ class WordTagging(Family):
         probs = (out.float() / temperature).softmax(-1)
         rows, at = [], 0
         for item in items:
-            tags, scores = [], []
-            for j, owned in enumerate(item["owned"]):
-                for p in owned:  # each word from the window it is read from, in word order
-                    k = paths[at + j][p]
-                    tags.append(names[k])
-                    scores.append(float(probs[at + j, p, k]))
+            # each word from the window it is read from, in word order
+            where = [(at + j, p) for j, owned in enumerate(item["owned"]) for p in owned]
+            ids = join_windows([[paths[at + j][p] for p in owned] for j, owned in enumerate(item["owned"])], names)
+            tags = [names[k] for k in ids]
+            scores = [float(probs[r, p, k]) for (r, p), k in zip(where, ids)]
             at += len(item["windows"])
             entities = []
             for etype, start, end in iob_entities(tags):

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.errors import ConfigError
+from zoo.inference.crf import join_windows
 from zoo.tasks.base import Optimizer, Scheduler, ZooTask
 from zoo.tasks.classification import Calibrated, ClassDataMismatchError
 from zoo.tasks.text.crf import LinearChainCRF
@@ -216,10 +217,10 @@ class CRFTagger(EntityTagging, Calibrated, ZooTask):
         keep = (batch["labels"] != -100).cpu()
         doc = batch.get("window_doc")
         docs = list(range(len(paths))) if doc is None else doc.tolist()
-        joined: list[list[int]] = [[] for _ in range(max(docs, default=-1) + 1)]
+        parts: list[list[list[int]]] = [[] for _ in range(max(docs, default=-1) + 1)]
         for i, (d, path) in enumerate(zip(docs, paths)):
-            joined[d] += [k for k, own in zip(path, keep[i].tolist()) if own]
-        return joined
+            parts[d].append([k for k, own in zip(path, keep[i].tolist()) if own])
+        return [join_windows(p, self.tag_names or []) for p in parts]
 
     def export_meta(self) -> dict[str, Any]:
         return {"task": "token_classification", "tag_names": self.tag_names, "crf": self.crf.export_scores()}

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.backbones.text import resolve_encoder
+from zoo.inference.crf import join_windows
 from zoo.tasks.base import Optimizer, Scheduler, ZooTask
 from zoo.tasks.classification import Calibrated, ClassDataMismatchError
 from zoo.tasks.text.crf import LinearChainCRF, compact
@@ -125,10 +126,10 @@ class TokenClassifier(EntityTagging, EncoderMixin, Calibrated, ZooTask):
         paths = self.crf.decode(packed, mask)
         doc = batch.get("window_doc")
         docs = list(range(len(paths))) if doc is None else doc.tolist()
-        joined: list[list[int]] = [[] for _ in range(max(docs, default=-1) + 1)]
+        parts: list[list[list[int]]] = [[] for _ in range(max(docs, default=-1) + 1)]
         for d, path in zip(docs, paths):  # the windows of a chunked text, each decoded alone, in order
-            joined[d] += path
-        return joined
+            parts[d].append(path)
+        return [join_windows(p, self.tag_names or []) for p in parts]
 
     def export_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"task": "token_classification", "tag_names": self.tag_names}
