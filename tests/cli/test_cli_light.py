@@ -108,7 +108,7 @@ def test_list_pattern_is_a_task_family_a_piece_of_the_name_or_a_glob(capsys):
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["models", "nothing"], "zoo: error: no model matches 'nothing'; known: bpr, fasttext, "),
+    (["models", "nothing"], "zoo: error: no model matches 'nothing'; known: bpr, crf_tagger, fasttext, "),
     (["callbacks", "zz*"], "zoo: error: no callback matches 'zz*'; known: adversarial_evaluation, "),
     (["recipes", "nothing"], "zoo: error: no recipe matches 'nothing'; folders: recipes/overlays, "),
 ])

@@ -313,9 +313,9 @@ def test_text_recipe_fast_dev_runs_with_tiny_encoder(recipe, tiny, tmp_path, cap
 
     first = recipe.read_text().splitlines()[0]
     overrides = shlex.split(first.split(":", 1)[1]) if first.startswith("# zoo-test-overrides:") else []
-    # n-gram recipes (fasttext, tfidf) have no encoder or tokenizer to swap
+    # n-gram recipes (fasttext, tfidf) and crf_tagger (word features) have no encoder or tokenizer to swap
     encoder = (["--model.init_args.encoder", tiny, "--data.init_args.tokenizer", tiny,
-                "--data.init_args.cache_dir", str(tmp_path / "cache")] if "tokenizer:" in recipe.read_text() else [])
+                "--data.init_args.cache_dir", str(tmp_path / "cache")] if "encoder:" in recipe.read_text() else [])
     rc = main(["fit", "--config", str(recipe), "--trainer.fast_dev_run", "1", "--trainer.precision", "32-true",
                *encoder, "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
                *overrides])
