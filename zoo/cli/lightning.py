@@ -112,6 +112,12 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         class_path = hparams.pop("_class_path", None) or (checkpoint.get("zoo") or {}).get("task")
         if not hparams or not class_path:
             return
+        from zoo.checkpoints import CheckpointMismatchError, resolve_task_class
+
+        if resolve_task_class(str(class_path)) is None:  # before the parser, which would import the module it names
+            raise CheckpointMismatchError(f"{location.checkpoint} names task class {str(class_path)!r:.120}, which "
+                                          "is not a zoo task (nor one this program imported); zoo imports no module "
+                                          "a file names")
         from zoo.cli.resume import command_line_model_keys
         from zoo.cli.runs import plain
 
