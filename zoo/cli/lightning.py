@@ -15,7 +15,9 @@ recipe name as its group and task / backbone / technique tags.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -188,11 +190,12 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         from zoo.callbacks.run_report import RunReport
         from zoo.callbacks.trust import Trust
         from zoo.cli.resume import check_trainer_limits, default_reliability_callbacks, run_logger
-        from zoo.scale import check_precision, check_strategy
+        from zoo.scale import check_devices, check_precision, check_strategy
 
         trainer_cfg = self.config_value(self.config_init, "trainer", default={})
         check_trainer_limits(trainer_cfg)
         self._bind_data()
+        check_devices(trainer_cfg.get("devices"), trainer_cfg.get("accelerator", "auto"))
         check_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"))
         check_strategy(trainer_cfg.get("strategy"), trainer_cfg.get("accelerator", "auto"),
                        bool(trainer_cfg.get("sync_batchnorm", False)))
@@ -293,11 +296,17 @@ def run(argv: list[str]) -> int:
     from zoo.cli.resume import check_config_files, os_error_message
 
     runs.forget()
+    stopped_by, previous = _exit_codes_on_signals()
     try:
         check_config_files(argv)
         ZooCLI(args=argv)
     except BaseException as err:
         runs.remove_unfinished()  # nothing half-written: directories this command made and did no work in
+        if stopped_by:  # after Lightning wrote on_exception.ckpt: say so to a supervisor with 128 + signal
+            signum = stopped_by[0]
+            print(f"zoo: stopped by {signal.Signals(signum).name}; a fit continues with --resume auto",
+                  file=sys.stderr)
+            return 128 + signum
         if not isinstance(err, Exception):
             raise
         cause = _zoo_error_in_chain(err, ZooError)
@@ -306,5 +315,31 @@ def run(argv: list[str]) -> int:
             raise
         print(f"zoo: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        runs.release_locks()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     runs.forget()
     return 0
+
+
+def _exit_codes_on_signals() -> tuple[list[int], dict[int, Any]]:
+    """Record SIGTERM / SIGINT so that the command exits 143 / 130 (not 0: Lightning ends a fit on SIGTERM with a
+    bare SystemExit) once the checkpoint is written; returns the list the signal numbers go into. SIGINT still
+    raises KeyboardInterrupt; SIGTERM raises SystemExit only outside a fit, where Lightning's own handler (which
+    calls this one) stops the loop at the next batch end and writes on_exception.ckpt first. Returns the list
+    the signal numbers go into and the handlers to restore."""
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if signal.getsignal(signal.SIGTERM) is on_signal:  # no trainer running: stop here, cleaning up
+            raise SystemExit(128 + signum)
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, on_signal)
+    return received, previous

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.cli.runs import find_resume_checkpoint, new_output_dir, new_version_dir, plain, run_dir_of
+from zoo.cli.runs import find_resume_checkpoint, lock_run, new_output_dir, new_version_dir, plain, run_dir_of
 from zoo.errors import ConfigError
 
 #: commands that score or apply trained weights: refused without a checkpoint unless --allow_untrained
@@ -156,6 +156,7 @@ def run_logger(csv_logger: type, location: RunLocation | None, sub: str, root: s
             # continuing in a full folder is the point here, not a mistake to warn about
             warnings.filterwarnings("ignore",
                                     message=r".*(Experiment logs|Checkpoint) directory .* exists and is not empty")
+            lock_run(location.run_dir)  # before anything is written into it
             logger = csv_logger(save_dir=str(location.run_dir.parent), name="", version=location.run_dir.name)
             # Lightning's CSV writer deletes metrics.csv when it opens a non-empty folder: hand it the rows to keep
             # and write them back at once, so one metrics.csv holds the whole run (and a second crash keeps it)
@@ -168,6 +169,8 @@ def run_logger(csv_logger: type, location: RunLocation | None, sub: str, root: s
             out = new_output_dir(location.run_dir, sub)
             return csv_logger(save_dir=str(location.run_dir), name="", version=out.name)
     folder = new_version_dir(Path(root), name)
+    if sub == "fit":
+        lock_run(folder)
     return csv_logger(save_dir=str(folder.parent.parent), name=folder.parent.name, version=folder.name)
 
 
@@ -190,7 +193,7 @@ def default_reliability_callbacks(callbacks: list[Any], logger: Any) -> list[Any
     an exception (Lightning's ``OnExceptionCheckpoint``), each unless the recipe configures its own."""
     from lightning.pytorch.callbacks import OnExceptionCheckpoint
 
-    from zoo.callbacks.checkpointing import LastCheckpoint, RunState
+    from zoo.callbacks.checkpointing import ExceptionCheckpoint, LastCheckpoint, RunState
 
     added: list[Any] = []
     if not any(isinstance(c, LastCheckpoint) for c in callbacks):
@@ -199,7 +202,7 @@ def default_reliability_callbacks(callbacks: list[Any], logger: Any) -> list[Any
         added.append(RunState())
     log_dir = getattr(logger, "log_dir", None)
     if log_dir and not any(isinstance(c, OnExceptionCheckpoint) for c in callbacks):
-        added.append(OnExceptionCheckpoint(dirpath=str(Path(log_dir) / "checkpoints"), filename="on_exception"))
+        added.append(ExceptionCheckpoint(dirpath=str(Path(log_dir) / "checkpoints"), filename="on_exception"))
     return added
 
 
