@@ -95,6 +95,13 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         if sub and self.config[sub].get("weights_only") is None:  # what config.yaml of earlier runs holds
             self.config[sub]["weights_only"] = True
 
+        seed = self.config[sub].get("seed_everything") if sub else None
+        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= 2**32 - 1:
+            raise ConfigError(f"--seed_everything {seed}: a seed must be between 0 and {2**32 - 1} (numpy's range)")
+        output = self.config[sub].get("output") if sub == "predict" else None
+        if output not in (None, "-") and Path(str(output)).is_dir():
+            raise ConfigError(f"--output {output} is a folder; give the CSV file to write, e.g. "
+                              f"{Path(str(output)) / 'predictions.csv'}")
         # before LightningCLI reads the checkpoint's hyperparameters into the config: a bad or foreign file must
         # stop here with one message, not build another task's model
         self._run_location = resolve_checkpoint(self.config)

@@ -226,6 +226,39 @@ def check_data_sizes(datamodule: Any) -> None:
             raise ConfigError(f"--data.init_args.{key} must be >= {low}, got {value}")
 
 
+#: values a --config file may expand to once its aliases are copied out (jsonargparse copies them: a file of a
+#: few lines whose aliases nest ten deep would otherwise fill the memory); far above any real recipe
+MAX_YAML_VALUES = 1_000_000
+
+
+def expanded_size(node: Any, limit: int) -> int:
+    """How many scalars, lists and mappings a composed YAML node stands for with every alias copied out, counted
+    without copying (each shared node once, memoised), stopping early past ``limit``; a node that contains
+    itself counts as past the limit."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(node, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        current, children_done = stack.pop()
+        key = id(current)
+        if key in sizes:
+            continue
+        children = ([c for pair in current.value for c in pair] if current.id == "mapping"
+                    else current.value if current.id == "sequence" else [])
+        if not children_done:
+            if key in open_nodes:
+                return limit + 1  # a recursive alias
+            open_nodes.add(key)
+            stack.append((current, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        if any(id(c) not in sizes for c in children):
+            return limit + 1  # a child still open: the node contains itself
+        sizes[key] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+        open_nodes.discard(key)
+    return sizes[id(node)]
+
+
 def check_config_files(argv: list[str]) -> None:
     """Each ``--config FILE``: it exists and is valid YAML; a syntax error names the file and line (jsonargparse
     would report ``"<unicode string>", line 3``)."""
@@ -245,6 +278,10 @@ def check_config_files(argv: list[str]) -> None:
         except UnicodeDecodeError as err:
             raise ConfigError(f"--config {path}: not UTF-8 text (byte {err.start})") from None
         try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)  # aliases still shared: nothing expanded yet
+            if node is not None and expanded_size(node, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+                raise ConfigError(f"--config {path}: its aliases (*name) expand to more than {MAX_YAML_VALUES:,} "
+                                  "values (an alias bomb?); write the values out or use fewer nested aliases")
             yaml.safe_load(text)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
@@ -267,5 +304,5 @@ def os_error_message(err: BaseException) -> str | None:
 
 __all__ = ["NEED_WEIGHTS", "RunLocation", "check_config_files", "check_data_sizes", "check_weights_fit",
            "command_line_model_keys",
-           "check_trainer_limits", "default_reliability_callbacks", "os_error_message", "recipe_name",
+           "check_trainer_limits", "default_reliability_callbacks", "expanded_size", "os_error_message", "recipe_name",
            "resolve_checkpoint", "run_logger"]

@@ -39,7 +39,9 @@ def _mkdir_new(path: Path) -> bool:
 
 def _os_message(err: OSError, path: Path) -> str:
     reason = {errno.EACCES: "permission denied", errno.EROFS: "read-only file system",
-              errno.ENOSPC: "no space left on device", errno.ENOENT: "its parent folder does not exist"}
+              errno.ENOSPC: "no space left on device", errno.ENOENT: "its parent folder does not exist",
+              errno.ENAMETOOLONG: "the path or one of its names is too long for the file system (a name holds at "
+                                  "most 255 bytes)"}
     why = reason.get(err.errno or 0, err.strerror or type(err).__name__)
     return (f"cannot create the run directory {path}: {why}; choose a writable place with "
             "--trainer.default_root_dir")
@@ -50,10 +52,13 @@ ANCESTORS: list[Path] = []
 
 
 def _ensure_parent(folder: Path) -> None:
-    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    missing = [p for p in [folder, *folder.parents] if not os.path.lexists(p)]  # False, not an error, when too long
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
+        for path in missing:  # deepest first: the ancestors made before the failing one (runs/ of runs/<long>)
+            if os.path.isdir(path) and not os.listdir(path):
+                path.rmdir()
         raise RunDirError(_os_message(err, folder)) from None
     ANCESTORS.extend(reversed(missing))
 

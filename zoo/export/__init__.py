@@ -106,6 +106,8 @@ def check_out(fmt: str, out: str | Path, overwrite: bool) -> Path:
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; give a folder to write the export into")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
     return out
