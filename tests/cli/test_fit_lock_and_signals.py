@@ -93,3 +93,31 @@ def test_ctrl_c_exits_130_after_the_checkpoint(tmp_path, capsys, monkeypatch):
     assert "stopped by SIGINT" in err
     run = tmp_path / "runs" / recipe.stem / "version_0"
     assert (run / "checkpoints" / "on_exception.ckpt").is_file() and not (run / ".zoo.lock").exists()
+
+
+def test_a_full_disk_names_the_checkpoint_and_leaves_no_partial_file(tmp_path):
+    import errno
+    from types import SimpleNamespace
+
+    from zoo.callbacks.checkpointing import write_checkpoint
+    from zoo.errors import CheckpointError
+
+    def half_then_full(path, weights_only=False):
+        Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/tmpab12cd")
+
+    target = tmp_path / "checkpoints" / "on_exception.ckpt"
+    trainer = SimpleNamespace(is_global_zero=True, save_checkpoint=half_then_full)
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint \S*checkpoints/on_exception\.ckpt: No space"):
+        write_checkpoint(trainer, target)
+    assert list((tmp_path / "checkpoints").iterdir()) == []  # neither the file nor its temporary
+
+
+def test_more_loader_workers_than_cores_is_said(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    recipe = write_recipe(tmp_path, "image")
+    # said when the classes are built; the bad max_epochs then stops the fit before 64 loader processes start
+    assert main(["fit", "--config", str(recipe), "--data.init_args.num_workers", "64", "--trainer.max_epochs",
+                 "-5"]) == 2
+    assert "data.num_workers 64 is more than this machine's 2 CPU cores" in capsys.readouterr().err

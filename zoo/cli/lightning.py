@@ -148,6 +148,7 @@ class ZooCLI(LightningCLIWithCheckpointHook):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         self._bind_data()
+        self._say_num_workers()
         if self._overrides and self._run_location is not None:
             from zoo.cli.resume import check_weights_fit
 
@@ -166,6 +167,15 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         check_data_sizes(self.datamodule)
         if isinstance(self.model, ZooTask) and self.datamodule is not None:
             self.model.bind_data(self.datamodule)
+
+    def _say_num_workers(self) -> None:
+        import os
+
+        workers, cores = getattr(self.datamodule, "num_workers", 0), os.cpu_count() or 1
+        if isinstance(workers, int) and workers > cores:
+            print(f"zoo: data.num_workers {workers} is more than this machine's {cores} CPU cores: the loader "
+                  f"processes compete for them (each with a copy of the data); {cores} or fewer is usually faster",
+                  file=sys.stderr)
 
     def _recipe_name(self) -> str:
         cfg = self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
