@@ -148,7 +148,6 @@ class ZooCLI(LightningCLIWithCheckpointHook):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         self._bind_data()
-        self._say_num_workers()
         if self._overrides and self._run_location is not None:
             from zoo.cli.resume import check_weights_fit
 
@@ -210,6 +209,7 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         from zoo.scale import check_devices, check_precision, check_strategy
 
         trainer_cfg = self.config_value(self.config_init, "trainer", default={})
+        self._say_num_workers()
         check_trainer_limits(trainer_cfg)
         self._bind_data()
         check_devices(trainer_cfg.get("devices"), trainer_cfg.get("accelerator", "auto"))
