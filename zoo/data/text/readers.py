@@ -43,7 +43,7 @@ def text_values(values: list[Any], path: Any, column: str) -> list[str]:
 
 
 #: cells that mean "no label" (pandas, spreadsheets and JSON write them so): never a class of their own
-MISSING_LABELS = ("", "nan", "none", "null", "na", "n/a")
+MISSING_LABELS = ("", "nan", "none", "null")
 MISSING_LABEL_CHOICES = ("error", "drop")
 
 
