@@ -31,7 +31,7 @@ def build_server(folder: str | Path, *, max_batch_size: int = 32, batch_timeout:
 
     from zoo.inference import read_export
     from zoo.inference.integrity import check_export
-    from zoo.serve.api import API_KEY_ENV, BatchListAPI, PredictAPI, RequestGuard
+    from zoo.serve.api import API_KEY_ENV, PredictAPI, RequestGuard
 
     if max_batch_size < 1 or workers < 1 or batch_timeout < 0 or max_body_mb <= 0 or drain_timeout < 0:
         raise ConfigError("--max-batch-size and --workers must be >= 1, --batch-timeout and --drain-timeout >= 0, "
@@ -52,9 +52,9 @@ def build_server(folder: str | Path, *, max_batch_size: int = 32, batch_timeout:
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     common = dict(export=export, backend=backend, calibration=calibration, threads=threads,
                   max_image_pixels=max_image_pixels)
+    # one API: /predict/batch reaches the same workers through RequestGuard
     apis = [PredictAPI(max_batch_size=max_batch_size, batch_timeout=batch_timeout if max_batch_size > 1 else 0.0,
-                       api_path="/predict", **common),
-            BatchListAPI(max_batch_size=1, api_path="/predict/batch", **common)]
+                       api_path="/predict", **common)]
     shown = ("task", "family", "format", "model_class", "labels", "versions", "source", "verification", "temperature",
              "members")
     info = {k: _no_paths(export.raw[k]) for k in shown if k in export.raw}

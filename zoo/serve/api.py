@@ -98,42 +98,60 @@ class _Base(ls.LitAPI):
         return output.response() if isinstance(output, Invalid) else output
 
 
+#: the key :class:`RequestGuard` wraps a ``/predict/batch`` body in before handing it to ``/predict``'s worker
+BATCH_KEY = "zoo_batch"
+
+
+@dataclass
+class Batch:
+    """A ``/predict/batch`` request: its parsed inputs, answered as ``{"outputs": [...]}``."""
+
+    items: list[Any]
+
+
 class PredictAPI(_Base):
-    """``POST /predict``: one input per request, batched across requests by LitServe."""
+    """``POST /predict``: one input per request, batched across requests by LitServe; and ``POST /predict/batch``
+    (``{"inputs": [...]}`` or a bare list), which :class:`RequestGuard` sends to the same worker wrapped under
+    :data:`BATCH_KEY`: one worker process per ``--workers`` serves both routes (a worker's memory is mostly torch,
+    about 300 MB, so a second API's workers would cost that again)."""
 
     # no annotation on ``request``: LitServe reads it to decide how to parse the body (JSON without one)
     def decode_request(self, request):  # type: ignore[no-untyped-def]
+        if isinstance(request, dict) and BATCH_KEY in request:
+            return self._decode_batch(request[BATCH_KEY])
         return self._parse(request)
+
+    def _decode_batch(self, request: Any) -> Batch | Invalid:
+        inputs = request.get("inputs") if isinstance(request, dict) else request
+        if not isinstance(inputs, list) or not inputs:
+            return Invalid("inputs", "expected a non-empty list of inputs (each as /predict takes it)")
+        parsed = [self._parse(it, f"inputs[{i}].") for i, it in enumerate(inputs)]
+        bad = next((p for p in parsed if isinstance(p, Invalid)), None)
+        return bad if bad is not None else Batch(parsed)
 
     def batch(self, inputs: list[Any]) -> list[Any]:
         return list(inputs)
 
     def predict(self, x: Any) -> Any:
         items = x if isinstance(x, list) else [x]
-        good = [i for i, it in enumerate(items) if not isinstance(it, Invalid)]
-        answers = self.predictor.run([items[i] for i in good])
-        out: list[Any] = list(items)
-        for i, answer in zip(good, answers):
-            out[i] = answer
+        # every good input of the dynamic batch, single requests and batch requests' lists alike, in one run
+        flat: list[Any] = []
+        for it in items:
+            if isinstance(it, Batch):
+                flat.extend(it.items)
+            elif not isinstance(it, Invalid):
+                flat.append(it)
+        answers = iter(self.predictor.run(flat) if flat else [])
+        out: list[Any] = []
+        for it in items:
+            if isinstance(it, Batch):
+                out.append({"outputs": [next(answers) for _ in it.items]})
+            else:
+                out.append(it if isinstance(it, Invalid) else next(answers))
         return out if isinstance(x, list) else out[0]
 
     def unbatch(self, output: Any) -> list[Any]:
         return list(output)
-
-
-class BatchListAPI(_Base):
-    """``POST /predict/batch``: ``{"inputs": [...]}`` (or a bare list) answered in one forward pass."""
-
-    def decode_request(self, request):  # type: ignore[no-untyped-def]
-        inputs = request.get("inputs") if isinstance(request, dict) else request
-        if not isinstance(inputs, list) or not inputs:
-            return Invalid("inputs", "expected a non-empty list of inputs (each as /predict takes it)")
-        parsed = [self._parse(it, f"inputs[{i}].") for i, it in enumerate(inputs)]
-        bad = next((p for p in parsed if isinstance(p, Invalid)), None)
-        return bad if bad is not None else parsed
-
-    def predict(self, x: Any) -> Any:
-        return x if isinstance(x, Invalid) else {"outputs": self.predictor.run(x)}
 
 
 def _json_reply(status: int, field: str, detail: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -190,6 +208,9 @@ class RequestGuard:
                     await send(msg)
                 return
         scope = dict(scope)
+        if scope.get("path") == "/predict/batch":  # answered by /predict's workers (PredictAPI)
+            body = b'{"' + BATCH_KEY.encode() + b'": ' + body + b"}"
+            scope["path"], scope["raw_path"] = "/predict", b"/predict"
         scope["headers"] = [(k, v) for k, v in scope.get("headers") or []
                             if k not in (b"content-type", b"content-length")]
         scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -222,4 +243,4 @@ class RequestGuard:
         return json.dumps(fields).encode()
 
 
-__all__ = ["API_KEY_ENV", "BatchListAPI", "Invalid", "PredictAPI", "RequestGuard"]
+__all__ = ["API_KEY_ENV", "BATCH_KEY", "Batch", "Invalid", "PredictAPI", "RequestGuard"]
