@@ -5,7 +5,8 @@ LitServe's own shutdown closes the response transport before it stops the HTTP s
 are reset and uvicorn waits out its whole graceful timeout ("Did not terminate gracefully. Forcibly killing").
 zoo drains in the other order: SIGTERM to the HTTP server processes (uvicorn stops accepting and finishes the
 requests it accepted, up to the drain timeout, while the model workers keep answering), the listening socket
-closed in this process too, and only then LitServe's shutdown event, which stops the model workers.
+closed in this process too, and only then the KeyboardInterrupt that ends ``LitServer.run``, which stops the model
+workers.
 """
 
 from __future__ import annotations
@@ -27,22 +28,24 @@ HTTP_SERVER_PREFIX = "LitServer-"
 
 
 def drain_on_signals(server: Any, port: int, drain_timeout: float) -> None:
-    """SIGTERM (systemd, docker) or SIGINT (Ctrl-C) to this process drains the server (see the module doc)."""
+    """SIGTERM (systemd, docker) or SIGINT (Ctrl-C) to this process drains the server (see the module doc). Once
+    the HTTP servers are gone, the drain sends this process SIGINT, which the handler turns into the
+    KeyboardInterrupt that ends ``LitServer.run`` (its public way out) and stops the model workers."""
     main = os.getpid()
-    stopping = threading.Event()
+    stopping, drained = threading.Event(), threading.Event()
 
     def stop(signum: int, frame: Any) -> None:
         if os.getpid() != main:
             # a forked HTTP server re-raises the signal uvicorn handled, with this inherited handler: exit quietly
             raise SystemExit(0)
+        if drained.is_set() or (not stopping.is_set() and not _http_servers()):
+            raise KeyboardInterrupt  # drained, or still starting: LitServe stops its workers on this
         if stopping.is_set():
-            return
+            return  # a second Ctrl-C while draining
         stopping.set()
-        if getattr(server, "_shutdown_event", None) is None or not _http_servers():
-            raise KeyboardInterrupt  # still starting: LitServe stops its workers on this
         print(f"zoo: {signal.Signals(signum).name}: draining (answering accepted requests, up to "
               f"{drain_timeout:g} s)", file=sys.stderr, flush=True)
-        threading.Thread(target=_drain, args=(server, port, drain_timeout), daemon=True).start()
+        threading.Thread(target=_drain, args=(port, drain_timeout, drained), daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -52,7 +55,7 @@ def _http_servers() -> list[Any]:
     return [p for p in multiprocessing.active_children() if p.name.startswith(HTTP_SERVER_PREFIX)]
 
 
-def _drain(server: Any, port: int, drain_timeout: float) -> None:
+def _drain(port: int, drain_timeout: float, drained: threading.Event) -> None:
     started = time.monotonic()
     http = _http_servers()
     for proc in http:
@@ -65,7 +68,8 @@ def _drain(server: Any, port: int, drain_timeout: float) -> None:
     # LitServe's shutdown finds the HTTP servers gone and says so; that is this drain, not news to the user
     logging.getLogger("litserve").setLevel(logging.ERROR)
     logging.getLogger("litserve.server").setLevel(logging.ERROR)
-    server._shutdown_event.set()
+    drained.set()
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _stop_listening(port: int) -> None:
