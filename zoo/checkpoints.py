@@ -2,7 +2,9 @@
 
 Every load uses ``torch.load(..., weights_only=True)``: zoo checkpoints hold only tensors and plain values, so a
 file that needs code to unpickle is refused. Task classes are found by their recorded dotted path at run time,
-so this module imports no task (techniques such as distillation load teachers through it).
+so this module imports no task (techniques such as distillation load teachers through it). A path read from a file
+never imports anything: it names one of zoo's registered classes or a class the running program already imported
+(:func:`resolve_class`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 import pickle
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +37,49 @@ def checkpoint_meta(task: Any) -> dict[str, Any]:
     return {"task": task_class_path(task), "zoo_version": __version__}
 
 
-def resolve_task_class(path: str) -> type | None:
-    """The class a checkpoint names, or None."""
-    module, _, name = path.rpartition(".")
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in name.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError):
+#: zoo's own packages whose modules may be imported to find a class a file names (task and data modules, whose
+#: import only defines and registers classes); any other module must already be imported by the running program
+OWN_PACKAGES = ("zoo.tasks.", "zoo.data.")
+
+
+def resolve_class(path: str, base: type | None = None) -> type | None:
+    """The class a file names by dotted path, or None, importing nothing on the file's word: the path must name a
+    class in zoo's own task or data modules (:data:`OWN_PACKAGES`) or in a module the running program already
+    imported (the user's code that defined its own task). A checkpoint, ``zoo_export.json``, ensemble manifest or
+    run config therefore cannot choose which code runs. With ``base``, only a subclass of it is returned (a file
+    may not name ``subprocess.Popen`` as its task)."""
+    module, _, name = str(path).rpartition(".")
+    parts = [name]
+    while module and module not in sys.modules and not module.startswith(OWN_PACKAGES):  # module.Outer.Inner
+        module, _, outer = module.rpartition(".")
+        parts.insert(0, outer)
+    obj: Any = sys.modules.get(module) if module else None
+    if obj is None and module.startswith(OWN_PACKAGES):
+        try:
+            obj = importlib.import_module(module)
+        except ImportError:
+            return None
+    for part in parts:
+        if obj is None or not part.isidentifier() or part.startswith("__"):
+            return None
+        obj = vars(obj).get(part)  # not getattr: a module's lazy __getattr__ would import on the file's word
+    if not isinstance(obj, type) or (base is not None and not issubclass(obj, base)):
         return None
-    return obj if isinstance(obj, type) else None
+    return obj
+
+
+def resolve_task_class(path: str) -> type | None:
+    """The LightningModule a checkpoint or export names, or None (see :func:`resolve_class`: nothing is imported)."""
+    import lightning.pytorch as pl
+
+    return resolve_class(path, pl.LightningModule)
+
+
+def resolve_datamodule_class(path: str) -> type | None:
+    """The LightningDataModule a run's config names by dotted path, or None (see :func:`resolve_class`)."""
+    import lightning.pytorch as pl
+
+    return resolve_class(path, pl.LightningDataModule)
 
 
 def _zip_magic(path: Path) -> bool:
@@ -113,9 +149,11 @@ def load_checkpoint(path: Any, map_location: Any = "cpu", **kwargs: Any) -> Any:
         raise CheckpointMismatchError(f"{path} was not written by zoo (no 'zoo' entry)")
     cls = resolve_task_class(meta["task"])
     if cls is None or not hasattr(cls, "load_from_checkpoint") or implements_contract(cls):
-        raise CheckpointMismatchError(f"{path} names task class {meta['task']}, which cannot be imported")
+        raise CheckpointMismatchError(f"{path} names task class {meta['task']!r:.120}, which is not a zoo task "
+                                      "(nor one this program imported); zoo imports no module a file names")
     return cls.load_from_checkpoint(path, map_location=map_location, **kwargs)
 
 
 __all__ = ["CheckpointError", "CheckpointMismatchError", "check_checkpoint_task", "checkpoint_meta", "load_checkpoint",
-           "peek", "resolve_task_class", "task_class_path", "training_position"]
+           "peek", "resolve_class", "resolve_datamodule_class", "resolve_task_class",
+           "task_class_path", "training_position"]

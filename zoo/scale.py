@@ -17,7 +17,7 @@ from torch import nn
 
 from zoo.compat import FSDPStrategyWithLateWrapPolicy
 from zoo.distributed import in_process_group
-from zoo.errors import ZooError
+from zoo.errors import ConfigError, ZooError
 
 OVERLAYS = "recipes/overlays"
 
@@ -75,6 +75,27 @@ def resolved_accelerator(accelerator: Any) -> str:
         mps = getattr(torch.backends, "mps", None)
         return "mps" if mps is not None and mps.is_available() else "cpu"
     return name
+
+
+def check_devices(devices: Any, accelerator: Any) -> None:
+    """More devices than the machine has is refused before any run directory exists (Lightning would start one
+    process per device, each making its own ``version_N``)."""
+    if devices in (None, "auto", -1, "-1") or isinstance(devices, list | tuple):
+        return
+    try:
+        wanted = int(devices)
+    except (TypeError, ValueError):
+        return  # Lightning's own parser names a malformed value
+    kind = resolved_accelerator(accelerator)
+    if kind == "cpu":
+        have, what = os.cpu_count() or 1, "CPU cores"
+    elif kind == "gpu":
+        have, what = torch.cuda.device_count(), "GPUs"
+    else:
+        return
+    if wanted > have:
+        raise ConfigError(f"--trainer.devices {wanted}: this machine has {have} {what}; give --trainer.devices "
+                          f"{have} or fewer (or auto)")
 
 
 def check_precision(precision: Any, accelerator: Any) -> None:

@@ -176,6 +176,23 @@ def foreign(task: str) -> Callable[[Path], Path]:
     return make
 
 
+def bomb_png(folder: Path, name: str) -> Path:
+    """A PNG header declaring 30000 x 30000 pixels (PIL refuses it on opening: nothing is allocated)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+    return write(folder, name, b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+#: ten aliases, each of ten of the one before: 10**10 values once copied out, in a few lines
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(9))
+
+
 def disk_full(mp: pytest.MonkeyPatch) -> None:
     def no_space(obj, f, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(f) if isinstance(f, str | Path) else None)
@@ -229,6 +246,9 @@ ROWS: list[Row] = [
         "val_fraction 1.5"),
     Row("unknown-model", "flag", fit_shapes("--model.class_path", "no_such_model"), r"no_such_model",
         "a model that is not registered"),
+    Row("class-path-typo", "flag", fit_shapes("--model.class_path", "zoo.tasks.recsys.bpr.BRP"),
+        r"fit: error: --model\.class_path zoo\.tasks\.recsys\.bpr\.BRP: module .* has no attribute 'BRP'; did you "
+        r"mean: \S*BPR", "a typo in a model's class path (the cause comes first)"),
     Row("unknown-backbone", "flag", fit_shapes("--model.init_args.backbone", "resnet9000"), r"resnet9000",
         "a backbone that does not exist"),
     Row("missing-config-file", "flag", lambda f: ["fit", "--config", "nowhere.yaml"], r"nowhere\.yaml",
@@ -248,6 +268,17 @@ ROWS: list[Row] = [
         "ckpt_path 'last' with no run to take it from"),
     Row("precision-unknown", "flag", fit_shapes("--trainer.precision", "7"), r"precision",
         "a precision Lightning does not have"),
+    Row("seed-out-of-range", "flag", fit_shapes("--seed_everything", str(2**70)), r"--seed_everything \d+: a seed",
+        "a seed beyond numpy's range (2**70)"),
+    Row("devices-beyond-machine", "flag", fit_shapes("--trainer.devices", "4096"), r"--trainer\.devices 4096",
+        "more devices than the machine has (no empty version_N left)"),
+    Row("predict-output-is-a-folder", "flag",
+        lambda f: ["predict", *shapes(f), "--ckpt_path", str(FIXTURES / "image_classifier.ckpt"), "--output",
+                   str((f / "outdir").mkdir() or f / "outdir")], r"--output \S*outdir is a folder",
+        "zoo predict --output naming an existing folder"),
+    Row("export-out-is-a-file", "flag",
+        lambda f: ["export", "runs/x/version_0", "--format", "onnx", "--out", str(write(f, "afile", "x"))],
+        r"--out \S*afile is a file", "zoo export --out naming a file"),
     # -- YAML files -------------------------------------------------------------------------------------------
     Row("yaml-syntax", "yaml",
         lambda f: ["fit", "--config", str(write(f, "bad.yaml", "model:\n  class_path: bpr\n   init_args: {\n"))],
@@ -267,6 +298,8 @@ ROWS: list[Row] = [
         lambda f: ["fit", "--config",
                    str(write(f, "arg.yaml", SHAPES.replace("backbone: small_cnn", "backbon: small_cnn")))],
         r"backbon", "a misspelt model argument"),
+    Row("yaml-alias-bomb", "yaml", lambda f: ["fit", "--config", str(write(f, "bomb.yaml", ALIAS_BOMB))],
+        r"bomb\.yaml: its aliases \(\*name\) expand to more than", "a YAML alias bomb (10**10 values)"),
     # -- data files -----------------------------------------------------------------------------------------
     Row("image-csv-empty", "data", image_rows(lambda f: ""), r"images\.csv", "an empty image CSV"),
     Row("image-csv-header-only", "data", image_rows(lambda f: "path,label\n"), r"images\.csv",
@@ -278,6 +311,9 @@ ROWS: list[Row] = [
     Row("image-corrupt", "data",
         image_rows(lambda f: (write(f, "img/bad.png", os.urandom(300)) and "path,label\n" + GOOD_IMAGES
                               + "img/bad.png,b\n")), r"bad\.png", "a corrupt image (random bytes)"),
+    Row("image-decompression-bomb", "data",
+        image_rows(lambda f: (bomb_png(f, "img/bomb.png") and "path,label\n" + GOOD_IMAGES + "img/bomb.png,b\n")),
+        r"bomb\.png.*decompression bomb", "a 30000 x 30000 PNG (a decompression bomb)"),
     Row("image-zero-bytes", "data",
         image_rows(lambda f: (write(f, "img/empty.png", b"") and "path,label\n" + GOOD_IMAGES + "img/empty.png,b\n")),
         r"empty\.png", "a zero-byte image"),
@@ -301,6 +337,13 @@ ROWS: list[Row] = [
         r"data\.csv.*text", "a text CSV with a column named twice"),
     Row("text-csv-empty-label", "data", text_rows(GOOD_TEXT + "fine day,\n"), r"data\.csv.*row \d+|data\.csv.*label",
         "a row without its label"),
+    Row("text-csv-nan-label", "data", text_rows(GOOD_TEXT + "fine day,NaN\n"),
+        r"data\.csv row 13: missing label 'NaN'.*data\.missing_label: drop",
+        "a label that says NaN (not a class of its own; data.missing_label: drop leaves such rows out)"),
+    Row("text-csv-null-label", "data", text_rows(GOOD_TEXT + "fine day,null\n"), r"data\.csv row 13: missing label",
+        "a label that says null"),
+    Row("card-of-an-empty-folder", "environment", lambda f: ["card", str((f / "empty").mkdir() or f / "empty")],
+        r"empty holds no run", "zoo card of a folder with no run (no card written)"),
     Row("token-conll-empty", "data", text_rows("", template=TOKEN), r"data\.csv", "an empty CoNLL file"),
     Row("recsys-empty", "data", recsys_rows(""), r"inter\.csv", "an empty interactions file"),
     Row("recsys-missing-user-column", "data", recsys_rows(INTER.replace("user_id", "customer")),
@@ -357,6 +400,8 @@ ROWS: list[Row] = [
         lambda f: ["test", "--config", str(write(f, "lora.yaml", TEXT.format(tiny="tiny", file="data.csv"))),
                    "--ckpt_path", str(FIXTURES / "text_classifier_lora.ckpt")],
         r"tiny_bert|encoder", "an adapter-only checkpoint whose base model is not there"),
+    Row("ckpt-names-any-module", "checkpoint", checkpoint_row(foreign("this.Nothing")), r"this\.Nothing",
+        "a checkpoint naming a module outside zoo as its task (never imported)"),
     # -- environment ----------------------------------------------------------------------------------------
     Row("run-dir-is-a-file", "environment",
         lambda f: ["fit", *shapes(f), "--trainer.default_root_dir", str(write(f, "runs_file", "x"))], r"runs_file",
@@ -364,6 +409,8 @@ ROWS: list[Row] = [
     Row("run-dir-read-only", "environment", fit_shapes("--trainer.default_root_dir", "ro"),
         r"ro/shapes/version_0.*permission denied", "a run directory that cannot be created (read-only)",
         patch=read_only),
+    Row("run-dir-name-too-long", "environment", fit_shapes("--trainer.default_root_dir", "r/" + "x" * 300),
+        r"cannot create the run directory .*too long", "a 300-character --trainer.default_root_dir"),
     Row("disk-full", "environment", fit_shapes("--trainer.max_steps", "1"), r"No space left",
         "the disk filling up while a checkpoint is written", patch=disk_full),
     Row("subprocess-truncated-checkpoint", "checkpoint", checkpoint_row(truncated), r"trunc\.ckpt is truncated",
@@ -420,6 +467,7 @@ def test_bad_input_gives_one_clear_message(row, tmp_path, capsys, monkeypatch, t
     assert "weights_only=False" not in err and "weights_only` set to `False" not in err
     assert listing(tmp_path) == before, f"left behind: {sorted(listing(tmp_path) - before)}"
     assert not (tmp_path / "pwned.txt").exists()
+    assert "this" not in sys.modules  # a checkpoint naming a module does not get it imported
 
 
 def test_table_has_every_kind_and_at_least_50_rows():

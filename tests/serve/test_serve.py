@@ -150,20 +150,37 @@ def test_bad_request_in_a_batch_does_not_spoil_the_others_and_key_is_required(se
     status, answer = _call(port, "/predict/batch", {"inputs": ["fine", ""]})
     assert status == 400 and answer["field"] == "inputs[1].text"
     assert _call(port, "/predict", {"text": "hi"}, key="wrong")[0] == 401
+    for path in ("/info", "/docs", "/openapi.json", "/predict/batch"):  # every route but the liveness probe
+        assert _call(port, path, key=None)[0] == 401, path
+    assert _call(port, "/health", key=None) == (200, "ok")
     assert _call(port, "/predict", {"text": "hi"})[0] == 200  # and it keeps serving
 
 
 @pytest.mark.subprocess
-def test_server_stops_cleanly_on_sigterm(exported, tmp_path):
-    """Its own server, so that stopping it leaves the module's server to the other tests, in any order."""
+def test_sigterm_mid_burst_answers_every_accepted_request_then_exits_0(exported, tmp_path):
+    """Its own server, so that stopping it leaves the module's server to the other tests, in any order. Batches
+    wait up to 1 s to fill, so the burst is still in flight when SIGTERM (what systemd / docker send, to the main
+    process only) arrives; every accepted request is answered, the port then refuses, and the process exits 0."""
     port = _free_port()
-    proc = start_server(exported["folder"], port, tmp_path, "--threads", "1")
+    proc = start_server(exported["folder"], port, tmp_path, "--threads", "1", "--max-batch-size", "64",
+                        "--batch-timeout", "1", "--drain-timeout", "10", "--api-key", KEY)
     try:
-        proc.send_signal(signal.SIGTERM)  # what systemd / docker send, to the main process only
+        with ThreadPoolExecutor(24) as pool:
+            burst = [pool.submit(_call, port, "/predict", {"text": t}) for t in (exported["texts"] * 3)[:24]]
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            stopped = time.monotonic()
+            answers = [f.result() for f in burst]
+        assert [status for status, _ in answers] == [200] * len(burst), answers
         try:
-            proc.wait(timeout=30)
+            code = proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            pytest.fail("zoo serve did not stop within 30 s of SIGTERM")
+            pytest.fail("zoo serve did not stop within 20 s of SIGTERM (drain timeout 10 s)")
+        print(f"drained and exited {time.monotonic() - stopped:.1f} s after SIGTERM")
+        output = proc.stdout.read().decode()
+        assert code == 0, output[-3000:]
+        assert f"zoo: listening on http://127.0.0.1:{port} (TextClassifier, onnx, 1 worker)" in output, output
+        assert "Traceback" not in output and "Forcibly" not in output, output[-3000:]
         deadline, left = time.time() + 15, ["?"]
         while left and time.time() < deadline:  # multiprocessing's resource tracker exits a moment after its parent
             left = subprocess.run(["pgrep", "-a", "-g", str(proc.pid)], capture_output=True,

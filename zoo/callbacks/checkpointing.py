@@ -21,9 +21,38 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, OnExceptionCheckpoint
 
 from zoo.data.loaders import ResumableLoader
+from zoo.errors import CheckpointError
+
+
+def write_checkpoint(trainer: pl.Trainer, path: Path) -> None:
+    """The trainer's whole state written beside ``path`` and renamed over it: a kill mid-write leaves the previous
+    file intact (and a ``.<name>.<pid>.tmp`` that the next fit of the run removes), and a failed write (a full
+    disk) removes the partial file and names ``path``, not a temporary name."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if trainer.is_global_zero:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # the whole training state; said, so Lightning does not log its default
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint {path}: {err.strerror or err}; the partial file was removed "
+                              "(free space, or choose another --trainer.default_root_dir)") from err
+    finally:
+        if trainer.is_global_zero and tmp.exists():
+            tmp.unlink()
+
+
+class ExceptionCheckpoint(OnExceptionCheckpoint):
+    """Lightning's ``on_exception.ckpt`` (a fit that dies of an exception or SIGTERM), written as
+    :func:`write_checkpoint` writes: whole or not at all."""
+
+    def on_exception(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        write_checkpoint(trainer, Path(self.ckpt_path))
 
 
 class LastCheckpoint(Checkpoint):
@@ -59,18 +88,7 @@ class LastCheckpoint(Checkpoint):
             return
         for logger in trainer.loggers:  # the history up to this state is on disk with it (a kill loses neither)
             logger.save()
-        path = self.path(trainer)  # every rank asks: run_dir may be a collective under DDP
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        if trainer.is_global_zero:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # the whole training state; said, so Lightning does not log its default
-            trainer.save_checkpoint(tmp, weights_only=False)
-            if trainer.is_global_zero:
-                os.replace(tmp, path)
-        finally:
-            if trainer.is_global_zero and tmp.exists():
-                tmp.unlink()
+        write_checkpoint(trainer, self.path(trainer))  # every rank asks: run_dir may be a collective under DDP
         self._last_step = trainer.global_step
         self._last_time = time.monotonic()
 
@@ -165,4 +183,4 @@ class RunState(Checkpoint):
         self._restore()
 
 
-__all__ = ["LastCheckpoint", "RunState"]
+__all__ = ["ExceptionCheckpoint", "LastCheckpoint", "RunState", "write_checkpoint"]

@@ -50,11 +50,14 @@ class PredictionWriter(pl.callbacks.BasePredictionWriter):
         path = Path(self.output)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(path)
+        try:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
         print(f"zoo: wrote {len(rows)} predictions to {path}", file=sys.stderr)
 
 

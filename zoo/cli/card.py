@@ -24,7 +24,9 @@ def main(argv: list[str]) -> int:
     from zoo.reporting.card import collect, render, write_model_card
     from zoo.reporting.io import atomic_write_text
 
-    if not any(args.run_dir.rglob(n) for n in ("config.yaml", "hparams.yaml", "metrics.csv", "test_metrics.json")):
+    found = (next(args.run_dir.rglob(n), None) for n in ("config.yaml", "hparams.yaml", "metrics.csv",
+                                                          "test_metrics.json"))
+    if not any(found):  # (a generator of rglob generators was always true: an empty folder got a card)
         raise ConfigError(f"RUN_DIR {args.run_dir} holds no run (no config.yaml, hparams.yaml or metrics); give a "
                           "directory written by zoo fit or zoo test")
     if args.card is None:

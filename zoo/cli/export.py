@@ -19,7 +19,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     args = parser.parse_args(argv)
 
-    from zoo.export import export_source
+    from zoo.export import check_out, export_source
+
+    check_out(args.format, args.out, args.overwrite)  # before the run is loaded: a wrong --out costs nothing
 
     meta = export_source(args.source, args.format, args.out, samples=args.samples, tolerance=args.tolerance,
                          overwrite=args.overwrite)

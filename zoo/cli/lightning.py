@@ -15,7 +15,9 @@ recipe name as its group and task / backbone / technique tags.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,13 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         if sub and self.config[sub].get("weights_only") is None:  # what config.yaml of earlier runs holds
             self.config[sub]["weights_only"] = True
 
+        seed = self.config[sub].get("seed_everything") if sub else None
+        if isinstance(seed, int) and not isinstance(seed, bool) and not 0 <= seed <= 2**32 - 1:
+            raise ConfigError(f"--seed_everything {seed}: a seed must be between 0 and {2**32 - 1} (numpy's range)")
+        output = self.config[sub].get("output") if sub == "predict" else None
+        if output not in (None, "-") and Path(str(output)).is_dir():
+            raise ConfigError(f"--output {output} is a folder; give the CSV file to write, e.g. "
+                              f"{Path(str(output)) / 'predictions.csv'}")
         # before LightningCLI reads the checkpoint's hyperparameters into the config: a bad or foreign file must
         # stop here with one message, not build another task's model
         self._run_location = resolve_checkpoint(self.config)
@@ -112,6 +121,12 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         class_path = hparams.pop("_class_path", None) or (checkpoint.get("zoo") or {}).get("task")
         if not hparams or not class_path:
             return
+        from zoo.checkpoints import CheckpointMismatchError, resolve_task_class
+
+        if resolve_task_class(str(class_path)) is None:  # before the parser, which would import the module it names
+            raise CheckpointMismatchError(f"{location.checkpoint} names task class {str(class_path)!r:.120}, which "
+                                          "is not a zoo task (nor one this program imported); zoo imports no module "
+                                          "a file names")
         from zoo.cli.resume import command_line_model_keys
         from zoo.cli.runs import plain
 
@@ -152,6 +167,15 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         if isinstance(self.model, ZooTask) and self.datamodule is not None:
             self.model.bind_data(self.datamodule)
 
+    def _say_num_workers(self) -> None:
+        import os
+
+        workers, cores = getattr(self.datamodule, "num_workers", 0), os.cpu_count() or 1
+        if isinstance(workers, int) and workers > cores:
+            print(f"zoo: data.num_workers {workers} is more than this machine's {cores} CPU cores: the loader "
+                  f"processes compete for them (each with a copy of the data); {cores} or fewer is usually faster",
+                  file=sys.stderr)
+
     def _recipe_name(self) -> str:
         cfg = self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
         configs = cfg.get("config") or []
@@ -182,11 +206,13 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         from zoo.callbacks.run_report import RunReport
         from zoo.callbacks.trust import Trust
         from zoo.cli.resume import check_trainer_limits, default_reliability_callbacks, run_logger
-        from zoo.scale import check_precision, check_strategy
+        from zoo.scale import check_devices, check_precision, check_strategy
 
         trainer_cfg = self.config_value(self.config_init, "trainer", default={})
+        self._say_num_workers()
         check_trainer_limits(trainer_cfg)
         self._bind_data()
+        check_devices(trainer_cfg.get("devices"), trainer_cfg.get("accelerator", "auto"))
         check_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"))
         check_strategy(trainer_cfg.get("strategy"), trainer_cfg.get("accelerator", "auto"),
                        bool(trainer_cfg.get("sync_batchnorm", False)))
@@ -287,11 +313,17 @@ def run(argv: list[str]) -> int:
     from zoo.cli.resume import check_config_files, os_error_message
 
     runs.forget()
+    stopped_by, previous = _exit_codes_on_signals()
     try:
         check_config_files(argv)
         ZooCLI(args=argv)
     except BaseException as err:
         runs.remove_unfinished()  # nothing half-written: directories this command made and did no work in
+        if stopped_by:  # after Lightning wrote on_exception.ckpt: say so to a supervisor with 128 + signal
+            signum = stopped_by[0]
+            print(f"zoo: stopped by {signal.Signals(signum).name}; a fit continues with --resume auto",
+                  file=sys.stderr)
+            return 128 + signum
         if not isinstance(err, Exception):
             raise
         cause = _zoo_error_in_chain(err, ZooError)
@@ -300,5 +332,31 @@ def run(argv: list[str]) -> int:
             raise
         print(f"zoo: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        runs.release_locks()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     runs.forget()
     return 0
+
+
+def _exit_codes_on_signals() -> tuple[list[int], dict[int, Any]]:
+    """Record SIGTERM / SIGINT so that the command exits 143 / 130 (not 0: Lightning ends a fit on SIGTERM with a
+    bare SystemExit) once the checkpoint is written; returns the list the signal numbers go into. SIGINT still
+    raises KeyboardInterrupt; SIGTERM raises SystemExit only outside a fit, where Lightning's own handler (which
+    calls this one) stops the loop at the next batch end and writes on_exception.ckpt first. Returns the list
+    the signal numbers go into and the handlers to restore."""
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if signal.getsignal(signal.SIGTERM) is on_signal:  # no trainer running: stop here, cleaning up
+            raise SystemExit(128 + signum)
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, on_signal)
+    return received, previous

@@ -80,6 +80,10 @@ def _summary(message: str) -> str | None:
     if bad_path:
         return (f"--{keys[0]}.class_path {bad_path.group(1)}: not a registered name or an importable class "
                 f"(`zoo list models`, `zoo list datamodules`, `zoo list callbacks` show the names)")
+    problem = re.search(r"Problem with given class_path '([\w.]+)':\s*\n\s*(.+)", message)
+    if problem:  # the cause (a typo in the class name, a module that does not import) first, not "bad value"
+        path, cause = problem.group(1), problem.group(2).strip()
+        return f"--{keys[0]}.class_path {path}: {cause}{_close_class_names(path)}"
     lines = message.splitlines()
     last = max(i for i, line in enumerate(lines) if f'Parser key "{keys[-1]}"' in line)
     detail = next((line.strip() for line in lines[last + 1:] if line.strip() and not line.strip().startswith("- ")), "")
@@ -90,6 +94,19 @@ def _summary(message: str) -> str | None:
             return f"--{flag}: bad value {given.group(2)!r}"
         return None
     return f"--{flag}: {detail}"
+
+
+def _close_class_names(path: str) -> str:
+    """``; did you mean: BPR?`` for a class name close to one of its (already imported) module's classes."""
+    import sys
+
+    module, _, name = path.rpartition(".")
+    found = sys.modules.get(module)
+    if found is None:
+        return ""
+    classes = [n for n, v in vars(found).items() if isinstance(v, type) and not n.startswith("_")]
+    close = difflib.get_close_matches(name, classes, n=3, cutoff=0.5)
+    return f"; did you mean: {', '.join(f'{module}.{c}' for c in close)}?" if close else ""
 
 
 def _explain(message: str, parser: Any) -> str:

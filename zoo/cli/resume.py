@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.cli.runs import find_resume_checkpoint, new_output_dir, new_version_dir, plain, run_dir_of
+from zoo.cli.runs import find_resume_checkpoint, lock_run, new_output_dir, new_version_dir, plain, run_dir_of
 from zoo.errors import ConfigError
 
 #: commands that score or apply trained weights: refused without a checkpoint unless --allow_untrained
@@ -156,6 +156,7 @@ def run_logger(csv_logger: type, location: RunLocation | None, sub: str, root: s
             # continuing in a full folder is the point here, not a mistake to warn about
             warnings.filterwarnings("ignore",
                                     message=r".*(Experiment logs|Checkpoint) directory .* exists and is not empty")
+            lock_run(location.run_dir)  # before anything is written into it
             logger = csv_logger(save_dir=str(location.run_dir.parent), name="", version=location.run_dir.name)
             # Lightning's CSV writer deletes metrics.csv when it opens a non-empty folder: hand it the rows to keep
             # and write them back at once, so one metrics.csv holds the whole run (and a second crash keeps it)
@@ -168,6 +169,8 @@ def run_logger(csv_logger: type, location: RunLocation | None, sub: str, root: s
             out = new_output_dir(location.run_dir, sub)
             return csv_logger(save_dir=str(location.run_dir), name="", version=out.name)
     folder = new_version_dir(Path(root), name)
+    if sub == "fit":
+        lock_run(folder)
     return csv_logger(save_dir=str(folder.parent.parent), name=folder.parent.name, version=folder.name)
 
 
@@ -190,7 +193,7 @@ def default_reliability_callbacks(callbacks: list[Any], logger: Any) -> list[Any
     an exception (Lightning's ``OnExceptionCheckpoint``), each unless the recipe configures its own."""
     from lightning.pytorch.callbacks import OnExceptionCheckpoint
 
-    from zoo.callbacks.checkpointing import LastCheckpoint, RunState
+    from zoo.callbacks.checkpointing import ExceptionCheckpoint, LastCheckpoint, RunState
 
     added: list[Any] = []
     if not any(isinstance(c, LastCheckpoint) for c in callbacks):
@@ -199,7 +202,7 @@ def default_reliability_callbacks(callbacks: list[Any], logger: Any) -> list[Any
         added.append(RunState())
     log_dir = getattr(logger, "log_dir", None)
     if log_dir and not any(isinstance(c, OnExceptionCheckpoint) for c in callbacks):
-        added.append(OnExceptionCheckpoint(dirpath=str(Path(log_dir) / "checkpoints"), filename="on_exception"))
+        added.append(ExceptionCheckpoint(dirpath=str(Path(log_dir) / "checkpoints"), filename="on_exception"))
     return added
 
 
@@ -223,6 +226,39 @@ def check_data_sizes(datamodule: Any) -> None:
             raise ConfigError(f"--data.init_args.{key} must be >= {low}, got {value}")
 
 
+#: values a --config file may expand to once its aliases are copied out (jsonargparse copies them: a file of a
+#: few lines whose aliases nest ten deep would otherwise fill the memory); far above any real recipe
+MAX_YAML_VALUES = 1_000_000
+
+
+def expanded_size(node: Any, limit: int) -> int:
+    """How many scalars, lists and mappings a composed YAML node stands for with every alias copied out, counted
+    without copying (each shared node once, memoised), stopping early past ``limit``; a node that contains
+    itself counts as past the limit."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(node, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        current, children_done = stack.pop()
+        key = id(current)
+        if key in sizes:
+            continue
+        children = ([c for pair in current.value for c in pair] if current.id == "mapping"
+                    else current.value if current.id == "sequence" else [])
+        if not children_done:
+            if key in open_nodes:
+                return limit + 1  # a recursive alias
+            open_nodes.add(key)
+            stack.append((current, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        if any(id(c) not in sizes for c in children):
+            return limit + 1  # a child still open: the node contains itself
+        sizes[key] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+        open_nodes.discard(key)
+    return sizes[id(node)]
+
+
 def check_config_files(argv: list[str]) -> None:
     """Each ``--config FILE``: it exists and is valid YAML; a syntax error names the file and line (jsonargparse
     would report ``"<unicode string>", line 3``)."""
@@ -242,6 +278,10 @@ def check_config_files(argv: list[str]) -> None:
         except UnicodeDecodeError as err:
             raise ConfigError(f"--config {path}: not UTF-8 text (byte {err.start})") from None
         try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)  # aliases still shared: nothing expanded yet
+            if node is not None and expanded_size(node, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+                raise ConfigError(f"--config {path}: its aliases (*name) expand to more than {MAX_YAML_VALUES:,} "
+                                  "values (an alias bomb?); write the values out or use fewer nested aliases")
             yaml.safe_load(text)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
@@ -264,5 +304,5 @@ def os_error_message(err: BaseException) -> str | None:
 
 __all__ = ["NEED_WEIGHTS", "RunLocation", "check_config_files", "check_data_sizes", "check_weights_fit",
            "command_line_model_keys",
-           "check_trainer_limits", "default_reliability_callbacks", "os_error_message", "recipe_name",
+           "check_trainer_limits", "default_reliability_callbacks", "expanded_size", "os_error_message", "recipe_name",
            "resolve_checkpoint", "run_logger"]

@@ -13,6 +13,7 @@ it has written a checkpoint or a report leaves none behind (:func:`remove_unfini
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -38,7 +39,9 @@ def _mkdir_new(path: Path) -> bool:
 
 def _os_message(err: OSError, path: Path) -> str:
     reason = {errno.EACCES: "permission denied", errno.EROFS: "read-only file system",
-              errno.ENOSPC: "no space left on device", errno.ENOENT: "its parent folder does not exist"}
+              errno.ENOSPC: "no space left on device", errno.ENOENT: "its parent folder does not exist",
+              errno.ENAMETOOLONG: "the path or one of its names is too long for the file system (a name holds at "
+                                  "most 255 bytes)"}
     why = reason.get(err.errno or 0, err.strerror or type(err).__name__)
     return (f"cannot create the run directory {path}: {why}; choose a writable place with "
             "--trainer.default_root_dir")
@@ -49,10 +52,13 @@ ANCESTORS: list[Path] = []
 
 
 def _ensure_parent(folder: Path) -> None:
-    missing = [p for p in [folder, *folder.parents] if not p.exists()]
+    missing = [p for p in [folder, *folder.parents] if not os.path.lexists(p)]  # False, not an error, when too long
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
+        for path in missing:  # deepest first: the ancestors made before the failing one (runs/ of runs/<long>)
+            if os.path.isdir(path) and not os.listdir(path):
+                path.rmdir()
         raise RunDirError(_os_message(err, folder)) from None
     ANCESTORS.extend(reversed(missing))
 
@@ -88,6 +94,7 @@ def run_dir_of(checkpoint: Path) -> Path | None:
 def remove_unfinished() -> None:
     """Remove what the failed command created and did no work in: folders holding no checkpoint. Folders of
     `zoo test` / `zoo predict` go whole (their partial outputs are not a result)."""
+    release_locks()
     for path in reversed(CREATED):
         if not path.is_dir():
             continue
@@ -97,6 +104,61 @@ def remove_unfinished() -> None:
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
     forget()
+
+
+#: a fit holds ``<run>/.zoo.lock`` (an OS file lock, with its PID inside) while it writes into the run
+LOCK_FILE = ".zoo.lock"
+_LOCKS: dict[Path, Any] = {}
+
+
+def lock_run(run: Path) -> None:
+    """Hold the run directory for this process: a second ``zoo fit`` of the same run (``--resume auto`` twice at
+    once) is refused with the holder's PID. The lock is the kernel's (``flock``), so it dies with its process; a
+    lock file left by a dead process is taken over, and the temporary checkpoint files it left are removed."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; runs are not locked there
+        return
+    if os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) != "0" or run in _LOCKS:
+        return  # under DDP the launching rank holds the lock for all
+    path = run / LOCK_FILE
+    while True:
+        fh = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise RunDirError(f"{run} is being written by another zoo process (PID {holder}, lock {path}); wait "
+                              "for it to end or stop it, or start a new run without --resume") from None
+        try:
+            same = os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not a file its last holder unlinked while this process opened it
+            break
+        fh.close()
+    fh.seek(0)
+    previous = fh.read().strip()
+    if previous.isdigit() and int(previous) != os.getpid():
+        print(f"zoo: {run}: taking over the lock of process {previous}, which is no longer running",
+              file=sys.stderr)
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    _LOCKS[run] = fh
+    for stale in (run / "checkpoints").glob(".*.tmp"):  # a write killed mid-way (kill -9) left it
+        stale.unlink(missing_ok=True)
+
+
+def release_locks() -> None:
+    """Give up the run directories this process holds (the lock file goes with them)."""
+    for run, fh in list(_LOCKS.items()):
+        (run / LOCK_FILE).unlink(missing_ok=True)  # while still holding it: see the inode check in lock_run
+        fh.close()
+    _LOCKS.clear()
 
 
 def forget() -> None:

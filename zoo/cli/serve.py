@@ -21,11 +21,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--api-key", default=None, help="require this X-API-Key header (or set ZOO_SERVE_API_KEY)")
     parser.add_argument("--max-body-mb", type=float, default=20.0, help="larger request bodies get 413")
     parser.add_argument("--threads", type=int, default=None, help="torch / onnxruntime threads per worker")
+    parser.add_argument("--drain-timeout", type=float, default=30.0,
+                        help="on SIGTERM / Ctrl-C: seconds to finish the requests already accepted before exiting")
+    parser.add_argument("--max-image-pixels", type=int, default=None,
+                        help="images with more pixels get 413 (default: PIL's decompression-bomb limit)")
     args = parser.parse_args(argv)
 
     from zoo.serve import serve
 
     serve(args.path, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
           batch_timeout=args.batch_timeout, workers=args.workers, backend=args.backend, calibration=args.calibration,
-          api_key=args.api_key, max_body_mb=args.max_body_mb, threads=args.threads)
+          api_key=args.api_key, max_body_mb=args.max_body_mb, threads=args.threads, drain_timeout=args.drain_timeout,
+          max_image_pixels=args.max_image_pixels)
     return 0

@@ -15,7 +15,6 @@ verified against the PyTorch ensemble (:mod:`zoo.export.ensemble`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -39,6 +38,7 @@ from zoo.export.sources import load_run
 from zoo.export.spec import ExportError, merged, temperature_of
 from zoo.inference import META_FILE, EnsemblePredictor, Manifest, ModuleRunner, Predictor, load, read_export
 from zoo.inference.family import ExportSpec, Family, FamilyError, family_of
+from zoo.inference.integrity import HASHES, folder_hashes, sha256
 from zoo.inference.manifest import is_export_folder
 from zoo.inference.runners import OnnxRunner, exported_program_runner, runner_for
 from zoo.reporting.io import atomic_write_text
@@ -51,14 +51,6 @@ def versions() -> dict[str, str]:
 
     return {"zoo": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, source: str | Path | None = None,
@@ -105,6 +97,7 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
         if spec.raw:
             meta["verification"]["from_raw_inputs"] = _verify_raw(eager, runner, spec, tolerance, family,
                                                                   Manifest.from_json(meta, tmp))
+        meta[HASHES] = folder_hashes(tmp)  # zoo serve checks them at start (zoo.inference.integrity)
         atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1))
     return meta
 
@@ -113,6 +106,8 @@ def check_out(fmt: str, out: str | Path, overwrite: bool) -> Path:
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file; give a folder to write the export into")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"--out {out} exists and is not empty; choose another folder or pass --overwrite")
     return out

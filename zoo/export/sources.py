@@ -5,7 +5,6 @@ needs the run's preprocessing and sample inputs."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +35,17 @@ def _instantiate(section: Any, where: str) -> Any:
         raise ExportError(f"{where}: expected a 'data' section with class_path / init_args")
     path = str(section["class_path"])
     cls: Any = None
-    if "." in path:
-        module, _, name = path.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            cls = None
+    if "." in path:  # read from a run's config.yaml: nothing is imported on its word
+        from zoo.checkpoints import resolve_datamodule_class
+
+        cls = resolve_datamodule_class(path)
     else:
         from zoo.registry import DATAMODULES
 
         cls = DATAMODULES.get(path) if path in DATAMODULES else None
     if cls is None:
-        raise ExportError(f"{where}: data class {path} cannot be imported")
+        raise ExportError(f"{where}: data class {path!r:.120} is not a zoo datamodule (nor one this program "
+                          "imported); zoo imports no module a file names")
     return cls(**dict(section.get("init_args") or {}))
 
 

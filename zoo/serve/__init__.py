@@ -3,7 +3,9 @@ LitServe.
 
 Endpoints: ``POST /predict`` (one input; LitServe batches concurrent requests up to ``max_batch_size``, waiting
 at most ``batch_timeout`` seconds), ``POST /predict/batch`` (a list, one forward pass), ``GET /health``,
-``GET /info`` (task, labels, versions, the export's verification figures). See docs/serving.md.
+``GET /info`` (task, labels, versions, the export's verification figures). With an API key every route but
+``/health`` (a bare liveness probe) needs it. SIGTERM or Ctrl-C drains: the port stops accepting, the requests
+already accepted are answered (up to ``drain_timeout`` seconds), then the process exits 0. See docs/serving.md.
 """
 
 from __future__ import annotations
@@ -16,23 +18,31 @@ from typing import Any
 from zoo.errors import ConfigError
 
 DEFAULT_MAX_BODY_MB = 20.0
+DEFAULT_DRAIN_TIMEOUT = 30.0
 
 
 def build_server(folder: str | Path, *, max_batch_size: int = 32, batch_timeout: float = 0.01, workers: int = 1,
                  backend: str | None = None, calibration: str = "temperature", api_key: str | None = None,
-                 max_body_mb: float = DEFAULT_MAX_BODY_MB, threads: int | None = None, timeout: float = 30.0) -> Any:
-    """The LitServer for an export folder (not started); :func:`serve` takes a run directory too."""
+                 max_body_mb: float = DEFAULT_MAX_BODY_MB, threads: int | None = None, timeout: float = 30.0,
+                 drain_timeout: float = DEFAULT_DRAIN_TIMEOUT, max_image_pixels: int | None = None) -> Any:
+    """The LitServer for an export folder (not started), after checking the folder (its files' hashes, its
+    manifest against the graph); :func:`serve` takes a run directory too."""
     import litserve as ls
 
     from zoo.inference import read_export
-    from zoo.serve.api import API_KEY_ENV, BatchListAPI, PredictAPI, RequestGuard
+    from zoo.inference.integrity import check_export
+    from zoo.serve.api import API_KEY_ENV, PredictAPI, RequestGuard
 
-    if max_batch_size < 1 or workers < 1 or batch_timeout < 0 or max_body_mb <= 0:
-        raise ConfigError("--max-batch-size and --workers must be >= 1, --batch-timeout >= 0, --max-body-mb > 0; got "
-                          f"{max_batch_size}, {workers}, {batch_timeout}, {max_body_mb}")
+    if max_batch_size < 1 or workers < 1 or batch_timeout < 0 or max_body_mb <= 0 or drain_timeout < 0:
+        raise ConfigError("--max-batch-size and --workers must be >= 1, --batch-timeout and --drain-timeout >= 0, "
+                          f"--max-body-mb > 0; got {max_batch_size}, {workers}, {batch_timeout}, {drain_timeout}, "
+                          f"{max_body_mb}")
+    if max_image_pixels is not None and max_image_pixels < 1:
+        raise ConfigError(f"--max-image-pixels must be >= 1, got {max_image_pixels}")
     if backend not in (None, "torch", "onnx"):
         raise ConfigError(f"--backend must be torch or onnx, got {backend!r}")
     export = read_export(folder)
+    check_export(export)
     if backend == "onnx" and export.format != "onnx":
         raise ConfigError(f"--backend onnx needs an ONNX export; {folder} is a {export.format} export "
                           "(zoo export RUN --format onnx --out DIR)")
@@ -40,34 +50,36 @@ def build_server(folder: str | Path, *, max_batch_size: int = 32, batch_timeout:
     if key:
         os.environ[API_KEY_ENV] = key  # read by the API servers' authorize dependency (inherited by the workers)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    common = dict(export=export, backend=backend, calibration=calibration, threads=threads)
+    common = dict(export=export, backend=backend, calibration=calibration, threads=threads,
+                  max_image_pixels=max_image_pixels)
+    # one API: /predict/batch reaches the same workers through RequestGuard
     apis = [PredictAPI(max_batch_size=max_batch_size, batch_timeout=batch_timeout if max_batch_size > 1 else 0.0,
-                       api_path="/predict", **common),
-            BatchListAPI(max_batch_size=1, api_path="/predict/batch", **common)]
-    info = {k: export.raw[k] for k in ("task", "family", "format", "model_class", "labels", "versions", "source",
-                                       "verification", "temperature", "members") if k in export.raw}
+                       api_path="/predict", **common)]
+    shown = ("task", "family", "format", "model_class", "labels", "versions", "source", "verification", "temperature",
+             "members")
+    info = {k: _no_paths(export.raw[k]) for k in shown if k in export.raw}
     info["backend"], info["calibration"] = backend or ("onnx" if export.format == "onnx" else "torch"), calibration
     info["batching"] = {"max_batch_size": max_batch_size, "batch_timeout": batch_timeout, "workers": workers}
-    return ls.LitServer(apis, accelerator="cpu", workers_per_device=workers, timeout=timeout, model_metadata=info,
-                        middlewares=[(RequestGuard, {"max_bytes": int(max_body_mb * 1024 * 1024)})])
+    server = ls.LitServer(apis, accelerator="cpu", workers_per_device=workers, timeout=timeout, model_metadata=info,
+                          middlewares=[(RequestGuard, {"max_bytes": int(max_body_mb * 1024 * 1024)})])
+    server.uvicorn_graceful_timeout = drain_timeout  # how long uvicorn waits for accepted requests on SIGTERM
+    name = str(export.raw.get("model_class", export.raw.get("family", "model"))).rsplit(".", 1)[-1]
+    if "members" in export.raw:
+        name = f"ensemble of {len(export.raw['members'])}"
+    server.zoo_summary = (f"{name}, {info['backend']}, {workers} worker{'s' if workers > 1 else ''}")
+    server.zoo_drain_timeout = drain_timeout
+    return server
 
 
-def _stop_children_on_signals() -> None:
-    """SIGTERM (systemd, docker) or a SIGINT to this process alone stops the API servers and model workers too,
-    as Ctrl-C (a SIGINT to the whole process group) does."""
-    import multiprocessing
-    import signal
-
-    def stop(signum: int, frame: Any) -> None:
-        for child in multiprocessing.active_children():
-            try:
-                os.kill(child.pid, signal.SIGINT)
-            except OSError:
-                pass
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+def _no_paths(value: Any) -> Any:
+    """``/info`` without the server's file system: an absolute path (the source checkpoint's) becomes its name."""
+    if isinstance(value, dict):
+        return {k: _no_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_paths(v) for v in value]
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith("~")):
+        return Path(value).name
+    return value
 
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
@@ -86,8 +98,14 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, **kwargs:
 
 
 def _run(server: Any, host: str, port: int) -> None:
-    _stop_children_on_signals()
-    server.run(host=host, port=port, generate_client_file=False, log_level="warning", num_api_servers=1)
+    from zoo.serve.lifecycle import announce_when_ready, drain_on_signals
+
+    drain_on_signals(server, port, getattr(server, "zoo_drain_timeout", DEFAULT_DRAIN_TIMEOUT))
+    announce_when_ready(host, port, getattr(server, "zoo_summary", "model"))
+    try:
+        server.run(host=host, port=port, generate_client_file=False, log_level="warning", num_api_servers=1)
+    except KeyboardInterrupt:  # a signal before the server was up: LitServe has stopped its workers already
+        pass
 
 
 __all__ = ["build_server", "serve"]

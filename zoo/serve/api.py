@@ -10,8 +10,11 @@ answered by :class:`RequestGuard` before they reach a worker.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
+import multiprocessing
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +39,17 @@ class Invalid:
                                                               "field": self.field})
 
 
-def _check_key(key: str | None) -> None:
+#: the one route answered without the API key: a bare liveness probe ("ok"), nothing about the model
+OPEN_PATHS = ("/health",)
+
+
+def _key_ok(key: str | None) -> bool:
     expected = os.environ.get(API_KEY_ENV)
-    if expected and key != expected:
+    return not expected or (key is not None and hmac.compare_digest(key.encode(), expected.encode()))
+
+
+def _check_key(key: str | None) -> None:
+    if not _key_ok(key):
         raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
 
 
@@ -52,13 +63,24 @@ def rebuild_with_zoo(folder: Any, manifest: Any) -> Any:
 
 class _Base(ls.LitAPI):
     def __init__(self, export: Manifest | EnsembleManifest, backend: str | None, calibration: str,
-                 threads: int | None, **kwargs: Any) -> None:
+                 threads: int | None, max_image_pixels: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # the manifest read once by build_server travels to the worker processes with the API object
         self.export, self.backend_name, self.calibration, self.threads = export, backend, calibration, threads
+        self.max_image_pixels = max_image_pixels
 
     def setup(self, device: Any) -> None:
         from zoo.inference import load
+
+        # the main process drains and then stops this worker with SIGTERM; Ctrl-C (SIGINT to the whole group)
+        # must not raise KeyboardInterrupt mid-batch here (tracebacks, a dropped batch)
+        if multiprocessing.parent_process() is not None:  # a worker process, not a caller running the API in-line
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if self.max_image_pixels is not None:
+            from PIL import Image
+
+            Image.MAX_IMAGE_PIXELS = self.max_image_pixels
 
         rebuild = rebuild_with_zoo if self.export.needs_rebuild(self.backend_name) else None
         self.predictor = load(self.export, self.backend_name, self.calibration, self.threads, rebuild=rebuild)
@@ -76,42 +98,60 @@ class _Base(ls.LitAPI):
         return output.response() if isinstance(output, Invalid) else output
 
 
+#: the key :class:`RequestGuard` wraps a ``/predict/batch`` body in before handing it to ``/predict``'s worker
+BATCH_KEY = "zoo_batch"
+
+
+@dataclass
+class Batch:
+    """A ``/predict/batch`` request: its parsed inputs, answered as ``{"outputs": [...]}``."""
+
+    items: list[Any]
+
+
 class PredictAPI(_Base):
-    """``POST /predict``: one input per request, batched across requests by LitServe."""
+    """``POST /predict``: one input per request, batched across requests by LitServe; and ``POST /predict/batch``
+    (``{"inputs": [...]}`` or a bare list), which :class:`RequestGuard` sends to the same worker wrapped under
+    :data:`BATCH_KEY`: one worker process per ``--workers`` serves both routes (a worker's memory is mostly torch,
+    about 300 MB, so a second API's workers would cost that again)."""
 
     # no annotation on ``request``: LitServe reads it to decide how to parse the body (JSON without one)
     def decode_request(self, request):  # type: ignore[no-untyped-def]
+        if isinstance(request, dict) and BATCH_KEY in request:
+            return self._decode_batch(request[BATCH_KEY])
         return self._parse(request)
+
+    def _decode_batch(self, request: Any) -> Batch | Invalid:
+        inputs = request.get("inputs") if isinstance(request, dict) else request
+        if not isinstance(inputs, list) or not inputs:
+            return Invalid("inputs", "expected a non-empty list of inputs (each as /predict takes it)")
+        parsed = [self._parse(it, f"inputs[{i}].") for i, it in enumerate(inputs)]
+        bad = next((p for p in parsed if isinstance(p, Invalid)), None)
+        return bad if bad is not None else Batch(parsed)
 
     def batch(self, inputs: list[Any]) -> list[Any]:
         return list(inputs)
 
     def predict(self, x: Any) -> Any:
         items = x if isinstance(x, list) else [x]
-        good = [i for i, it in enumerate(items) if not isinstance(it, Invalid)]
-        answers = self.predictor.run([items[i] for i in good])
-        out: list[Any] = list(items)
-        for i, answer in zip(good, answers):
-            out[i] = answer
+        # every good input of the dynamic batch, single requests and batch requests' lists alike, in one run
+        flat: list[Any] = []
+        for it in items:
+            if isinstance(it, Batch):
+                flat.extend(it.items)
+            elif not isinstance(it, Invalid):
+                flat.append(it)
+        answers = iter(self.predictor.run(flat) if flat else [])
+        out: list[Any] = []
+        for it in items:
+            if isinstance(it, Batch):
+                out.append({"outputs": [next(answers) for _ in it.items]})
+            else:
+                out.append(it if isinstance(it, Invalid) else next(answers))
         return out if isinstance(x, list) else out[0]
 
     def unbatch(self, output: Any) -> list[Any]:
         return list(output)
-
-
-class BatchListAPI(_Base):
-    """``POST /predict/batch``: ``{"inputs": [...]}`` (or a bare list) answered in one forward pass."""
-
-    def decode_request(self, request):  # type: ignore[no-untyped-def]
-        inputs = request.get("inputs") if isinstance(request, dict) else request
-        if not isinstance(inputs, list) or not inputs:
-            return Invalid("inputs", "expected a non-empty list of inputs (each as /predict takes it)")
-        parsed = [self._parse(it, f"inputs[{i}].") for i, it in enumerate(inputs)]
-        bad = next((p for p in parsed if isinstance(p, Invalid)), None)
-        return bad if bad is not None else parsed
-
-    def predict(self, x: Any) -> Any:
-        return x if isinstance(x, Invalid) else {"outputs": self.predictor.run(x)}
 
 
 def _json_reply(status: int, field: str, detail: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -122,7 +162,8 @@ def _json_reply(status: int, field: str, detail: str) -> tuple[dict[str, Any], d
 
 
 class RequestGuard:
-    """ASGI middleware for POST requests: refuses bodies over ``max_bytes`` (413) and bodies that are not JSON
+    """ASGI middleware: with an API key, refuses a request without it on any route but ``/health`` (401); for
+    POST requests, refuses bodies over ``max_bytes`` (413) and bodies that are not JSON
     (400), reads a JSON body sent as a form (``curl -d`` without a content type) as JSON, and turns a multipart
     upload's ``image`` file into the base64 JSON field ``/predict`` takes."""
 
@@ -130,6 +171,17 @@ class RequestGuard:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # the key guards every route (/info, /docs, /openapi.json, ...) but the liveness probe, here in front of
+        # them all: LitServe's authorize dependency covers only the predict routes
+        if scope["type"] == "http" and scope.get("path") not in OPEN_PATHS:
+            key = dict(scope.get("headers") or []).get(b"x-api-key")
+            if not _key_ok(key.decode("latin-1") if key is not None else None):
+                more = scope.get("method") == "POST"
+                while more:  # read the body out: a reply before that resets the client's connection
+                    more = (await receive()).get("more_body", False)
+                for msg in _json_reply(401, "X-API-Key", "missing or wrong API key header"):
+                    await send(msg)
+                return
         if scope["type"] != "http" or scope.get("method") != "POST":
             await self.app(scope, receive, send)
             return
@@ -156,6 +208,9 @@ class RequestGuard:
                     await send(msg)
                 return
         scope = dict(scope)
+        if scope.get("path") == "/predict/batch":  # answered by /predict's workers (PredictAPI)
+            body = b'{"' + BATCH_KEY.encode() + b'": ' + body + b"}"
+            scope["path"], scope["raw_path"] = "/predict", b"/predict"
         scope["headers"] = [(k, v) for k, v in scope.get("headers") or []
                             if k not in (b"content-type", b"content-length")]
         scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -188,4 +243,4 @@ class RequestGuard:
         return json.dumps(fields).encode()
 
 
-__all__ = ["API_KEY_ENV", "BatchListAPI", "Invalid", "PredictAPI", "RequestGuard"]
+__all__ = ["API_KEY_ENV", "BATCH_KEY", "Batch", "Invalid", "PredictAPI", "RequestGuard"]

@@ -86,11 +86,13 @@ class Member:
 
     def datamodule(self, predict: str | None = None) -> Any:
         path = str(self.data["class_path"])
-        if "." in path:
-            import importlib
+        if "." in path:  # a run's config.yaml names it: resolved without importing anything on its word
+            from zoo.checkpoints import resolve_datamodule_class
 
-            module, _, name = path.rpartition(".")
-            cls = getattr(importlib.import_module(module), name)
+            cls = resolve_datamodule_class(path)
+            if cls is None:
+                raise EnsembleError(f"{self.run}/config.yaml: data class {path!r:.120} is not a zoo datamodule (nor "
+                                    "one this program imported); zoo imports no module a file names")
         else:
             cls = DATAMODULES.entry(path).fn
         kwargs = dict(self.data.get("init_args") or {})

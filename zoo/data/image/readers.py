@@ -50,7 +50,7 @@ def load_image_file(path: str | Path, in_channels: int) -> torch.Tensor:
         with Image.open(path) as img:
             img = img.convert("L" if in_channels == 1 else "RGB")
             array = np.asarray(img, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageDataError(f"cannot decode image {path}: {err}; expected a valid PNG/JPEG/... file") from None
     if array.ndim == 2:
         array = array[:, :, None]
@@ -80,7 +80,7 @@ def check_image_files(paths: list[str], what: str) -> None:
         try:
             with Image.open(path) as img:
                 img.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             bad.append(f"{path} ({err})")
             continue
         _CHECKED.add(key)

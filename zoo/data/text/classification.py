@@ -3,6 +3,7 @@ corpus."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from zoo.data.text.base import TextDataBase, log
 from zoo.data.text.batching import TokenizedSet
 from zoo.data.text.cache import Ragged
 from zoo.data.text.long_text import check_long_text, encode_long
-from zoo.data.text.readers import TextDataError, column, label_values, read_table, text_values
+from zoo.data.text.readers import TextDataError, capped_texts, column, label_values, read_table, text_values
 from zoo.registry import DATAMODULES, DATASETS
 
 #: a read table: ``source`` (str), ``text`` / ``pair`` / ``labels`` / ``id`` (one entry per row)
@@ -44,6 +45,9 @@ class TextDataModule(TextDataBase):
             their logits, see ``model.chunk_pooling``). Single texts only (not pairs).
         chunk_overlap: tokens shared by consecutive windows (``chunks``; default a quarter of ``max_length``).
         max_chunks: windows per text at most (``chunks``); the rest of a longer text is dropped and counted.
+        missing_label: a row whose label is empty, ``NaN``, ``None`` or ``null``: ``error`` (refused with its row)
+            or ``drop`` (left out, counted).
+        max_chars: texts longer than this many characters are cut to it (counted in one line); None: no cap.
         tokenizer, max_length, max_samples, fractions, batch sizes, ...: shared with token data, see
             :class:`~zoo.data.text.base.TextDataBase`.
     """
@@ -58,9 +62,14 @@ class TextDataModule(TextDataBase):
         long_text: str = "truncate",
         chunk_overlap: int | None = None,
         max_chunks: int = 8,
+        missing_label: str = "error",
+        max_chars: int | None = 1_000_000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if max_chars is not None and max_chars < 1:
+            raise TextDataError(f"data.max_chars must be >= 1 (or null: no cap), got {max_chars}")
+        self.missing_label, self.max_chars = missing_label, max_chars
         chunk_overlap = check_long_text(long_text, chunk_overlap, max_chunks, self.max_length)
         if long_text != "truncate" and text_pair_column:
             raise TextDataError(f"data.long_text: {long_text} works on single texts; text pairs are truncated "
@@ -109,14 +118,23 @@ class TextDataModule(TextDataBase):
         if len(frame) == 0:
             raise TextDataError(f"{path} has no rows")
         table: Table = {"source": str(path)}
-        table["text"] = text_values(column(frame, self.text_column, path, "text_column"), path, self.text_column)
+        table["text"] = capped_texts(text_values(column(frame, self.text_column, path, "text_column"), path,
+                                                 self.text_column), self.max_chars, path, self.text_column)
         if self.text_pair_column:
-            table["pair"] = text_values(column(frame, self.text_pair_column, path, "text_pair_column"), path,
-                                        self.text_pair_column)
+            table["pair"] = capped_texts(text_values(column(frame, self.text_pair_column, path, "text_pair_column"),
+                                                     path, self.text_pair_column),
+                                         self.max_chars, path, self.text_pair_column)
         if require_labels or self.label_column in frame.columns:
             table["labels"] = label_values(column(frame, self.label_column, path, "label_column"), path,
-                                           self.label_column, self.label_separator)
+                                           self.label_column, self.label_separator, self.missing_label)
         table["id"] = [f"{Path(path).name}:{i + 1}" for i in range(len(frame))]
+        unlabelled = [i for i, labels in enumerate(table.get("labels") or []) if labels is None]
+        if unlabelled:
+            print(f"zoo: {path}: left out {len(unlabelled)} row(s) without a label (data.missing_label: drop)",
+                  file=sys.stderr)
+            table = take(table, np.asarray(sorted(set(range(len(frame))) - set(unlabelled)), dtype=np.int64))
+            if not table["text"]:
+                raise TextDataError(f"{path}: every row lacks its label ({self.label_column!r})")
         return self._subset(table)
 
     def _read_builtin(self) -> dict[str, Table]:

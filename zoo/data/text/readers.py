@@ -42,10 +42,19 @@ def text_values(values: list[Any], path: Any, column: str) -> list[str]:
     return out
 
 
-def label_values(values: list[Any], path: Any, column: str, separator: str | None) -> list[list[str]]:
+#: cells that mean "no label" (pandas, spreadsheets and JSON write them so): never a class of their own
+MISSING_LABELS = ("", "nan", "none", "null")
+MISSING_LABEL_CHOICES = ("error", "drop")
+
+
+def label_values(values: list[Any], path: Any, column: str, separator: str | None,
+                 missing: str = "error") -> list[list[str] | None]:
     """Each cell as a list of labels: one label, or several split on ``separator`` (multi-label), or a list cell
-    (JSONL / Parquet)."""
-    out = []
+    (JSONL / Parquet). A single-label cell that is empty or says NaN / None / null is refused with its row, or
+    is None with ``missing="drop"`` (``data.missing_label``)."""
+    if missing not in MISSING_LABEL_CHOICES:
+        raise TextDataError(f"data.missing_label must be one of {', '.join(MISSING_LABEL_CHOICES)}, got {missing!r}")
+    out: list[list[str] | None] = []
     for i, v in enumerate(values):
         if isinstance(v, list | tuple | np.ndarray):
             labels = [str(x).strip() for x in v]
@@ -53,10 +62,29 @@ def label_values(values: list[Any], path: Any, column: str, separator: str | Non
             s = _cell(v).strip()
             labels = [x.strip() for x in s.split(separator)] if separator else [s]
             labels = [x for x in labels if x] if separator else labels
-        if not separator and not labels[0]:
-            raise TextDataError(f"{path} row {i + 1}: empty label in column {column!r}")
+        if not separator and labels[0].lower() in MISSING_LABELS:
+            if missing == "drop":
+                out.append(None)
+                continue
+            what = "empty label" if not labels[0] else f"missing label {labels[0]!r}"
+            raise TextDataError(f"{path} row {i + 1}: {what} in column {column!r}; fill it, remove the row, or set "
+                                "data.missing_label: drop to leave such rows out")
         out.append(labels)
     return out
 
 
-__all__ = ["TextDataError", "column", "label_values", "read_table", "text_values"]
+def capped_texts(texts: list[str], max_chars: int | None, path: Any, column: str) -> list[str]:
+    """Texts cut to ``max_chars`` characters (``data.max_chars``), with one line saying how many were cut: a
+    200 MB row would otherwise be tokenized whole."""
+    if not max_chars:
+        return texts
+    long = sum(len(t) > max_chars for t in texts)
+    if long:
+        import sys
+
+        print(f"zoo: {path}: cut {long} text(s) of column {column!r} to data.max_chars={max_chars} characters",
+              file=sys.stderr)
+    return [t[:max_chars] for t in texts] if long else texts
+
+
+__all__ = ["MISSING_LABELS", "TextDataError", "capped_texts", "column", "label_values", "read_table", "text_values"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,16 @@ class ImageClassification(Family):
                 img = raw
             else:
                 raise InferenceInputError("image", f"expected a base64-encoded image file, got {type(raw).__name__}")
+            _check_pixels(img)
             array = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.uint8).copy()
         except (binascii.Error, ValueError) as err:
             if isinstance(err, InferenceInputError):
                 raise
             raise InferenceInputError("image", f"not valid base64 ({err}); expected a base64-encoded image "
                                       "file") from None
+        except Image.DecompressionBombError as err:  # PIL's own refusal, at twice the limit, reading the header
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            raise _too_many_pixels(f"{found.group(1)} pixels" if found else "its pixel count") from None
         except (UnidentifiedImageError, OSError, SyntaxError) as err:
             reason = str(err).split(" <")[0]  # PIL names the in-memory buffer object: noise to a client
             raise InferenceInputError("image", f"does not decode as an image ({reason}); expected a PNG/JPEG/... "
@@ -85,3 +90,20 @@ class ImageClassification(Family):
 
 
 __all__ = ["ImageClassification"]
+
+
+def _check_pixels(img: Any) -> None:
+    """Refuse an image larger than PIL's pixel limit (``Image.MAX_IMAGE_PIXELS``, ``zoo serve --max-image-pixels``)
+    before its pixels are decoded: PIL itself only warns below twice the limit."""
+    from PIL import Image
+
+    size = getattr(img, "size", None)
+    if Image.MAX_IMAGE_PIXELS and size and size[0] * size[1] > Image.MAX_IMAGE_PIXELS:
+        raise _too_many_pixels(f"{size[0]}x{size[1]} pixels")
+
+
+def _too_many_pixels(shown: str) -> InferenceInputError:
+    from PIL import Image
+
+    return InferenceInputError("image", f"{shown} is over the server's limit of {Image.MAX_IMAGE_PIXELS} pixels (a "
+                               "decompression-bomb guard; zoo serve --max-image-pixels sets it)", status=413)
