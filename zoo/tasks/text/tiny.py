@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.backbones.text import tiny_bert_dir
+from zoo.backbones.use import tiny_use_dir
 from zoo.data.text import TextDataModule, TokenDataModule
 from zoo.tasks.text.classifier import TextClassifier
 from zoo.tasks.text.token import TokenClassifier
@@ -19,6 +20,16 @@ def _tiny_encoder_dir(tmp_dir: Any = None) -> str:
     key = str(tmp_dir) if tmp_dir is not None else ""
     if key not in _TINY_DIRS:
         _TINY_DIRS[key] = str(tiny_bert_dir(Path(tmp_dir) / "tiny_bert" if tmp_dir is not None else None))
+    return _TINY_DIRS[key]
+
+
+def _tiny_use_dir(tmp_dir: Any = None) -> str:
+    import tempfile
+
+    key = "use:" + (str(tmp_dir) if tmp_dir is not None else "")
+    if key not in _TINY_DIRS:
+        root = Path(tmp_dir) / "tiny_use" if tmp_dir is not None else Path(tempfile.gettempdir()) / "zoo_tiny_use"
+        _TINY_DIRS[key] = str(tiny_use_dir(root))
     return _TINY_DIRS[key]
 
 
@@ -35,6 +46,16 @@ def tiny_text_case(tmp_dir: Any = None) -> tuple[TextClassifier, TextDataModule]
     return model, data
 
 
+def tiny_use_text_case(tmp_dir: Any = None) -> tuple[TextClassifier, TextDataModule]:
+    """A USE-shaped encoder (random weights, dims 16-32, a 200-piece SentencePiece model trained on the fly) on
+    96 packaged tweets: the ``use_multilingual`` code path without the 65 MB package table."""
+    enc = _tiny_use_dir(tmp_dir)
+    model = TextClassifier(encoder=enc, lr=3e-3)
+    data = TextDataModule(dataset="tweets_sentiment", tokenizer=enc, max_length=32, max_samples=96, batch_size=16,
+                          cache_dir=_cache_dir(tmp_dir))
+    return model, data
+
+
 def tiny_token_case(tmp_dir: Any = None) -> tuple[TokenClassifier, TokenDataModule]:
     """Tiny BERT on a subset of the shipped IOB2 demo file; seconds on a CPU."""
     enc = _tiny_encoder_dir(tmp_dir)
@@ -44,4 +65,4 @@ def tiny_token_case(tmp_dir: Any = None) -> tuple[TokenClassifier, TokenDataModu
     return model, data
 
 
-__all__ = ["tiny_text_case", "tiny_token_case"]
+__all__ = ["tiny_text_case", "tiny_token_case", "tiny_use_text_case"]

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.backbones.text import resolve_encoder
+from zoo.backbones.use import is_use
+from zoo.errors import ConfigError
 from zoo.compat import attached_trainer
 from zoo.distributed import distributed_world
 from zoo.reporting.text import write_entity_report
@@ -74,6 +76,9 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
                          warmup_ratio=warmup_ratio)
         self.save_hyperparameters()
         resolve_encoder(encoder)  # a bad name or directory fails at config time
+        if is_use(encoder):
+            raise ConfigError(f"model.encoder: {encoder} encodes whole sentences (no per-token states to tag); a "
+                              "token_classifier needs a Hugging Face encoder (minilm or a model directory)")
         self.encoder_name = encoder
         self.peft_spec = dict(peft) if peft else None
         self.tag_names: list[str] | None = list(tag_names) if tag_names else None
