@@ -152,8 +152,8 @@ def test_text_aware_encodes_item_texts_with_use(peft, tiny, tmp_path):
 def test_embedding_space_techniques_train_a_use_classifier(tmp_path):
     """The task contract on USE: FGM perturbs the dequantised subword embeddings ``embed`` returns, R-Drop runs a
     second forward, EMA averages the trained weights; one 2-step fit with all three logs each loss term."""
-    from zoo.techniques.table import example
     from zoo.tasks.text.tiny import tiny_use_text_case
+    from zoo.techniques.table import example
 
     model, data = tiny_use_text_case(tmp_path)
     callbacks = [example("fgm"), example("rdrop"), example("ema")]

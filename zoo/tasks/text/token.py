@@ -13,9 +13,9 @@ from torch import Tensor
 
 from zoo.backbones.text import resolve_encoder
 from zoo.backbones.use import is_use
-from zoo.errors import ConfigError
 from zoo.compat import attached_trainer
 from zoo.distributed import distributed_world
+from zoo.errors import ConfigError
 from zoo.reporting.text import write_entity_report
 from zoo.tasks.base import Optimizer, Scheduler, ZooTask
 from zoo.tasks.classification import Calibrated, ClassDataMismatchError, _plain
