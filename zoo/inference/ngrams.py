@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from zoo.inference.runners import ExportFormatError
+from zoo.inference.segmenters import word_tokenizer
 
 FEATURES = ("hashing", "tfidf")
 #: a word is any run of word characters in any script (sklearn's default drops one-character words, which are
@@ -44,6 +45,8 @@ class NgramSettings:
     buckets: int = 2 ** 17
     max_features: int | None = 100_000
     lowercase: bool = True
+    #: word segmentation before the word n-grams (:mod:`zoo.inference.segmenters`): none, jieba, fugashi
+    segmenter: str = "none"
 
     def analyzers(self) -> list[tuple[str, tuple[int, int], str | None]]:
         """(sklearn analyzer, n-gram range, token pattern) of each feature block, in column order."""
@@ -53,7 +56,7 @@ class NgramSettings:
     def to_json(self) -> dict[str, Any]:
         return {"features": self.features, "word_ngrams": list(self.word_ngrams) if self.word_ngrams else None,
                 "char_ngrams": list(self.char_ngrams) if self.char_ngrams else None, "buckets": self.buckets,
-                "max_features": self.max_features, "lowercase": self.lowercase,
+                "max_features": self.max_features, "lowercase": self.lowercase, "segmenter": self.segmenter,
                 # what the settings mean to scikit-learn, for a reader without zoo
                 "analyzers": [a for a, _, _ in self.analyzers()], "word_pattern": WORD_PATTERN,
                 "scheme": ("HashingVectorizer(alternate_sign=False, norm=None) per analyzer, blocks side by side, "
@@ -69,7 +72,7 @@ class NgramSettings:
         return cls(features=str(value["features"]), word_ngrams=_range(value.get("word_ngrams")),
                    char_ngrams=_range(value.get("char_ngrams")), buckets=int(value["buckets"]),
                    max_features=None if max_features is None else int(max_features),
-                   lowercase=bool(value["lowercase"]))
+                   lowercase=bool(value["lowercase"]), segmenter=str(value.get("segmenter", "none")))
 
 
 class NgramFeaturizer:
@@ -90,6 +93,9 @@ class NgramFeaturizer:
             kw: dict[str, Any] = {"analyzer": analyzer, "ngram_range": rng, "lowercase": s.lowercase}
             if pattern:
                 kw["token_pattern"] = pattern
+                tokenizer = word_tokenizer(s.segmenter)
+                if tokenizer is not None:
+                    kw.update(tokenizer=tokenizer, token_pattern=None)
             if s.features == "hashing":
                 out.append(HashingVectorizer(n_features=s.buckets, alternate_sign=False, norm=None, **kw))
                 continue
@@ -125,6 +131,8 @@ class NgramFeaturizer:
         s = self.settings
         if s.features == "hashing":
             key = f"hashing:{s.word_ngrams}:{s.char_ngrams}:{s.buckets}:{s.lowercase}"
+            if s.segmenter != "none":
+                key += f":{s.segmenter}"
         else:
             key = "tfidf:" + "\n".join(t for terms in self.vocabularies() for t in terms)
         return {"kind": s.features, "num_features": int(self.num_features),

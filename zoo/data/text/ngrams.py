@@ -10,13 +10,18 @@ into the model's input. No tokenizer and no pretrained vocabulary: any script wo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from zoo.data.text.batching import TokenizedSet
 from zoo.data.text.classification import Table, TextDataModule
 from zoo.data.text.readers import TextDataError
 from zoo.inference.ngrams import FEATURES, NgramFeaturizer, NgramSettings
+from zoo.inference.segmenters import CHOICES as SEGMENTER_CHOICES
+from zoo.inference.segmenters import SegmenterError, choose_segmenter
 from zoo.registry import DATAMODULES
+
+log = logging.getLogger("zoo.data")
 
 
 def _ngram_range(value: Any, flag: str) -> tuple[int, int] | None:
@@ -44,6 +49,9 @@ class NgramTextDataModule(TextDataModule):
         buckets: hash buckets (``hashing``).
         max_features: vocabulary cap, most frequent first (``tfidf``; null: no cap).
         lowercase: lowercase before extracting n-grams.
+        segmenter: word segmentation for the word n-grams of scripts without spaces: ``jieba`` (Chinese),
+            ``fugashi`` (Japanese, MeCab with unidic-lite), ``auto`` (chosen from the training texts' script) or
+            ``none``; the character n-grams are unchanged.
         text_column, label_column, files, dataset, splits, batch sizes, ...: as ``TextDataModule``
             (``tokenizer`` and ``max_length`` are not used).
     """
@@ -51,7 +59,7 @@ class NgramTextDataModule(TextDataModule):
     def __init__(self, features: str = "hashing", word_ngrams: tuple[int, int] | None = (1, 2),
                  char_ngrams: tuple[int, int] | None = (2, 4),
                  buckets: int = 2 ** 17, max_features: int | None = 100_000, lowercase: bool = True,
-                 **kwargs: Any) -> None:
+                 segmenter: str = "none", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if features not in FEATURES:
             raise TextDataError(f"data.features must be one of {', '.join(FEATURES)}; got {features!r}")
@@ -67,6 +75,10 @@ class NgramTextDataModule(TextDataModule):
         if self.text_pair_column:
             raise TextDataError("data.text_pair_column is not supported by ngram_text; join the two columns")
         self.buckets, self.max_features, self.lowercase = int(buckets), max_features, lowercase
+        if segmenter not in SEGMENTER_CHOICES:
+            raise TextDataError(f"data.segmenter must be one of {', '.join(SEGMENTER_CHOICES)}; got {segmenter!r}")
+        #: ``auto`` becomes jieba / fugashi / none when the training texts are read (``_fit``)
+        self.segmenter = segmenter
         #: the fitted featuriser (``setup``); ``zoo export`` writes its settings / vocabulary beside the graph
         self.featurizer: NgramFeaturizer | None = None
 
@@ -89,15 +101,20 @@ class NgramTextDataModule(TextDataModule):
     # -- features --------------------------------------------------------------------------------------
     def settings(self) -> NgramSettings:
         return NgramSettings(self.features, self.word_ngrams, self.char_ngrams, self.buckets, self.max_features,
-                             self.lowercase)
+                             self.lowercase, self.segmenter)
 
     def _fit(self, train_texts: list[str]) -> None:
         if self.multi_label:
             raise TextDataError("ngram_text supports single-label data only (the fasttext / tfidf models); drop "
                                 "data.label_separator or use the text_classifier model")
+        if self.segmenter == "auto":
+            self.segmenter = choose_segmenter(train_texts)
+            log.info("zoo: data.segmenter auto -> %s (from the training texts' script)", self.segmenter)
         featurizer = NgramFeaturizer(self.settings())
         try:
             featurizer.fit(train_texts)
+        except SegmenterError:
+            raise
         except ValueError as err:
             raise TextDataError(str(err)) from None
         self.featurizer = featurizer

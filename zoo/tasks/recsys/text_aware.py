@@ -36,7 +36,8 @@ def tiny_case(tmp_dir: Any = None) -> tuple[Any, Any]:
                  summary="ID + item-text (MiniLM) recommender that can rank items unseen in training")
 class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
     """Args:
-        text_encoder: ``minilm`` (packaged all-MiniLM-L6-v2), a local HF encoder directory, or ``hashing``.
+        text_encoder: ``minilm`` (packaged all-MiniLM-L6-v2), ``use_multilingual`` (USE multilingual v3, 16
+            languages), a local HF encoder directory (or a saved USE one), or ``hashing``.
         text_dim: feature size for ``hashing`` (HF encoders give their hidden size; recorded automatically).
         max_length: tokens per item text.
         text_peft: adapters for the text encoder, as for text classifiers (``{method: lora, r: 8, target_modules:
@@ -74,15 +75,12 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
         if texts is None:
             raise RecsysModelError("text_aware needs item descriptions: set data.items_path (or a dataset with items)")
         if self.text_peft:  # tokens only: the tuned encoder encodes them at every step
-            from transformers import AutoConfig
-
-            from zoo.backbones.text import load_tokenizer, resolve_encoder
+            from zoo.backbones.text import encoder_config, load_tokenizer
 
             enc = load_tokenizer(self.text_encoder)(texts, padding="max_length", truncation=True,
                                                     max_length=self.max_length, return_tensors="pt")
             self._tokens = (enc["input_ids"].long(), enc["attention_mask"].long())
-            config = AutoConfig.from_pretrained(str(resolve_encoder(self.text_encoder)), local_files_only=True)
-            dim = int(config.hidden_size)
+            dim = int(encoder_config(self.text_encoder).hidden_size)
         else:
             from zoo.tasks.recsys.text_features import encode_texts
 
@@ -164,15 +162,16 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
         return bpr_loss(out["pos"], out["neg"])
 
     def encode_items(self, items: Tensor, chunk: int = 256) -> Tensor:
-        """Mean-pooled, L2-normalised encodings of ``items``' texts by the adapted encoder (``text_peft``)."""
-        from zoo.backbones.text import pool
+        """L2-normalised encodings of ``items``' texts by the adapted encoder (``text_peft``): mean-pooled token
+        states, or the encoder's own sentence vector (``use_multilingual``)."""
+        from zoo.backbones.text import sentence_vectors
 
         out = []
         for s in range(0, len(items), chunk):
             ids, mask = self.item_input_ids[items[s:s + chunk]], self.item_attention_mask[items[s:s + chunk]]
             width = max(1, int(mask.sum(1).max()))  # the longest text in the chunk, not max_length
-            hidden = self.item_encoder(input_ids=ids[:, :width], attention_mask=mask[:, :width]).last_hidden_state
-            out.append(torch.nn.functional.normalize(pool(hidden, mask[:, :width], "mean").float(), dim=-1))
+            vectors = sentence_vectors(self.item_encoder, ids[:, :width], mask[:, :width])
+            out.append(torch.nn.functional.normalize(vectors.float(), dim=-1))
         return torch.cat(out)
 
     def item_text_vectors(self) -> Tensor:

@@ -32,6 +32,8 @@ def encoder_identity(encoder: str, max_length: int, dim: int) -> str:
 
     path = resolve_encoder(encoder)
     config = path / "config.json"
+    if not config.is_file():  # use_multilingual: the package's resources folder, identified by its weights file
+        config = path / "weights.npz"
     digest = hashlib.sha256(config.read_bytes()).hexdigest()[:16]
     return f"hf:{path.name}:{digest}:{max_length}"
 
@@ -46,9 +48,10 @@ def hashing_features(texts: list[str], dim: int = 64) -> torch.Tensor:
 
 @torch.no_grad()
 def hf_features(texts: list[str], encoder: str | Path, max_length: int = 64, batch_size: int = 128) -> torch.Tensor:
-    """Mean-pooled, L2-normalised last hidden states of a Hugging Face encoder (named or a directory)."""
+    """L2-normalised sentence vectors of a text encoder (named or a directory): mean-pooled last hidden states of
+    a Hugging Face encoder, or the encoder's own vector (``use_multilingual``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from zoo.backbones.text import load_encoder, load_tokenizer, pool
+    from zoo.backbones.text import load_encoder, load_tokenizer, sentence_vectors
 
     tokenizer = load_tokenizer(encoder)
     model = load_encoder(encoder).eval()
@@ -56,8 +59,8 @@ def hf_features(texts: list[str], encoder: str | Path, max_length: int = 64, bat
     for s in range(0, len(texts), batch_size):
         enc = tokenizer(texts[s:s + batch_size], padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt")
-        hidden = model(**enc).last_hidden_state
-        out.append(torch.nn.functional.normalize(pool(hidden, enc["attention_mask"], "mean"), dim=-1))
+        vectors = sentence_vectors(model, enc["input_ids"], enc["attention_mask"])
+        out.append(torch.nn.functional.normalize(vectors, dim=-1))
     return torch.cat(out).float()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.backbones.text import check_pooling, pool, resolve_encoder
+from zoo.backbones.text import check_pooling, resolve_encoder
 from zoo.errors import ConfigError
 from zoo.tasks.base import Optimizer, Scheduler
 from zoo.tasks.classification import ClassDataMismatchError, ClassificationTask
@@ -20,8 +20,9 @@ class TextClassifier(EncoderMixin, ClassificationTask):
     """Text (or text-pair) classifier on a local Hugging Face encoder.
 
     Args:
-        encoder: ``minilm`` (packaged all-MiniLM-L6-v2) or a local HF model directory.
-        pooling: ``mean`` over real tokens or ``cls`` (first token).
+        encoder: ``minilm`` (packaged all-MiniLM-L6-v2), ``use_multilingual`` (USE multilingual v3, 16 languages;
+            set ``data.tokenizer: use_multilingual`` too) or a local HF model directory.
+        pooling: ``mean`` over real tokens or ``cls`` (first token); USE pools itself and ignores it.
         peft: adapters as a dict (see :mod:`zoo.backbones.text`), e.g. ``{method: lora, r: 8}``; unset = full fine-tune.
         multi_label: sigmoid outputs and binary cross-entropy; taken from the datamodule when unset.
         thresholds: decision threshold(s) for multi-label, one float or one per class.
@@ -29,6 +30,8 @@ class TextClassifier(EncoderMixin, ClassificationTask):
             multi-label these weight the positive term of each label.
         dropout: dropout on the pooled vector.
         chunk_pooling: ``mean`` or ``max`` over the window logits of a long text (``data.long_text: chunks``).
+        freeze_encoder: train the head only (a linear probe on the encoder's sentence vectors); checkpoints then
+            hold the head alone and the encoder is rebuilt from ``encoder`` on load.
     """
 
     #: how zoo export / zoo serve read and answer it (zoo.inference.family)
@@ -54,6 +57,7 @@ class TextClassifier(EncoderMixin, ClassificationTask):
         scheduler: Scheduler = "linear",
         warmup_ratio: float = 0.06,
         chunk_pooling: str = "mean",
+        freeze_encoder: bool = False,
     ) -> None:
         super().__init__(num_classes=num_classes, class_names=class_names, label_smoothing=label_smoothing, lr=lr,
                          weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler, warmup_ratio=warmup_ratio)
@@ -71,6 +75,7 @@ class TextClassifier(EncoderMixin, ClassificationTask):
         if chunk_pooling not in CHUNK_POOLING:
             raise ConfigError(f"model.chunk_pooling must be one of {', '.join(CHUNK_POOLING)}; got {chunk_pooling!r}")
         self.chunk_pooling = chunk_pooling
+        self.freeze_encoder = bool(freeze_encoder)
         #: training label counts and number of texts, for ``class_weights: balanced``
         self._label_counts: tuple[Tensor, float] | None = None
         if self.num_classes is not None and multi_label is not None:
@@ -93,6 +98,8 @@ class TextClassifier(EncoderMixin, ClassificationTask):
         self.multi_label = bool(self.multi_label)
         self.hparams["multi_label"] = self.multi_label
         self.build_encoder_and_head(num_classes)
+        if self.freeze_encoder:
+            self.encoder.requires_grad_(False)
         mode = mode_for(self.multi_label)
         weights = self._class_weights(mode, num_classes)
         self.hparams["class_weights"] = weights.tolist() if weights is not None else None
@@ -115,6 +122,9 @@ class TextClassifier(EncoderMixin, ClassificationTask):
             raise ClassDataMismatchError(f"model.class_weights has {len(arg)} values for {num_classes} classes")
         return torch.tensor([float(x) for x in arg])
 
+    def uses_adapters(self) -> bool:
+        return super().uses_adapters() or self.freeze_encoder
+
     def temperature_size(self) -> int:
         return int(self.num_classes or 1) if self.multi_label else 1
 
@@ -129,8 +139,8 @@ class TextClassifier(EncoderMixin, ClassificationTask):
 
     # -- contract -------------------------------------------------------------------------------------
     def forward_embedded(self, emb: Tensor, batch: dict[str, Any]) -> Tensor:
-        hidden = self.encode(emb, batch)
-        return pool_windows(self.head(pool(hidden, batch["attention_mask"], self.pooling)), batch, self.chunk_pooling)
+        vector = self.sentence_vector(emb, batch, self.pooling)
+        return pool_windows(self.head(vector), batch, self.chunk_pooling)
 
     def task_loss(self, out: Tensor, batch: dict[str, Any]) -> Tensor:
         return self.label_mode.loss(out, batch[self.target_key])

@@ -19,7 +19,9 @@ from zoo.backbones.text import (
     build_encoder,
     encoder_vocab_size,
     is_peft,
+    is_sentence_encoder,
     load_tokenizer,
+    pool,
     resolve_encoder,
 )
 from zoo.inference.windows import pool_windows as pool_rows
@@ -80,6 +82,12 @@ class EncoderMixin(AdapterCheckpoints):
         if "token_type_ids" in batch:
             kwargs["token_type_ids"] = batch["token_type_ids"]
         return self.encoder(**kwargs).last_hidden_state
+
+    def sentence_vector(self, emb: Tensor, batch: dict[str, Any], pooling: str = "mean") -> Tensor:
+        """One vector per sequence: the encoder's own (USE) or its token states pooled by ``pooling``."""
+        if is_sentence_encoder(self.encoder):
+            return self.encoder(inputs_embeds=emb, attention_mask=batch["attention_mask"]).pooler_output
+        return pool(self.encode(emb, batch), batch["attention_mask"], pooling)
 
     def regularization_terms(self) -> dict[str, Tensor]:
         orth = adalora_orthogonality(self.encoder)

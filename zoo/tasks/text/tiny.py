@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.backbones.text import tiny_bert_dir
+from zoo.backbones.use import tiny_use_dir
 from zoo.data.text import TextDataModule, TokenDataModule
 from zoo.tasks.text.classifier import TextClassifier
 from zoo.tasks.text.crf_tagger import CRFTagger
@@ -23,6 +24,16 @@ def _tiny_encoder_dir(tmp_dir: Any = None) -> str:
     return _TINY_DIRS[key]
 
 
+def _tiny_use_dir(tmp_dir: Any = None) -> str:
+    import tempfile
+
+    key = "use:" + (str(tmp_dir) if tmp_dir is not None else "")
+    if key not in _TINY_DIRS:
+        root = Path(tmp_dir) / "tiny_use" if tmp_dir is not None else Path(tempfile.gettempdir()) / "zoo_tiny_use"
+        _TINY_DIRS[key] = str(tiny_use_dir(root))
+    return _TINY_DIRS[key]
+
+
 def _cache_dir(tmp_dir: Any) -> str | None:
     return str(Path(tmp_dir) / "cache") if tmp_dir is not None else None
 
@@ -31,6 +42,16 @@ def tiny_text_case(tmp_dir: Any = None) -> tuple[TextClassifier, TextDataModule]
     """Tiny BERT on 96 packaged tweets (3 sentiment classes); seconds on a CPU."""
     enc = _tiny_encoder_dir(tmp_dir)
     model = TextClassifier(encoder=enc, pooling="mean", lr=3e-3)
+    data = TextDataModule(dataset="tweets_sentiment", tokenizer=enc, max_length=32, max_samples=96, batch_size=16,
+                          cache_dir=_cache_dir(tmp_dir))
+    return model, data
+
+
+def tiny_use_text_case(tmp_dir: Any = None) -> tuple[TextClassifier, TextDataModule]:
+    """A USE-shaped encoder (random weights, dims 16-32, a 200-piece SentencePiece model trained on the fly) on
+    96 packaged tweets: the ``use_multilingual`` code path without the 65 MB package table."""
+    enc = _tiny_use_dir(tmp_dir)
+    model = TextClassifier(encoder=enc, lr=3e-3)
     data = TextDataModule(dataset="tweets_sentiment", tokenizer=enc, max_length=32, max_samples=96, batch_size=16,
                           cache_dir=_cache_dir(tmp_dir))
     return model, data
@@ -53,4 +74,4 @@ def tiny_crf_tagger_case(tmp_dir: Any = None) -> tuple[CRFTagger, TokenDataModul
     return model, data
 
 
-__all__ = ["tiny_crf_tagger_case", "tiny_text_case", "tiny_token_case"]
+__all__ = ["tiny_crf_tagger_case", "tiny_text_case", "tiny_token_case", "tiny_use_text_case"]

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.backbones.text import resolve_encoder
+from zoo.backbones.use import is_use
+from zoo.errors import ConfigError
 from zoo.inference.crf import join_windows
 from zoo.tasks.base import Optimizer, Scheduler, ZooTask
 from zoo.tasks.classification import Calibrated, ClassDataMismatchError
@@ -58,6 +60,9 @@ class TokenClassifier(EntityTagging, EncoderMixin, Calibrated, ZooTask):
                          warmup_ratio=warmup_ratio)
         self.save_hyperparameters()
         resolve_encoder(encoder)  # a bad name or directory fails at config time
+        if is_use(encoder):
+            raise ConfigError(f"model.encoder: {encoder} encodes whole sentences (no per-token states to tag); a "
+                              "token_classifier needs a Hugging Face encoder (minilm or a model directory)")
         self.encoder_name = encoder
         self.peft_spec = dict(peft) if peft else None
         self.tag_names: list[str] | None = list(tag_names) if tag_names else None
