@@ -74,6 +74,8 @@ class ZooTaskProtocol(Protocol):
     monitor_mode: str
     #: the registry name of the backbone (run tags)
     backbone_name: str | None
+    #: why ``precision: auto`` keeps this model in fp32 even on bf16 hardware (None: bf16-mixed where it pays)
+    fp32_reason: str | None
     #: filled by ``zoo test``: the confusion matrix and the first misclassified examples, for reports
     last_test_confusion: Tensor | None
     misclassified: list[dict[str, Any]]
@@ -104,6 +106,7 @@ TRAIT_DEFAULTS: dict[str, Any] = {
     "monitor": "val/loss",
     "monitor_mode": "min",
     "backbone_name": None,
+    "fp32_reason": None,
     "last_test_confusion": None,
     "misclassified": (),
     "max_misclassified": 0,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 from jsonargparse import ActionYesNo
@@ -27,6 +27,29 @@ from zoo.cli.parse_errors import ZooArgumentParser, _explain  # noqa: F401  (zoo
 from zoo.compat import LightningCLIWithCheckpointHook, install_class_name_resolver, rich_available
 from zoo.contract import trait
 from zoo.version import __version__
+
+#: Lightning's precision values (spelt out: its own type alias is private) plus zoo's ``auto``
+Precision = Literal[64, 32, 16, "auto", "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "16-mixed",
+                    "bf16-true", "bf16-mixed", "transformer-engine", "transformer-engine-float16"]
+
+
+class ZooTrainer(pl.Trainer):
+    """Lightning's Trainer that also takes ``precision: auto`` (every shipped recipe's): bf16-mixed where the
+    hardware has bf16, 32-true elsewhere (:func:`zoo.scale.resolve_precision`). ZooCLI resolves it before the
+    Trainer is built and says which in one line; this class resolves it for a Trainer built any other way."""
+
+    def __init__(self, *, precision: Precision | None = None, **kwargs: Any) -> None:
+        super().__init__(precision=_auto_precision(precision, kwargs), **kwargs)
+
+
+def _auto_precision(precision: Any, trainer_kwargs: dict[str, Any]) -> Any:
+    """``auto`` resolved for the Trainer's accelerator (outside ZooTrainer.__init__: jsonargparse reads a
+    ``kwargs.get`` there as a parameter of its own and loses the accelerator's type)."""
+    if precision != "auto":
+        return precision
+    from zoo.scale import resolve_precision
+
+    return resolve_precision(precision, trainer_kwargs.get("accelerator", "auto"))[0]
 
 
 class ZooCLI(LightningCLIWithCheckpointHook):
@@ -38,6 +61,7 @@ class ZooCLI(LightningCLIWithCheckpointHook):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _install_registry_names()
+        kwargs.setdefault("trainer_class", ZooTrainer)
         kwargs.setdefault("model_class", pl.LightningModule)
         kwargs.setdefault("datamodule_class", pl.LightningDataModule)
         kwargs.setdefault("subclass_mode_model", True)
@@ -182,12 +206,18 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         from zoo.callbacks.run_report import RunReport
         from zoo.callbacks.trust import Trust
         from zoo.cli.resume import check_trainer_limits, default_reliability_callbacks, run_logger
-        from zoo.scale import check_precision, check_strategy
+        from zoo.scale import check_precision, check_strategy, resolve_precision
 
         trainer_cfg = self.config_value(self.config_init, "trainer", default={})
         check_trainer_limits(trainer_cfg)
         self._bind_data()
-        check_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"))
+        precision, line = resolve_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"),
+                                            fp32_reason=trait(self.model, "fp32_reason"))
+        if line and self.subcommand in ("fit", "validate", "test"):  # predict's stdout/stderr stay for answers
+            print(f"zoo: {line}", file=sys.stderr)
+        if precision is not None:
+            kwargs["precision"] = precision
+        check_precision(precision, trainer_cfg.get("accelerator", "auto"))
         check_strategy(trainer_cfg.get("strategy"), trainer_cfg.get("accelerator", "auto"),
                        bool(trainer_cfg.get("sync_batchnorm", False)))
         callbacks = list(trainer_cfg.get("callbacks") or [])

@@ -68,6 +68,9 @@ class RecommenderTask(ZooTask):
 
     #: how zoo export / zoo serve read and answer it (zoo.inference.family)
     export_family = "recommendation"
+    #: ``precision: auto`` keeps recommenders in fp32 (zoo.scale.resolve_precision)
+    fp32_reason = ("recommenders: torch has no bf16 CPU kernel for LightGCN's sparse graph product, and embedding "
+                   "lookups gain nothing from autocast")
 
     monitor = "val/ndcg@10"
     monitor_mode = "max"

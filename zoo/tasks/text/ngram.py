@@ -25,6 +25,8 @@ class BagOfNgramsTask(ClassificationTask):
 
     #: how zoo export / zoo serve read and answer it (zoo.inference.family)
     export_family = "ngram_text_classification"
+    #: ``precision: auto`` keeps the n-gram models in fp32 (zoo.scale.resolve_precision)
+    fp32_reason = "n-gram models: sparse bags and one linear layer gain nothing from bf16 autocast"
 
     #: the feature kind this model reads (``hashing`` / ``tfidf``), checked against the data's
     feature_kind = "hashing"
