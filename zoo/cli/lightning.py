@@ -58,6 +58,8 @@ class ZooCLI(LightningCLIWithCheckpointHook):
     #: the command line, and the model flags on it that differ from the checkpoint's: {key: (saved, given)}
     _argv: list[str] = []
     _overrides: dict[str, tuple[Any, Any]] = {}
+    #: whether the datamodule got its state from the checkpoint (once, before its setup)
+    _data_restored = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _install_registry_names()
@@ -173,6 +175,11 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         from zoo.tasks.base import ZooTask
 
         check_data_sizes(self.datamodule)
+        if self._run_location is not None and not self._data_restored:
+            from zoo.checkpoints import restore_data_state
+
+            # what the data fitted in training (the n-gram featuriser) comes from the checkpoint, not a refit
+            self._data_restored = restore_data_state(self.datamodule, self._run_location.checkpoint)
         if isinstance(self.model, ZooTask) and self.datamodule is not None:
             self.model.bind_data(self.datamodule)
 

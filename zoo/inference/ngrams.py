@@ -158,6 +158,31 @@ class NgramFeaturizer:
             rows.append((ids, weights))
         return rows
 
+    # -- a checkpoint's copy -----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The fitted featuriser as plain values and arrays (settings, each TF-IDF block's terms and idf), which a
+        checkpoint keeps so that ``zoo test`` / ``predict`` / ``export`` / ``serve`` never refit it."""
+        out: dict[str, Any] = {"settings": self.settings.to_json()}
+        if self.settings.features == "tfidf":
+            out["vocabularies"] = self.vocabularies()
+            out["idf"] = [np.ascontiguousarray(v.idf_, dtype=np.float32) for v in self.vectorizers]
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> NgramFeaturizer:
+        """The featuriser :meth:`state` describes (``ValueError`` when the state is incomplete)."""
+        try:
+            settings = NgramSettings.from_json(state["settings"])
+            fitted = None
+            if settings.features == "tfidf":
+                fitted = [([str(t) for t in terms], np.asarray(idf, dtype=np.float32))
+                          for terms, idf in zip(state["vocabularies"], state["idf"], strict=True)]
+                if len(fitted) != len(settings.analyzers()):
+                    raise ValueError(f"{len(fitted)} TF-IDF blocks for {len(settings.analyzers())} analyzers")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"the saved n-gram featuriser is incomplete ({err!r})") from None
+        return cls(settings, fitted)
+
     # -- an export folder's copy ----------------------------------------------------------------------------
     def save(self, folder: Path) -> dict[str, str]:
         """Write what :meth:`load` needs besides the settings; returns the ``files`` entries of ``zoo_export.json``."""

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from zoo.data.text.batching import TokenizedSet
+from zoo.data.text.base import log
 from zoo.data.text.classification import Table, TextDataModule
 from zoo.data.text.readers import TextDataError
 from zoo.inference.ngrams import FEATURES, NgramFeaturizer, NgramSettings
@@ -29,6 +32,46 @@ def _ngram_range(value: Any, flag: str) -> tuple[int, int] | None:
     if not 1 <= lo <= hi <= 8:
         raise TextDataError(f"data.{flag} must satisfy 1 <= min <= max <= 8, got [{lo}, {hi}]")
     return lo, hi
+
+
+class LazyBags(TokenizedSet):
+    """A split's bags of n-grams, featurised on first use: ``zoo predict`` featurises only the texts it answers
+    and ``zoo test`` only the splits it scores, not the whole training file. Texts and labels (the baseline,
+    the data summary) and the length are there without featurising."""
+
+    def __init__(self, table: dict[str, Any], featurizer: NgramFeaturizer, lookup: dict[str, int]) -> None:
+        self.table, self.featurizer, self.lookup = table, featurizer, lookup
+        self._rows: list[dict[str, Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.table["text"])
+
+    @property
+    def labels(self) -> list[int] | None:
+        return [self.lookup[x[0]] for x in self.table["labels"]] if "labels" in self.table else None
+
+    def plain_rows(self) -> list[dict[str, Any]]:
+        """``text`` / ``label`` / ``id`` of each row, without features."""
+        labels = self.labels
+        return [{"text": t, "id": i, **({"label": labels[k]} if labels is not None else {})}
+                for k, (t, i) in enumerate(zip(self.table["text"], self.table["id"]))]
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        if self._rows is None:
+            texts, labels = self.table["text"], self.labels
+            self._rows = []
+            for i, (ids, weights) in enumerate(self.featurizer.bags(texts)):
+                row: dict[str, Any] = {"input_ids": ids.tolist(), "weights": weights.tolist(),
+                                       "id": self.table["id"][i], "text": texts[i]}
+                if labels is not None:
+                    row["label"] = labels[i]
+                self._rows.append(row)
+        return self._rows
+
+    @rows.setter
+    def rows(self, value: list[dict[str, Any]]) -> None:
+        self._rows = value
 
 
 @DATAMODULES.register("ngram_text", tags=("text",),
@@ -103,20 +146,38 @@ class NgramTextDataModule(TextDataModule):
         self.featurizer = featurizer
 
     def _tokenize(self, table: Table, split: str) -> TokenizedSet:
-        texts = table["text"]
-        if not texts:
+        if not table["text"]:
             return TokenizedSet([])
         if self.featurizer is None:
             raise TextDataError("internal: n-gram features used before they were fitted on the training split")
-        lookup = {c: k for k, c in enumerate(self._class_names or [])}
-        rows = []
-        for i, (ids, weights) in enumerate(self.featurizer.bags(texts)):
-            row: dict[str, Any] = {"input_ids": ids.tolist(), "weights": weights.tolist(), "id": table["id"][i],
-                                   "text": texts[i]}
-            if "labels" in table:
-                row["label"] = lookup[table["labels"][i][0]]
-            rows.append(row)
-        return TokenizedSet(rows)
+        return LazyBags(table, self.featurizer, {c: k for k, c in enumerate(self._class_names or [])})
+
+    # -- the fitted featuriser travels in checkpoints (Lightning saves a datamodule's state_dict) -------------
+    def state_dict(self) -> dict[str, Any]:
+        if self.featurizer is None:
+            return {}
+        state = self.featurizer.state()
+        if "idf" in state:  # tensors: checkpoints are read with weights_only=True, which refuses numpy arrays
+            state["idf"] = [torch.from_numpy(x) for x in state["idf"]]
+        return {"featurizer": state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Use the featuriser fitted in training (``zoo test`` / ``predict`` / ``export`` read it from the
+        checkpoint, :func:`zoo.checkpoints.restore_data_state`), instead of fitting it again."""
+        saved = (state or {}).get("featurizer")
+        if saved is None:
+            return
+        try:
+            featurizer = NgramFeaturizer.from_state(
+                {**saved, "idf": [x.numpy() if isinstance(x, torch.Tensor) else x for x in saved.get("idf", [])]})
+        except ValueError as err:
+            raise TextDataError(f"the checkpoint's n-gram featuriser cannot be used: {err}") from None
+        if self.featurizer is not None and self.featurizer.space() == featurizer.space():
+            return
+        if featurizer.settings != self.settings():
+            log.warning("zoo: the n-gram settings of the checkpoint (%s) replace the data settings given (%s)",
+                        _describe(featurizer.settings), _describe(self.settings()))
+        self.featurizer, self.splits = featurizer, {}
 
     def setup(self, stage: str | None = None) -> None:
         if not self.splits and self.featurizer is None:
@@ -127,4 +188,9 @@ class NgramTextDataModule(TextDataModule):
         super().setup(stage)
 
 
-__all__ = ["FEATURES", "NgramTextDataModule"]
+def _describe(settings: NgramSettings) -> str:
+    return (f"features {settings.features}, word_ngrams {settings.word_ngrams}, char_ngrams {settings.char_ngrams}, "
+            f"buckets {settings.buckets}, max_features {settings.max_features}, lowercase {settings.lowercase}")
+
+
+__all__ = ["FEATURES", "LazyBags", "NgramTextDataModule"]
