@@ -100,7 +100,8 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         parser.add_argument("--calibration", type=str, default="temperature",
                             help="temperature (fit after fit, apply in test/predict) or none (docs/trust.md)")
         parser.add_argument("--card", type=dict | None, default=None,
-                            help="model card text: intended_use, limitations, license, summary (docs/trust.md)")
+                            help="model card text: intended_use, limitations, license, summary, dataset_name "
+                                 "(docs/trust.md)")
         parser.add_argument("--coverage", type=float | None, default=None,
                             help="predict: add a conformal prediction_set column reaching this coverage, e.g. 0.9")
         parser.add_argument("--target_accuracy", type=float | None, default=None,
