@@ -56,7 +56,8 @@ def test_no_best_checkpoint_is_said_with_its_reason_and_lightnings_warning_is_dr
         warnings.simplefilter("default")
         silence_noise()
         warnings.warn("`ModelCheckpoint(monitor='val/acc')` could not find the monitored key in the returned "
-                      "metrics: ['train/loss', 'epoch', 'step']. HINT: Did you call `log('val/acc', value)`?", stacklevel=1)
+                      "metrics: ['train/loss', 'epoch', 'step']. HINT: Did you call `log('val/acc', value)`?",
+                      stacklevel=1)
     assert not seen
 
 
