@@ -44,6 +44,9 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         seed: seed of the splits, subsets and shuffling.
     """
 
+    #: what the vocabulary check recommends models for: ``classification`` or ``token`` (entities)
+    vocabulary_task = "classification"
+
     def __init__(self, *, train: str | None = None, val: str | None = None, test: str | None = None,
                  dataset: str | None = None, predict: str | None = None, tokenizer: str = "minilm",
                  max_length: int = 128, max_samples: int | None = None, val_fraction: float = 0.1,
@@ -111,13 +114,15 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
     def check_vocabulary(self, texts: Sequence[str]) -> None:
         """The vocabulary figures of the training texts into :attr:`data_checks`; one warning when the encoder's
         vocabulary does not fit them (:mod:`zoo.data.text.vocabulary`)."""
-        from zoo.data.text.vocabulary import vocabulary_report, vocabulary_warning
+        from zoo.data.text.vocabulary import recommended_models, vocabulary_report, vocabulary_warning
 
         if "vocabulary" in self.data_checks or not texts:
             return
         report = vocabulary_report(self.tokenizer, texts, self.max_length)
+        message = vocabulary_warning(report, self.tokenizer_name, self.vocabulary_task)
+        if message:
+            report["recommended_models"] = recommended_models(report, self.vocabulary_task)
         self.data_checks["vocabulary"] = report
-        message = vocabulary_warning(report, self.tokenizer_name)
         if message:
             log.warning(message)
 

@@ -44,6 +44,8 @@ class TokenDataModule(TextDataBase):
             :class:`~zoo.data.text.base.TextDataBase`.
     """
 
+    vocabulary_task = "token"
+
     def __init__(
         self,
         tags: list[str] | None = None,
@@ -216,6 +218,8 @@ class TokenDataModule(TextDataBase):
                     text, spans = join_words(words)
                     items.append((words, spans, text, tags, f"{source}:{line}"))
                 self.splits[split] = self._tokenize_words(items, split)
+                if split == "train":  # the same vocabulary / script check as text classification
+                    self.check_vocabulary([text for _, _, text, _, _ in items])
         if stage == "predict" and self.predict_path and "predict" not in self.splits:
             self.splits["predict"] = self._tokenize_words(self._predict_items(), "predict")
 
