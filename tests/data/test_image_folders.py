@@ -51,5 +51,6 @@ def test_corrupt_image_in_the_test_split_stops_fit_before_training(tmp_path, cap
                "--trainer.enable_progress_bar", "false"])
     err = capsys.readouterr().err
     assert rc == 2 and str(bad) in err
-    assert "zoo: error: data.folder + data.test_folder: 1 of 17 image file(s) cannot be read: " in err
+    assert ("zoo: error: --data.init_args.folder + --data.init_args.test_folder: 1 of 17 image file(s) cannot be "
+            "read: ") in err
     assert not list(Path("runs").rglob("*.ckpt"))

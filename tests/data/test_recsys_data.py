@@ -171,9 +171,9 @@ def test_evaluation_batches_carry_masks_and_histories():
 
 
 def test_bad_options_name_the_flag():
-    with pytest.raises(RecsysDataError, match="data.split must be one of"):
+    with pytest.raises(RecsysDataError, match="data.init_args.split must be one of"):
         InteractionDataModule(dataset="synthetic_interactions", split="weird")
-    with pytest.raises(RecsysDataError, match="exactly one of data.path or data.dataset"):
+    with pytest.raises(RecsysDataError, match="exactly one of data.init_args.path or data.init_args.dataset"):
         InteractionDataModule()
 
 

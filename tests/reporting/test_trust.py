@@ -216,6 +216,11 @@ def test_baseline_for_each_family(tmp_path):
     ref = reference_for(text)
     assert ref["metrics"]["acc"] == 1.0  # two phrasings per class: a TF-IDF model gets them all
     _check_reference(ref, "f1_macro")
+    # the text reference is bounded, and says by what (issue 25: 204 s of a zoo test on long Chinese texts)
+    assert ref["caps"]["train_texts_used"] == len(text.splits["train"]) and ref["caps"]["training_characters"] > 0
+    from zoo.callbacks.baseline import compare, render_markdown
+
+    assert "Reference caps: at most 10,000 training texts" in render_markdown(compare({"acc": 1.0}, ref, "acc", 0.01))
     rate = unknown_token_rate(text)
     assert rate is not None and 0.0 <= rate < 0.5
 

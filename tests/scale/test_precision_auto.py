@@ -69,3 +69,4 @@ def test_fit_on_a_cpu_without_bf16_says_auto_chose_fp32(tmp_path, capsys, monkey
     assert "bfloat16" not in err
     saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text(encoding="utf-8"))
     assert saved["trainer"]["precision"] == "auto"  # the recipe's choice, re-resolved on the next machine
+

@@ -128,7 +128,8 @@ def peft_config(spec: dict[str, Any] | None) -> Any:
     spec = dict(spec)
     method = str(spec.pop("method", "lora")).lower()
     if method not in PEFT_METHODS:
-        raise TextBackboneError(f"model.peft.method must be one of {', '.join(PEFT_METHODS)}; got {method!r}")
+        raise TextBackboneError(f"--model.init_args.peft.method must be one of {', '.join(PEFT_METHODS)}; got "
+                                f"{method!r}")
     if method == "none":
         return None
     import peft
@@ -150,7 +151,7 @@ def peft_config(spec: dict[str, Any] | None) -> Any:
     try:
         return cls(**spec)
     except (TypeError, ValueError) as err:
-        raise TextBackboneError(f"model.peft ({method}): {err}") from None
+        raise TextBackboneError(f"--model.init_args.peft ({method}): {err}") from None
 
 
 def apply_peft(encoder: nn.Module, spec: dict[str, Any] | None) -> nn.Module:
@@ -164,7 +165,8 @@ def apply_peft(encoder: nn.Module, spec: dict[str, Any] | None) -> nn.Module:
         return peft.get_peft_model(encoder, config)
     except ValueError as err:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in encoder.named_modules() if isinstance(m, nn.Linear)})
-        raise TextBackboneError(f"model.peft: {err}. Linear layer names in this encoder: {', '.join(names)}") from None
+        raise TextBackboneError(f"--model.init_args.peft {err}. Linear layer names in this encoder: "
+                                f"{', '.join(names)}") from None
 
 
 def is_peft(encoder: nn.Module) -> bool:
@@ -222,7 +224,7 @@ def pool(hidden: Tensor, attention_mask: Tensor, method: str) -> Tensor:
 
 def check_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
-        raise TextBackboneError(f"model.pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        raise TextBackboneError(f"--model.init_args.pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
     return pooling
 
 

@@ -61,9 +61,11 @@ def verdict_line(result: dict[str, Any]) -> str:
 
 def caps_line(caps: dict[str, Any]) -> str:
     """What the reference was bounded to, so that it stays a matter of seconds on long texts."""
-    return (f"Reference caps: the first {caps['train_texts']:,} training texts ({caps['train_texts_used']:,} used), "
-            f"the first {caps['characters_per_text']:,} characters of each ({caps['texts_cut']:,} texts cut), "
-            f"{caps['features_per_analyzer']:,} word and {caps['features_per_analyzer']:,} character n-gram features.")
+    return (f"Reference caps: at most {caps['train_texts']:,} training texts and "
+            f"{caps.get('training_characters', 0):,} characters of training text ({caps['train_texts_used']:,} texts "
+            f"used), the first {caps['characters_per_text']:,} characters of each text ({caps['texts_cut']:,} cut), "
+            f"{caps['features_per_analyzer']:,} word and {caps['features_per_analyzer']:,} character n-gram features, "
+            f"{caps.get('solver_iterations', '?')} solver iterations.")
 
 
 def render_markdown(result: dict[str, Any]) -> str:

@@ -58,14 +58,15 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         # from this call, so the hyper-parameters hold the subclass's own arguments and these
         self.save_hyperparameters()
         if max_length < 8:
-            raise TextDataError(f"data.max_length must be >= 8, got {max_length}")
+            raise TextDataError(f"--data.init_args.max_length must be >= 8, got {max_length}")
         if bool(train) == bool(dataset):
-            raise TextDataError("give exactly one of data.train (a file) or data.dataset (a built-in name)")
+            raise TextDataError("give exactly one of --data.init_args.train (a file) or --data.init_args.dataset "
+                                "(a built-in name)")
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= frac < 1.0:
-                raise TextDataError(f"data.{name} must be in [0, 1), got {frac}")
+                raise TextDataError(f"--data.init_args.{name} must be in [0, 1), got {frac}")
         if max_samples is not None and max_samples < 4:
-            raise TextDataError(f"data.max_samples must be >= 4, got {max_samples}")
+            raise TextDataError(f"--data.init_args.max_samples must be >= 4, got {max_samples}")
         self.train_path, self.val_path, self.test_path, self.predict_path = train, val, test, predict
         self.dataset = dataset
         self.tokenizer_name = tokenizer
@@ -153,7 +154,8 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
             self.setup("predict" if name == "predict" else "fit")
         ds = self.splits.get(name)
         if ds is None or len(ds) == 0:
-            raise TextDataError(f"the {name} split is empty; give data.{name} or raise data.{name}_fraction")
+            raise TextDataError(f"the {name} split is empty; give --data.init_args.{name} or raise "
+                                f"--data.init_args.{name}_fraction")
         collate = DynamicPadCollator(self.pad_token_id())
         bs = self.batch_size if train else self.eval_batch_size
         common = dict(collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from zoo.data.text.batching import TokenizedSet
 from zoo.data.text.base import log
+from zoo.data.text.batching import TokenizedSet
 from zoo.data.text.classification import Table, TextDataModule
 from zoo.data.text.readers import TextDataError
 from zoo.inference.ngrams import FEATURES, NgramFeaturizer, NgramSettings
@@ -28,9 +28,9 @@ def _ngram_range(value: Any, flag: str) -> tuple[int, int] | None:
     try:
         lo, hi = (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
     except (TypeError, ValueError, IndexError):
-        raise TextDataError(f"data.{flag} must be null, one int or [min, max], got {value!r}") from None
+        raise TextDataError(f"--data.init_args.{flag} must be null, one int or [min, max], got {value!r}") from None
     if not 1 <= lo <= hi <= 8:
-        raise TextDataError(f"data.{flag} must satisfy 1 <= min <= max <= 8, got [{lo}, {hi}]")
+        raise TextDataError(f"--data.init_args.{flag} must satisfy 1 <= min <= max <= 8, got [{lo}, {hi}]")
     return lo, hi
 
 
@@ -97,18 +97,20 @@ class NgramTextDataModule(TextDataModule):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if features not in FEATURES:
-            raise TextDataError(f"data.features must be one of {', '.join(FEATURES)}; got {features!r}")
+            raise TextDataError(f"--data.init_args.features must be one of {', '.join(FEATURES)}; got {features!r}")
         self.features = features
         self.word_ngrams = _ngram_range(word_ngrams, "word_ngrams")
         self.char_ngrams = _ngram_range(char_ngrams, "char_ngrams")
         if self.word_ngrams is None and self.char_ngrams is None:
-            raise TextDataError("data.word_ngrams and data.char_ngrams are both null: no features to extract")
+            raise TextDataError("--data.init_args.word_ngrams and --data.init_args.char_ngrams are both null: no "
+                                "features to extract")
         if buckets < 16:
-            raise TextDataError(f"data.buckets must be >= 16, got {buckets}")
+            raise TextDataError(f"--data.init_args.buckets must be >= 16, got {buckets}")
         if max_features is not None and max_features < 2:
-            raise TextDataError(f"data.max_features must be >= 2 or null, got {max_features}")
+            raise TextDataError(f"--data.init_args.max_features must be >= 2 or null, got {max_features}")
         if self.text_pair_column:
-            raise TextDataError("data.text_pair_column is not supported by ngram_text; join the two columns")
+            raise TextDataError("--data.init_args.text_pair_column is not supported by ngram_text; join the two "
+                                "columns")
         self.buckets, self.max_features, self.lowercase = int(buckets), max_features, lowercase
         #: the fitted featuriser (``setup``); ``zoo export`` writes its settings / vocabulary beside the graph
         self.featurizer: NgramFeaturizer | None = None
@@ -137,7 +139,7 @@ class NgramTextDataModule(TextDataModule):
     def _fit(self, train_texts: list[str]) -> None:
         if self.multi_label:
             raise TextDataError("ngram_text supports single-label data only (the fasttext / tfidf models); drop "
-                                "data.label_separator or use the text_classifier model")
+                                "--data.init_args.label_separator or use the text_classifier model")
         featurizer = NgramFeaturizer(self.settings())
         try:
             featurizer.fit(train_texts)

@@ -57,7 +57,8 @@ class TokenDataModule(TextDataBase):
     ) -> None:
         super().__init__(**kwargs)
         if long_text == "head_tail":
-            raise TextDataError("data.long_text: head_tail would leave the middle words of a sentence untagged; "
+            raise TextDataError("--data.init_args.long_text head_tail would leave the middle words of a sentence "
+                                "untagged; "
                                 "token classification takes truncate or chunks")
         self.chunk_overlap = check_long_text(long_text, chunk_overlap, max_chunks, self.max_length,
                                              allowed=("truncate", "chunks"))
@@ -195,7 +196,7 @@ class TokenDataModule(TextDataBase):
         """One item per non-empty line of the ``predict`` file, split into words."""
         path = Path(self.predict_path)
         lines = read_text(path, self.encoding, TextDataError, expected="one sentence per line",
-                          what="data.predict file").splitlines()
+                          what="--data.init_args.predict file").splitlines()
         items = []
         for no, line in enumerate(lines, start=1):
             words, spans = split_words(line)
