@@ -203,7 +203,8 @@ def test_truncation_is_reported_and_tokenization_cached(tiny, tmp_path, caplog, 
         data = TextDataModule(**kw)
         data.setup("fit")
     assert data.truncated["train"] == 1
-    assert re.search(r"1 of 21 texts .* max_length=12 tokens and were truncated", caplog.text)
+    assert re.search(r"1 of 21 texts \(4.8%\) are longer than max_length=12 tokens and were truncated; "
+                     r"--data.init_args.long_text chunks reads all of it \(windows of 12 tokens", caplog.text)
     assert max(data.splits["train"].lengths) == 12
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     # a second datamodule on the same content reads the cache instead of tokenizing

@@ -146,8 +146,16 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
     def _report_truncation(self, split: str, truncated: int, total: int, unit: str = "texts") -> None:
         self.truncated[split] = truncated
         if truncated:
-            log.warning("zoo: %s split: %d of %d %s (%.1f%%) are longer than max_length=%d tokens and were truncated",
-                        split, truncated, total, unit, 100.0 * truncated / max(total, 1), self.max_length)
+            log.warning("zoo: %s split: %d of %d %s (%.1f%%) are longer than max_length=%d tokens and were truncated; "
+                        "%s", split, truncated, total, unit, 100.0 * truncated / max(total, 1), self.max_length,
+                        self.truncation_advice())
+
+    def truncation_advice(self) -> str:
+        """What reads the part of a long text that truncation cuts, from this data's own settings."""
+        if getattr(self, "text_pair_column", None):  # windows work on single texts only
+            return f"raise --data.init_args.max_length (now {self.max_length}) to read more of each pair"
+        return (f"--data.init_args.long_text chunks reads all of it (windows of {self.max_length} tokens, "
+                "--data.init_args.max_chunks of them at most)")
 
     def split_loader(self, name: str, train: bool, grouped: bool = True) -> DataLoader:
         if name not in self.splits:

@@ -36,6 +36,22 @@ def word_rows(values: Tensor, batch: dict[str, Any]) -> list[Tensor]:
     return [torch.cat(p) for p in parts]
 
 
+def no_entity_advice(lr: float, head_lr: float | None, peft: dict[str, Any] | None, max_epochs: int | None,
+                     recommended: list[str] | None = None) -> str:
+    """What to change when a tagger predicts only ``O``, from the run's own settings: never a value it already has."""
+    out = []
+    if recommended:  # the encoder's vocabulary does not cover the data's script (zoo.data.text.vocabulary)
+        out.append(f"the encoder's vocabulary does not cover this data: use {recommended[0]}")
+    if head_lr is None:
+        out.append(f"give the head its own rate (--model.init_args.head_lr 0.01; it learns at lr {lr:g} now"
+                   + (", set for the adapters)" if peft else ")"))
+    elif head_lr < 0.01:
+        out.append(f"raise the head's rate (--model.init_args.head_lr 0.01; it is {head_lr:g})")
+    longer = f"--trainer.max_epochs {2 * max_epochs}" if max_epochs and max_epochs > 0 else "more epochs"
+    out.append(f"train longer ({longer})")
+    return "if this persists: " + "; or ".join(out)
+
+
 class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
     """Token classification (named entities in IOB2) on a local Hugging Face encoder.
 
@@ -177,10 +193,11 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
             return
         if any(t != "O" for s in pred for t in s) or not any(t != "O" for s in gold for t in s):
             return
+        checks = getattr(getattr(trainer, "datamodule", None), "data_checks", None) or {}
         log.warning("zoo: epoch %d: the token classifier predicted no entity at all (every word 'O') on %d validation "
-                    "sentences; if this persists, give the head its own rate (model.init_args.head_lr, e.g. 0.01 with "
-                    "adapters) or train longer (see 'When NER predicts only O' in docs/text.md)",
-                    trainer.current_epoch, len(gold))
+                    "sentences; %s (see 'When NER predicts only O' in docs/text.md)", trainer.current_epoch, len(gold),
+                    no_entity_advice(self.lr, self.head_lr, self.peft_spec, trainer.max_epochs,
+                                     (checks.get("vocabulary") or {}).get("recommended_models")))
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         return self._eval_step("test", batch)  # logits for the calibration report (zoo.callbacks.trust)
@@ -217,4 +234,4 @@ class TokenClassifier(EncoderMixin, Calibrated, ZooTask):
         return {"task": "token_classification", "tag_names": self.tag_names}
 
 
-__all__ = ["TokenClassifier", "word_rows"]
+__all__ = ["TokenClassifier", "no_entity_advice", "word_rows"]
