@@ -28,7 +28,7 @@ from zoo.data.image.readers import (
 )
 from zoo.data.image.transforms import AugmentSpec, build_augmentations, image_transform
 from zoo.data.loaders import SplitLoaders, train_loader
-from zoo.data.splits import split_indices
+from zoo.data.splits import conflicting_split_options, split_indices
 from zoo.registry import DATAMODULES, DATASETS
 
 
@@ -85,6 +85,12 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
                                  "--data.init_args.folder (the training images)")
         if color_mode not in ("rgb", "grey"):
             raise ImageDataError(f"--data.init_args.color_mode must be 'rgb' or 'grey', got {color_mode!r}")
+        conflict = conflicting_split_options({"val": "val_folder" if val_folder else None,
+                                              "test": ("test_folder" if test_folder else "test_csv" if test_csv
+                                                       else None)},
+                                             {"val": (val_fraction, 0.1), "test": (test_fraction, 0.2)})
+        if conflict:
+            raise ImageDataError(conflict)
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= frac < 1.0:
                 raise ImageDataError(f"--data.init_args.{name} must be in [0, 1), got {frac}")

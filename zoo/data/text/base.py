@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from zoo.data.distributed import eval_sampler
 from zoo.data.loaders import SplitLoaders, train_loader
-from zoo.data.splits import split_indices
+from zoo.data.splits import conflicting_split_options, split_indices
 from zoo.data.text.batching import DynamicPadCollator, LengthGroupedBatchSampler, TokenizedSet
 from zoo.data.text.cache import Ragged, cached, default_cache_dir
 from zoo.data.text.readers import TextDataError
@@ -62,6 +62,10 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         if bool(train) == bool(dataset):
             raise TextDataError("give exactly one of --data.init_args.train (a file) or --data.init_args.dataset "
                                 "(a built-in name)")
+        conflict = conflicting_split_options({"val": "val" if val else None, "test": "test" if test else None},
+                                             {"val": (val_fraction, 0.1), "test": (test_fraction, 0.2)})
+        if conflict:
+            raise TextDataError(conflict)
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= frac < 1.0:
                 raise TextDataError(f"--data.init_args.{name} must be in [0, 1), got {frac}")
