@@ -40,12 +40,23 @@ def _timed(argv: list[str], env: dict[str, str]) -> dict[str, float]:
     return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_before": round(load, 2), "zoo_lines": zoo_lines}
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", required=True)
     parser.add_argument("--predict", required=True)
     parser.add_argument("--recipe", default="recipes/text/bbc_news_tfidf.yaml")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--corpus", default=None, help="what the training file is, for docs/results.md")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ngram_cli.json"))
     args = parser.parse_args(argv)
 
@@ -63,7 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     zoo = [sys.executable, "-m", "zoo.cli"]
     result: dict = {"benchmark": "bench_ngram_cli", "date": time.strftime("%Y-%m-%d"), "recipe": args.recipe,
                     "train": args.train, "threads": args.threads,
-                    "machine": {"cpu_bf16": cpu_bf16_kind(cpu_flags()), "cores": os.cpu_count()}}
+                    "corpus": args.corpus or Path(args.train).name,
+                    "machine": {"cpu": _cpu_name(), "cpu_bf16": cpu_bf16_kind(cpu_flags()), "cores": os.cpu_count(),
+                                "flags": sorted(f for f in cpu_flags() if "bf16" in f or f in ("avx2", "avx512f"))}}
     result["startup"] = _timed([sys.executable, "-c", "import zoo.cli.lightning, zoo.tasks.text, zoo.data.text"], env)
     result["fit"] = _timed([*zoo, "fit", "--config", str(work / "recipe.yaml")], env)
     run = next((work / "runs").rglob("best.ckpt")).parent.parent
