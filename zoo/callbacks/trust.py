@@ -206,12 +206,13 @@ class Trust(pl.Callback):
         saved = _saved_calibration(trainer.ckpt_path)
         if trainer.is_global_zero and trainer.ckpt_path and saved is not None:
             epoch = saved.get("epoch")
-            state = (f"temperature {_fmt(temperature)}" if saved.get("applied", True) else
+            state = ("no fitted temperature" if not saved["calibrated"] else
+                     f"temperature {_fmt(temperature)}" if saved.get("applied", True) else
                      "temperature 1 (calibration in fit did not lower the validation NLL)")
             print(f"zoo: testing {_display(Path(str(trainer.ckpt_path)))}"
                   f"{'' if epoch is None else f' (epoch {epoch})'}: {state}", file=sys.stderr)
         if (self._val is not None and self.calibration == "temperature" and bool((temperature == 1).all())
-                and (saved is None or "applied" not in saved)):
+                and (saved is None or not saved["calibrated"] or "applied" not in saved)):
             fitted, note = self._useful_temperature(pl_module, self._val)
             pl_module.set_temperature(fitted)
             for line in calibration_lines(note, "the checkpoint (it had no fitted temperature; not saved)"):
@@ -283,7 +284,8 @@ def _display(path: Path) -> str:
 
 
 def _saved_calibration(path: Any) -> dict[str, Any] | None:
-    """The checkpoint's calibration record (``zoo.calibration``, with ``epoch``), or None when it has none."""
+    """The checkpoint's epoch and calibration record (``zoo.calibration``; ``calibrated``: whether it has one), or
+    None when the file cannot be read."""
     if not path or not Path(str(path)).is_file():
         return None
     try:
@@ -291,7 +293,7 @@ def _saved_calibration(path: Any) -> dict[str, Any] | None:
     except Exception:  # a checkpoint zoo cannot read was refused before test started; say nothing more here
         return None
     calibration = (ckpt.get("zoo") or {}).get("calibration")
-    return None if calibration is None else {**calibration, "epoch": ckpt.get("epoch")}
+    return {**(calibration or {}), "epoch": ckpt.get("epoch"), "calibrated": calibration is not None}
 
 
 def kept_checkpoint(trainer: pl.Trainer) -> dict[str, Any] | None:
