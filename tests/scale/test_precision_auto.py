@@ -57,16 +57,19 @@ def test_every_shipped_recipe_defaults_to_auto():
 
 @pytest.mark.slow
 def test_fit_on_a_cpu_without_bf16_says_auto_chose_fp32(tmp_path, capsys, monkeypatch):
-    """The whole path: a recipe's ``auto`` on a faked AVX2-only CPU trains in 32-true and says so in one line."""
+    """The whole path: a recipe's ``auto`` on a faked AVX2-only CPU trains in 32-true and says so in one line.
+    The fit never validates, so it also shows zoo's no-best.ckpt line instead of Lightning's raw warning."""
     monkeypatch.setattr(zoo.scale, "cpu_flags", lambda *a: set(AVX2_ONLY))
     rc = main(["fit", "--config", str(REPO / "recipes/vision/digits_tiny.yaml"), "--trainer.max_epochs", "1",
-               "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+               "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "0",
                "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 0, err[-2000:]
     lines = [x for x in err.splitlines() if "precision auto" in x]
     assert lines == ["zoo: precision auto: 32-true (this CPU has no bf16 instructions: no avx512_bf16 / amx_bf16)"]
     assert "bfloat16" not in err
+    assert "zoo: no best.ckpt was written: val/f1_macro was never measured, as no validation ran" in err
+    assert "could not find the monitored key" not in err and not list(tmp_path.rglob("best.ckpt"))
     saved = yaml.safe_load(next(tmp_path.rglob("config.yaml")).read_text(encoding="utf-8"))
     assert saved["trainer"]["precision"] == "auto"  # the recipe's choice, re-resolved on the next machine
 
