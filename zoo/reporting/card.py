@@ -138,6 +138,11 @@ def metadata(info: dict[str, Any], name: str) -> dict[str, Any]:
     return meta
 
 
+def _precision(configured: Any, used: Any) -> str:
+    """``auto`` with what it resolved to on the training machine (``training_summary.json``)."""
+    return f"{configured} ({used} on the training machine)" if configured == "auto" and used else str(configured)
+
+
 def _table(rows: list[list[Any]], head: list[str]) -> list[str]:
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(f"{c:.4f}" if isinstance(c, float) else str(c) for c in r) + " |" for r in rows]
@@ -180,7 +185,8 @@ def render(info: dict[str, Any], name: str) -> str:
     training = info["training"] or {}
     trainer = cfg.get("trainer") or {}
     lines += ["", "## Training", "",
-              f"- max_epochs: {trainer.get('max_epochs')}, precision: {trainer.get('precision')}, "
+              f"- max_epochs: {trainer.get('max_epochs')}, precision: "
+              f"{_precision(trainer.get('precision'), training.get('precision'))}, "
               f"seed: {cfg.get('seed_everything')}"]
     if training:
         lines.append(f"- trained {training.get('epochs')} epochs, {training.get('steps')} steps in "
