@@ -103,13 +103,21 @@ class NgramFeaturizer:
 
     def fit(self, texts: list[str]) -> NgramFeaturizer:
         """Fit the TF-IDF vocabularies; ``ValueError`` naming the analyzer when the texts have none of its n-grams."""
-        if self.settings.features == "tfidf":
-            for v in self.vectorizers:
-                try:
-                    v.fit(texts)
-                except ValueError as err:  # sklearn: "empty vocabulary"
-                    raise ValueError(f"TF-IDF found no {v.analyzer} n-grams in the training texts: {err}") from None
+        self.fit_bags(texts)
         return self
+
+    def fit_bags(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Fit on ``texts`` and return their bags (:meth:`bags`) from the same pass: sklearn's ``fit`` builds the
+        training matrix anyway, and analysing long texts a second time cost as much as a third of the fit."""
+        if self.settings.features != "tfidf":
+            return self.bags(texts)
+        blocks = []
+        for v in self.vectorizers:
+            try:
+                blocks.append(v.fit_transform(texts).tocsr())
+            except ValueError as err:  # sklearn: "empty vocabulary"
+                raise ValueError(f"TF-IDF found no {v.analyzer} n-grams in the training texts: {err}") from None
+        return self._rows(self._combine(blocks))
 
     @property
     def num_features(self) -> int:
@@ -132,9 +140,12 @@ class NgramFeaturizer:
 
     def matrix(self, texts: list[str]) -> Any:
         """The ``[texts, features]`` CSR matrix."""
+        return self._combine([v.transform(texts).tocsr() for v in self.vectorizers])
+
+    def _combine(self, mats: list[Any]) -> Any:
+        """The analyzers' blocks side by side, weighted as :meth:`NgramSettings.to_json` states."""
         import scipy.sparse as sp
 
-        mats = [v.transform(texts).tocsr() for v in self.vectorizers]
         out = sp.hstack(mats, format="csr") if len(mats) > 1 else mats[0]
         if self.settings.features == "hashing":
             # fastText averages a text's n-gram vectors: each feature's share of the text's n-grams
@@ -147,7 +158,10 @@ class NgramFeaturizer:
 
     def bags(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each text's ``(input_ids, weights)``: feature index + 1 (int64) and value (float32)."""
-        m = self.matrix(texts)
+        return self._rows(self.matrix(texts))
+
+    @staticmethod
+    def _rows(m: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         rows = []
         for i in range(m.shape[0]):
             lo, hi = m.indptr[i], m.indptr[i + 1]

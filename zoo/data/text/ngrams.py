@@ -42,6 +42,7 @@ class LazyBags(TokenizedSet):
     def __init__(self, table: dict[str, Any], featurizer: NgramFeaturizer, lookup: dict[str, int]) -> None:
         self.table, self.featurizer, self.lookup = table, featurizer, lookup
         self._rows: list[dict[str, Any]] | None = None
+        self._bags: list[Any] | None = None
 
     def __len__(self) -> int:
         return len(self.table["text"])
@@ -56,12 +57,17 @@ class LazyBags(TokenizedSet):
         return [{"text": t, "id": i, **({"label": labels[k]} if labels is not None else {})}
                 for k, (t, i) in enumerate(zip(self.table["text"], self.table["id"]))]
 
+    def take_bags(self, bags: list[Any]) -> None:
+        """Use bags already computed for these texts (the training split's, from the fitting pass)."""
+        self._bags = bags
+
     @property
     def rows(self) -> list[dict[str, Any]]:  # type: ignore[override]
         if self._rows is None:
             texts, labels = self.table["text"], self.labels
+            bags, self._bags = (self._bags if self._bags is not None else self.featurizer.bags(texts)), None
             self._rows = []
-            for i, (ids, weights) in enumerate(self.featurizer.bags(texts)):
+            for i, (ids, weights) in enumerate(bags):
                 row: dict[str, Any] = {"input_ids": ids.tolist(), "weights": weights.tolist(),
                                        "id": self.table["id"][i], "text": texts[i]}
                 if labels is not None:
@@ -114,6 +120,8 @@ class NgramTextDataModule(TextDataModule):
         self.buckets, self.max_features, self.lowercase = int(buckets), max_features, lowercase
         #: the fitted featuriser (``setup``); ``zoo export`` writes its settings / vocabulary beside the graph
         self.featurizer: NgramFeaturizer | None = None
+        #: the training texts' bags from the fitting pass, which the train split's LazyBags takes (once)
+        self._fitted_bags: tuple[list[str], list[Any]] | None = None
 
     # -- what the model needs to know ----------------------------------------------------------------
     @property
@@ -142,17 +150,23 @@ class NgramTextDataModule(TextDataModule):
                                 "--data.init_args.label_separator or use the text_classifier model")
         featurizer = NgramFeaturizer(self.settings())
         try:
-            featurizer.fit(train_texts)
+            bags = featurizer.fit_bags(train_texts)
         except ValueError as err:
             raise TextDataError(str(err)) from None
         self.featurizer = featurizer
+        self._fitted_bags = (train_texts, bags)
 
     def _tokenize(self, table: Table, split: str) -> TokenizedSet:
         if not table["text"]:
             return TokenizedSet([])
         if self.featurizer is None:
             raise TextDataError("internal: n-gram features used before they were fitted on the training split")
-        return LazyBags(table, self.featurizer, {c: k for k, c in enumerate(self._class_names or [])})
+        out = LazyBags(table, self.featurizer, {c: k for k, c in enumerate(self._class_names or [])})
+        fitted = self._fitted_bags
+        if split == "train" and fitted is not None and fitted[0] == table["text"]:
+            out.take_bags(fitted[1])
+            self._fitted_bags = None
+        return out
 
     # -- the fitted featuriser travels in checkpoints (Lightning saves a datamodule's state_dict) -------------
     def state_dict(self) -> dict[str, Any]:
