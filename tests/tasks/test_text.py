@@ -261,7 +261,7 @@ def test_empty_text_names_file_and_row(tiny, tmp_path):
 def test_missing_label_column(tiny, tmp_path):
     path = write_csv(tmp_path / "m.csv", [{"text": "good", "sentiment": "pos"}])
     with pytest.raises(TextDataError,
-                       match=r"m\.csv: missing column 'label' \(set data.init_args.label_column\); "
+                       match=r"m\.csv: missing column 'label' \(set --data\.init_args\.label_column\); "
                              r"found columns: text, sentiment"):
         TextDataModule(train=str(path), tokenizer=tiny).setup("fit")
 
@@ -286,7 +286,7 @@ def test_conll_tag_breaking_bio(tmp_path):
 def test_non_utf8_file(tiny, tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("text,label\ncaf\xe9 good,pos\nbad,neg\n".encode("latin-1"))
-    with pytest.raises(TextDataError, match=r"latin\.csv is not valid utf-8 text .*set data.init_args.encoding"):
+    with pytest.raises(TextDataError, match=r"latin\.csv is not valid utf-8 text .*set --data\.init_args\.encoding"):
         TextDataModule(train=str(path), tokenizer=tiny).setup("fit")
     conll = tmp_path / "latin.conll"
     conll.write_bytes("Andr\xe9 B-PER\n".encode("latin-1"))
