@@ -186,7 +186,8 @@ def ngram_benchmark_section(path: Path = NGRAM_BENCH) -> list[str]:
            f"`python -m benchmarks.bench_ngram_cli` ({r.get('date')}): `{r.get('recipe')}` as shipped (early stopping "
            f"included) with its dataset replaced by {r.get('corpus', r.get('train'))}; each command a fresh process "
            f"with {r.get('threads')} torch threads. Machine: {m.get('cpu', 'unknown')}, flags "
-           f"{', '.join(m.get('flags', [])) or 'unknown'} ({m.get('cores')} cores shared with other jobs: the load "
+           f"{', '.join(m.get('flags', [])) or 'unknown'}{'' if 'amx_bf16' in m.get('flags', []) else ', no amx_bf16'} "
+           f"({m.get('cores')} cores shared with other jobs: the load "
            "average before each command is given; CPU seconds are what a busy machine inflates least).", "",
            "| command | wall s | CPU s | load before | aim |", "|---|---|---|---|---|"]
     aims = {"startup": "", "fit": "<= 60 CPU-s", "test": "<= 30 s", "predict_3": "<= 5 s after start-up",
@@ -202,6 +203,8 @@ def ngram_benchmark_section(path: Path = NGRAM_BENCH) -> list[str]:
         out += ["", f"Test macro-F1 {metrics.get('test/f1_macro', float('nan')):.4f}, accuracy "
                 f"{metrics.get('test/acc', float('nan')):.4f}; the baseline (zoo's TF-IDF + logistic regression "
                 f"reference, capped) took {base.get('seconds')} s of the `zoo test`."]
+    if r.get("note"):
+        out += ["", r["note"]]
     return out + [""]
 
 
