@@ -159,8 +159,53 @@ def write_doc(data: dict[str, Any], path: Path = DOC) -> None:
                      f"{e.get('cpu_minutes', 'n/a')} | {e.get('wall_minutes', 'n/a')} | {measured} |")
     lines += ["", "A recipe stated above the budget of `make verify-recipes` (`VERIFY_BUDGET`, minutes) is not "
               "retrained by it; its row keeps the figure of its last measurement. A row with `+ overlays/...` was "
-              "trained and is retrained with those overlays added (`overlays:` in recipes/results.yaml).", ""]
+              "trained and is retrained with those overlays added (`overlays:` in recipes/results.yaml).", "",
+              "The CPU's bf16 units decide what these times mean: the rows above came from the machine named at the "
+              "top, which has AMX-BF16, where the MiniLM recipes trained in bf16-mixed (about twice the samples/s of "
+              "fp32). The recipes now say `precision: auto`, which picks bf16-mixed on CPUs with AMX-BF16 or "
+              "AVX512-BF16 and 32-true on CPUs without either; on an AVX2-only EPYC, bf16 autocast ran MiniLM + LoRA "
+              "at 0.5 samples/s. Expect the MiniLM rows' times to be roughly doubled without bf16 units "
+              "(docs/scaling.md, `benchmarks/bench_precision.py`).", ""]
+    lines += ngram_benchmark_section()
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+#: the n-gram CLI benchmark (benchmarks/bench_ngram_cli.py) whose figures results.md shows beside the recipes
+NGRAM_BENCH = ROOT / "benchmarks" / "results" / "ngram_cli.json"
+
+
+def ngram_benchmark_section(path: Path = NGRAM_BENCH) -> list[str]:
+    """docs/results.md's rows for the n-gram models on long texts, from the benchmark's own JSON."""
+    if not path.is_file():
+        return []
+    import json
+
+    r = json.loads(path.read_text(encoding="utf-8"))
+    m = r.get("machine", {})
+    out = ["## n-gram models on long texts", "",
+           f"`python -m benchmarks.bench_ngram_cli` ({r.get('date')}): `{r.get('recipe')}` as shipped (early stopping "
+           f"included) with its dataset replaced by {r.get('corpus', r.get('train'))}; each command a fresh process "
+           f"with {r.get('threads')} torch threads. Machine: {m.get('cpu', 'unknown')}, flags "
+           f"{', '.join(m.get('flags', [])) or 'unknown'}{'' if 'amx_bf16' in m.get('flags', []) else ', no amx_bf16'} "
+           f"({m.get('cores')} cores shared with other jobs: the load "
+           "average before each command is given; CPU seconds are what a busy machine inflates least).", "",
+           "| command | wall s | CPU s | load before | aim |", "|---|---|---|---|---|"]
+    aims = {"startup": "", "fit": "<= 60 CPU-s", "test": "<= 30 s", "predict_3": "<= 5 s after start-up",
+            "export_onnx": ""}
+    names = {"startup": "start-up (import zoo, torch, Lightning)", "fit": "`zoo fit`", "test": "`zoo test`",
+             "predict_3": "`zoo predict` of 3 texts", "export_onnx": "`zoo export --format onnx`"}
+    for key, name in names.items():
+        if key in r:
+            out.append(f"| {name} | {r[key]['wall_s']} | {r[key]['cpu_s']} | {r[key]['load_before']} | {aims[key]} |")
+    base = r.get("baseline.json") or {}
+    metrics = r.get("test_metrics") or {}
+    if metrics:
+        out += ["", f"Test macro-F1 {metrics.get('test/f1_macro', float('nan')):.4f}, accuracy "
+                f"{metrics.get('test/acc', float('nan')):.4f}; the baseline (zoo's TF-IDF + logistic regression "
+                f"reference, capped) took {base.get('seconds')} s of the `zoo test`."]
+    if r.get("note"):
+        out += ["", r["note"]]
+    return out + [""]
 
 
 def main(argv: list[str] | None = None) -> int:

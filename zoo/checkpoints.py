@@ -142,6 +142,20 @@ def check_checkpoint_task(checkpoint: dict[str, Any], cls: type, source: str) ->
         )
 
 
+def restore_data_state(datamodule: Any, path: Any) -> bool:
+    """Give ``datamodule`` the state a checkpoint holds for it (Lightning saves ``datamodule.state_dict()`` under
+    the class name), before its ``setup``: an n-gram datamodule then uses the featuriser fitted in training
+    instead of fitting it again. Returns whether there was a state to give."""
+    load = getattr(datamodule, "load_state_dict", None)
+    if datamodule is None or not callable(load) or path is None:
+        return False
+    state = peek(path).get(type(datamodule).__qualname__)
+    if not state:
+        return False
+    load(state)
+    return True
+
+
 def load_checkpoint(path: Any, map_location: Any = "cpu", **kwargs: Any) -> Any:
     """Load any zoo checkpoint with the task class recorded in it."""
     meta = peek(path).get("zoo")
@@ -155,5 +169,5 @@ def load_checkpoint(path: Any, map_location: Any = "cpu", **kwargs: Any) -> Any:
 
 
 __all__ = ["CheckpointError", "CheckpointMismatchError", "check_checkpoint_task", "checkpoint_meta", "load_checkpoint",
-           "peek", "resolve_class", "resolve_datamodule_class", "resolve_task_class",
+           "peek", "resolve_class", "resolve_datamodule_class", "resolve_task_class", "restore_data_state",
            "task_class_path", "training_position"]

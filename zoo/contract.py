@@ -74,6 +74,7 @@ class ZooTaskProtocol(Protocol):
     monitor_mode: str
     #: the registry name of the backbone (run tags)
     backbone_name: str | None
+    fp32_reason: str | None  # why ``precision: auto`` keeps it in fp32 on bf16 hardware (None: it does not)
     #: filled by ``zoo test``: the confusion matrix and the first misclassified examples, for reports
     last_test_confusion: Tensor | None
     misclassified: list[dict[str, Any]]
@@ -101,9 +102,8 @@ TRAIT_DEFAULTS: dict[str, Any] = {
     "soft_targets": False,
     "embedding_kind": "embedding",
     "embedding_bounds": None,
-    "monitor": "val/loss",
-    "monitor_mode": "min",
-    "backbone_name": None,
+    "monitor": "val/loss", "monitor_mode": "min",
+    "backbone_name": None, "fp32_reason": None,
     "last_test_confusion": None,
     "misclassified": (),
     "max_misclassified": 0,

@@ -98,13 +98,74 @@ def check_devices(devices: Any, accelerator: Any) -> None:
                           f"{have} or fewer (or auto)")
 
 
+#: ``trainer.precision: auto`` (every shipped recipe): resolved by :func:`resolve_precision` before the Trainer
+PRECISION_AUTO = "auto"
+#: /proc/cpuinfo flags of bf16 hardware: AMX tiles (Sapphire Rapids and later) and the AVX512-BF16 dot products
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+#: what bf16 autocast cost on CPUs that lack AMX (docs/results.md, "bf16 on CPU"): measured, not guessed
+BF16_WITHOUT_BF16_HARDWARE = ("measured: MiniLM + LoRA at 0.5 samples/s on a 2-core AVX2 EPYC, about 5x below fp32 on "
+                              "a 2-core CPU")
+
+
+def cpu_flags(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; an empty set where there is no such file)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_bf16_kind(flags: set[str]) -> str | None:
+    """``amx_bf16`` / ``avx512_bf16`` (the best bf16 instructions among ``flags``) or None."""
+    return next((f for f in CPU_BF16_FLAGS if f in flags), None)
+
+
+def resolve_precision(precision: Any, accelerator: Any, flags: set[str] | None = None,
+                      fp32_reason: str | None = None) -> tuple[Any, str | None]:
+    """``(precision for the Trainer, one line for the user or None)``.
+
+    ``auto``: ``bf16-mixed`` on a CUDA GPU with bfloat16 and on a CPU with AMX-BF16 or AVX512-BF16 (on this
+    project's AVX512-BF16 EPYC without AMX, bf16 autocast was as fast as fp32 or faster for MiniLM:
+    ``benchmarks/bench_precision.py``), ``32-true`` elsewhere. An explicit ``bf16-mixed`` on a CPU without bf16
+    instructions gets a warning with the measured slowdown; any other value passes through silently.
+    ``fp32_reason``: the model's reason to stay in fp32 (its ``fp32_reason`` trait), which ``auto`` follows.
+    """
+    device = resolved_accelerator(accelerator)
+    value = None if precision is None else str(precision)
+    if value == PRECISION_AUTO and fp32_reason:
+        return "32-true", f"precision auto: 32-true ({fp32_reason})"
+    if device == "cpu":
+        kind = cpu_bf16_kind(cpu_flags() if flags is None else flags)
+        if value == PRECISION_AUTO:
+            if kind:
+                return "bf16-mixed", f"precision auto: bf16-mixed (this CPU has {kind})"
+            return "32-true", "precision auto: 32-true (this CPU has no bf16 instructions: no avx512_bf16 / amx_bf16)"
+        if value is not None and value.startswith("bf16") and kind is None:
+            return precision, (f"warning: trainer.precision {value} on a CPU without bf16 instructions (no "
+                               f"avx512_bf16 / amx_bf16): autocast emulates bf16, {BF16_WITHOUT_BF16_HARDWARE}; "
+                               "use --trainer.precision auto (or 32-true)")
+        return precision, None
+    if value != PRECISION_AUTO:
+        return precision, None
+    if device == "gpu" and torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", f"precision auto: bf16-mixed ({name} has bfloat16)"
+        return "32-true", f"precision auto: 32-true ({name} has no bfloat16)"
+    return "32-true", f"precision auto: 32-true ({device} accelerator)"
+
+
 def check_precision(precision: Any, accelerator: Any) -> None:
     """Refuse precisions the resolved hardware cannot do, naming the overlay and what it needs.
 
     Lightning itself silently swaps ``16-mixed`` for ``bf16-mixed`` on CPU; a run that asked for fp16 should
     not quietly train in another number format, so zoo stops instead.
     """
-    if precision is None:
+    if precision is None or str(precision) == PRECISION_AUTO:
         return
     value = str(precision)
     device = resolved_accelerator(accelerator)
@@ -218,4 +279,5 @@ class ZooFSDPStrategy(FSDPStrategyWithLateWrapPolicy):
 
 
 __all__ = ["ScaleConfigError", "ZooFSDPStrategy", "backbone_family", "check_precision", "check_strategy",
-           "fsdp_auto_wrap_policy", "fsdp_block_classes", "resolved_accelerator"]
+           "cpu_bf16_kind", "cpu_flags", "fsdp_auto_wrap_policy", "fsdp_block_classes", "resolve_precision",
+           "resolved_accelerator"]

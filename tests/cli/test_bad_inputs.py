@@ -233,7 +233,7 @@ ROWS: list[Row] = [
     Row("batch-size-zero", "flag", fit_shapes("--data.init_args.batch_size", "0"), r"batch_size", "batch_size 0"),
     Row("batch-size-negative", "flag", fit_shapes("--data.init_args.batch_size", "-4"), r"batch_size",
         "a negative batch_size"),
-    Row("lr-zero", "flag", fit_shapes("--model.init_args.lr", "0"), r"model\.lr", "learning rate 0"),
+    Row("lr-zero", "flag", fit_shapes("--model.init_args.lr", "0"), r"model\.init_args\.lr", "learning rate 0"),
     Row("lr-not-a-number", "flag", fit_shapes("--model.init_args.lr", "abc"), r"lr",
         "a learning rate that is not a number"),
     Row("unknown-optimizer", "flag", fit_shapes("--model.init_args.optimizer", "lion"), r"optimizer",

@@ -64,3 +64,12 @@ def test_a_recipe_with_a_broken_data_path_fails_the_recipe_check(tmp_path, capsy
         fast_dev_run(broken, tmp_path / "runs", capsys)
     assert str(missing) in str(failed.value)
     assert not list((tmp_path / "runs").rglob("*.ckpt"))
+
+
+def test_every_recipe_longer_than_three_epochs_states_its_early_stopping_patience():
+    for path in RECIPES:
+        trainer = yaml.safe_load(path.read_text(encoding="utf-8")).get("trainer") or {}
+        if (trainer.get("max_epochs") or 0) <= 3:
+            continue
+        stops = [c for c in trainer.get("callbacks") or [] if "arly" in str(c.get("class_path"))]
+        assert stops and all("patience" in (c.get("init_args") or {}) for c in stops), path

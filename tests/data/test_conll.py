@@ -43,11 +43,12 @@ def test_a_whitespace_word_keeps_its_tag_and_the_spans_after_it(tiny, tmp_path):
 def test_orphan_inside_tag_error_names_the_option_and_repair_fixes_and_counts(tmp_path, caplog):
     path = tmp_path / "real.conll"
     path.write_text("John B-PER\nworks O\nat O\nAcme I-ORG\nCorp I-ORG\n\nParis I-LOC\n", encoding="utf-8")
-    with pytest.raises(TextDataError, match=r"real\.conll line 4: tag 'I-ORG' follows 'O'.*set data\.bio: repair"):
+    with pytest.raises(TextDataError, match=r"real\.conll line 4: tag 'I-ORG' follows 'O'.*set "
+                                             r"--data\.init_args\.bio repair"):
         read_conll(path)
     with caplog.at_level(logging.WARNING, logger="zoo.data.text"):
         sents = read_conll(path, bio="repair")
     assert [tags for _, tags, _ in sents] == [["B-PER", "O", "O", "B-ORG", "I-ORG"], ["B-LOC"]]
     assert any("repaired 2 I- tag(s)" in r.getMessage() and "line 4" in r.getMessage() for r in caplog.records)
-    with pytest.raises(TextDataError, match=r"data\.bio must be one of error, repair; got 'fix'"):
+    with pytest.raises(TextDataError, match=r"data\.init_args\.bio must be one of error, repair; got 'fix'"):
         TokenDataModule(train=str(path), bio="fix")

@@ -85,7 +85,8 @@ def test_undecodable_file_names_line_byte_and_what_was_expected(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("text,label\nok,pos\ncaf\xe9,neg\n".encode("latin-1"))
     with pytest.raises(DataFileError, match=r"latin\.csv is not valid utf-8 text \(line 3, byte 21: .*\); "
-                                            r"expected a CSV table; re-save it as UTF-8 or set data.encoding"):
+                                            r"expected a CSV table; re-save it as UTF-8 or set "
+                                            r"--data\.init_args\.encoding"):
         read_table(path)
     assert read_table(path, encoding="latin-1")["text"].tolist() == ["ok", "caf\xe9"]
     with pytest.raises(DataFileError, match=r"data file not found: .*missing\.txt"):

@@ -86,7 +86,8 @@ def test_corrupt_image_names_the_file(tmp_path):
     write_images(tmp_path / "imgs", per_class=4)
     (tmp_path / "imgs" / "cat" / "broken.png").write_bytes(b"\x89PNG not really")
     dm = ImageDataModule(folder=str(tmp_path / "imgs"), val_fraction=0.0, test_fraction=0.0, batch_size=16)
-    with pytest.raises(ImageDataError, match=r"data\.folder: 1 of 9 image file\(s\) cannot be read: .*broken\.png"):
+    with pytest.raises(ImageDataError, match=r"data\.init_args\.folder: 1 of 9 image file\(s\) cannot be read: "
+                                              r".*broken\.png"):
         dm.setup("fit")  # every file is checked at set-up, before any batch
 
 

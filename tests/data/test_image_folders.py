@@ -36,7 +36,8 @@ def test_train_val_test_folders(tmp_path):
     sizes = {k: len(v) for k, v in only_test.split_indices().items()}
     assert sizes == {"train": 9, "val": 3, "test": 6}
     _images(tmp_path / "test", classes=("bird",), per_class=1)
-    with pytest.raises(ImageDataError, match=r"data\.test_folder .*test: class folder\(s\) bird do not occur"):
+    with pytest.raises(ImageDataError, match=r"data\.init_args\.test_folder .*test: class folder\(s\) bird do "
+                                              "not occur"):
         _ = ImageDataModule(folder=str(tmp_path / "train"), test_folder=str(tmp_path / "test")).class_names
 
 
@@ -51,5 +52,6 @@ def test_corrupt_image_in_the_test_split_stops_fit_before_training(tmp_path, cap
                "--trainer.enable_progress_bar", "false"])
     err = capsys.readouterr().err
     assert rc == 2 and str(bad) in err
-    assert "zoo: error: data.folder + data.test_folder: 1 of 17 image file(s) cannot be read: " in err
+    assert ("zoo: error: --data.init_args.folder + --data.init_args.test_folder: 1 of 17 image file(s) cannot be "
+            "read: ") in err
     assert not list(Path("runs").rglob("*.ckpt"))

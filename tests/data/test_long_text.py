@@ -58,9 +58,9 @@ def test_head_tail_keeps_the_start_and_the_end(enc):
 
 
 def test_bad_long_text_names_the_option(tmp_path, enc):
-    with pytest.raises(TextDataError, match="data.long_text must be one of truncate, head_tail, chunks"):
+    with pytest.raises(TextDataError, match="data.init_args.long_text must be one of truncate, head_tail, chunks"):
         TextDataModule(train=write_csv(tmp_path / "a.csv", 8, 3, 5), tokenizer=enc, long_text="window")
-    with pytest.raises(TextDataError, match="data.chunk_overlap"):
+    with pytest.raises(TextDataError, match="data.init_args.chunk_overlap"):
         TextDataModule(train=write_csv(tmp_path / "a.csv", 8, 3, 5), tokenizer=enc, max_length=16, chunk_overlap=8,
                        long_text="chunks")
 

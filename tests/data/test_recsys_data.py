@@ -120,7 +120,8 @@ def test_a_user_without_a_test_item(tmp_path):
 def test_unknown_users_in_predict(tmp_path):
     dm = InteractionDataModule(dataset="synthetic_interactions", predict_users=["u1", "nobody"])
     dm.use_batch_spec(BatchSpec())
-    with pytest.raises(UnknownUserError, match=r"not in the training data, e.g. \['nobody'\].*unknown_users: popular"):
+    with pytest.raises(UnknownUserError, match=r"not in the training data, e.g. \['nobody'\].*"
+                                                 r"--data\.init_args\.unknown_users popular"):
         dm.predict_dataloader()
     dm = InteractionDataModule(dataset="synthetic_interactions", predict_users=["u1", "nobody"],
                                unknown_users="popular")
@@ -171,9 +172,9 @@ def test_evaluation_batches_carry_masks_and_histories():
 
 
 def test_bad_options_name_the_flag():
-    with pytest.raises(RecsysDataError, match="data.split must be one of"):
+    with pytest.raises(RecsysDataError, match="data.init_args.split must be one of"):
         InteractionDataModule(dataset="synthetic_interactions", split="weird")
-    with pytest.raises(RecsysDataError, match="exactly one of data.path or data.dataset"):
+    with pytest.raises(RecsysDataError, match="exactly one of --data.init_args.path or --data.init_args.dataset"):
         InteractionDataModule()
 
 

@@ -71,9 +71,9 @@ def test_long_text_options_for_tokens(tmp_path, enc, caplog):
     with pytest.raises(TextDataError, match="head_tail would leave the middle words of a sentence untagged; token "
                                             "classification takes truncate or chunks"):
         TokenDataModule(train=path, tokenizer=enc, long_text="head_tail")
-    with pytest.raises(TextDataError, match="data.long_text must be one of truncate, chunks; got 'window'"):
+    with pytest.raises(TextDataError, match="data.init_args.long_text must be one of truncate, chunks; got 'window'"):
         TokenDataModule(train=path, tokenizer=enc, long_text="window")
-    with pytest.raises(TextDataError, match="data.chunk_overlap"):
+    with pytest.raises(TextDataError, match="data.init_args.chunk_overlap"):
         TokenDataModule(train=path, tokenizer=enc, long_text="chunks", max_length=16, chunk_overlap=8)
 
 

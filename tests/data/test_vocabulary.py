@@ -119,3 +119,42 @@ def test_warning_rules(change, expect):
               "vocabulary_scripts": {"LATIN": 0.99}, "vocabulary_share_of_data_script": {"LATIN": 0.99}, **change}
     line = vocabulary_warning(report, "minilm")
     assert line is None if expect is None else expect in line
+
+
+ZH = "北京 上海 公司 银行 足球 比赛 电影 导演 市场 价格".split()
+
+
+def _conll(path, words, n=40, seed=0):
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as fh:
+        for _ in range(n):
+            for k in range(5):
+                fh.write(f"{rng.choice(words)} {'B-LOC' if k == 0 else 'O'}\n")
+            fh.write("\n")
+    return str(path)
+
+
+def test_token_data_gets_the_same_check_and_is_pointed_at_the_crf_tagger(tmp_path, english, caplog):
+    """Entities in a script the encoder does not cover (issue 25: Japanese NER warned nowhere at fit): the same
+    line and data_checks block as text classification, naming the model that fits (issue 24)."""
+    from zoo.data.text import TokenDataModule
+
+    zh = TokenDataModule(train=_conll(tmp_path / "zh.conll", ZH), tokenizer=english, cache_dir=str(tmp_path / "c"))
+    (line,) = _warnings(caplog, zh)
+    assert "100% of the letters are CJK" in line and "built on LATIN" in line
+    assert "crf_tagger (recipes/text/ner_crf.yaml)" in line and "tfidf" not in line
+    block = zh.data_checks["vocabulary"]
+    assert block["data_scripts"] == {"CJK": 1.0} and block["recommended_models"] == [
+        "crf_tagger (recipes/text/ner_crf.yaml)"]
+    en = TokenDataModule(train=_conll(tmp_path / "en.conll", EN), tokenizer=english, cache_dir=str(tmp_path / "c"))
+    assert _warnings(caplog, en) == [] and "recommended_models" not in en.data_checks["vocabulary"]
+
+
+def test_cjk_classification_data_is_pointed_at_the_ngram_use_and_ensemble_models(tmp_path, english, caplog):
+    zh = TextDataModule(train=corpus(tmp_path / "zh.csv", ZH), tokenizer=english, cache_dir=str(tmp_path / "c"))
+    (line,) = _warnings(caplog, zh)
+    for model in ("tfidf (recipes/text/*_tfidf.yaml)", "fasttext (recipes/text/*_fasttext.yaml)",
+                  "use_multilingual (recipes/text/*_use.yaml)", "zoo ensemble"):
+        assert model in line, model
+    assert "crf_tagger" not in line
+    assert zh.data_checks["vocabulary"]["recommended_models"][0].startswith("tfidf")

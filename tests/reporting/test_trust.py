@@ -216,6 +216,11 @@ def test_baseline_for_each_family(tmp_path):
     ref = reference_for(text)
     assert ref["metrics"]["acc"] == 1.0  # two phrasings per class: a TF-IDF model gets them all
     _check_reference(ref, "f1_macro")
+    # the text reference is bounded, and says by what (issue 25: 204 s of a zoo test on long Chinese texts)
+    assert ref["caps"]["train_texts_used"] == len(text.splits["train"]) and ref["caps"]["training_characters"] > 0
+    from zoo.callbacks.baseline import compare, render_markdown
+
+    assert "Reference caps: at most 10,000 training texts" in render_markdown(compare({"acc": 1.0}, ref, "acc", 0.01))
     rate = unknown_token_rate(text)
     assert rate is not None and 0.0 <= rate < 0.5
 
@@ -246,14 +251,33 @@ def test_cli_fit_calibrates_checkpoint_and_test_reports_trust_baseline_and_card(
     recipe = str(ROOT / "recipes/vision/digits_tiny.yaml")
     common = ["--config", recipe, "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir",
               str(tmp_path), "--trainer.enable_model_summary", "false"]
+    capsys.readouterr()
     assert main(["fit", *common, "--trainer.max_epochs", "1"]) == 0
+    err = capsys.readouterr().err
     best = next(tmp_path.rglob("best.ckpt"))
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
-    assert float(ckpt["state_dict"]["temperature"]) != 1.0 and ckpt["zoo"]["calibration"]["split"] == "val"
-    capsys.readouterr()
+    calibration = ckpt["zoo"]["calibration"]
+    assert calibration["split"] == "val" and calibration["nll_after"] < calibration["nll_before"]
+    assert float(ckpt["state_dict"]["temperature"]) != 1.0 and calibration["applied"] is True
+    # the closing lines name the kept checkpoint, its epoch and metric, and the temperature of *that* checkpoint
+    (kept,) = [x for x in err.splitlines() if x.startswith("zoo: kept ")]
+    assert "best.ckpt: epoch 0, val/f1_macro 0." in kept
+    (calibrated,) = [x for x in err.splitlines() if x.startswith("zoo: calibrated ")]
+    assert f"temperature {float(ckpt['state_dict']['temperature']):.3f}" in calibrated and "best.ckpt" in calibrated
+    assert "validation NLL" in calibrated and "ECE" in calibrated
+    summary = json.loads(next(tmp_path.rglob("training_summary.json")).read_text())
+    assert summary["kept"]["epoch"] == 0 and summary["export_family"] == "image_classification"
     assert main(["test", *common, "--ckpt_path", str(best), "--target_accuracy", "0.5"]) == 0
     err = capsys.readouterr().err
     assert "calibration: ECE" in err and "conformal lac 0.9" in err
+    assert [x for x in err.splitlines() if x.startswith("zoo: testing ")][0].endswith(
+        f"(epoch 0): temperature {float(ckpt['state_dict']['temperature']):.3f}")
+    # one line for the files the test wrote, not one per file
+    (wrote,) = [x for x in err.splitlines() if x.startswith("zoo: wrote")]
+    assert wrote.startswith("zoo: wrote ") and " files to " in wrote and wrote.split()[2].isdigit()
+    card = next(tmp_path.rglob("MODEL_CARD.md")).read_text()
+    assert "pipeline_tag: image-classification" in card and "A model for" not in card
+    assert "kept checkpoint: `best.ckpt`, epoch 0" in card and "- digits" in card
     assert "does not beat the baseline" in err  # one epoch of four batches: the pixel baseline wins
     out = next(tmp_path.rglob("trust.json")).parent
     for name in ("reliability.png", "risk_coverage.png", "trust.md", "baseline.json", "MODEL_CARD.md"):

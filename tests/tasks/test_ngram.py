@@ -81,14 +81,14 @@ def test_model_refuses_features_it_was_not_trained_on(tmp_path):
     model.bind_data(NgramTextDataModule(train=path, buckets=1024))
     with pytest.raises(ClassDataMismatchError, match="not those the model was trained on"):
         model.bind_data(NgramTextDataModule(train=path, buckets=2048))
-    with pytest.raises(ClassDataMismatchError, match="needs data.features: hashing"):
+    with pytest.raises(ClassDataMismatchError, match="needs --data.init_args.features hashing"):
         FastTextClassifier().bind_data(NgramTextDataModule(train=path, features="tfidf"))
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"features": "bow"}, "data.features must be one of hashing, tfidf"),
+    ({"features": "bow"}, "data.init_args.features must be one of hashing, tfidf"),
     ({"word_ngrams": None, "char_ngrams": None}, "both null"),
-    ({"char_ngrams": [4, 2]}, "data.char_ngrams must satisfy"),
+    ({"char_ngrams": [4, 2]}, "data.init_args.char_ngrams must satisfy"),
 ])
 def test_bad_settings_name_the_option(tmp_path, kwargs, match):
     with pytest.raises(TextDataError, match=match):

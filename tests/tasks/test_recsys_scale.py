@@ -253,7 +253,7 @@ def test_faiss_retrieval_is_refused_for_a_model_not_scored_by_inner_products():
     model = NeuMF(embedding_dim=4, mlp_layers=(4,), num_users=3, num_items=5, retrieval="faiss")
     with pytest.raises(RetrievalError, match="NeuMF scores otherwise, use retrieval: exact"):
         model.retrieval_vectors(torch.tensor([0]))
-    with pytest.raises(RetrievalError, match="model.retrieval must be one of exact, faiss; got 'ann'"):
+    with pytest.raises(RetrievalError, match="model.init_args.retrieval must be one of exact, faiss; got 'ann'"):
         BPR(retrieval="ann")
 
 

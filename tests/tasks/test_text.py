@@ -189,7 +189,7 @@ def test_other_peft_methods_train(tiny, tmp_path, method):
 
 
 def test_bad_peft_method_names_the_flag(tiny):
-    with pytest.raises(TextBackboneError, match="model.peft.method must be one of none, lora, ia3, adalora"):
+    with pytest.raises(TextBackboneError, match="model.init_args.peft.method must be one of none, lora, ia3, adalora"):
         TextClassifier(encoder=tiny, peft={"method": "prefix"}, num_classes=2, multi_label=False)
 
 
@@ -203,7 +203,8 @@ def test_truncation_is_reported_and_tokenization_cached(tiny, tmp_path, caplog, 
         data = TextDataModule(**kw)
         data.setup("fit")
     assert data.truncated["train"] == 1
-    assert re.search(r"1 of 21 texts .* max_length=12 tokens and were truncated", caplog.text)
+    assert re.search(r"1 of 21 texts \(4.8%\) are longer than max_length=12 tokens and were truncated; "
+                     r"--data.init_args.long_text chunks reads all of it \(windows of 12 tokens", caplog.text)
     assert max(data.splits["train"].lengths) == 12
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     # a second datamodule on the same content reads the cache instead of tokenizing
@@ -260,7 +261,7 @@ def test_empty_text_names_file_and_row(tiny, tmp_path):
 def test_missing_label_column(tiny, tmp_path):
     path = write_csv(tmp_path / "m.csv", [{"text": "good", "sentiment": "pos"}])
     with pytest.raises(TextDataError,
-                       match=r"m\.csv: missing column 'label' \(set data.label_column\); "
+                       match=r"m\.csv: missing column 'label' \(set --data\.init_args\.label_column\); "
                              r"found columns: text, sentiment"):
         TextDataModule(train=str(path), tokenizer=tiny).setup("fit")
 
@@ -285,7 +286,7 @@ def test_conll_tag_breaking_bio(tmp_path):
 def test_non_utf8_file(tiny, tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("text,label\ncaf\xe9 good,pos\nbad,neg\n".encode("latin-1"))
-    with pytest.raises(TextDataError, match=r"latin\.csv is not valid utf-8 text .*set data.encoding"):
+    with pytest.raises(TextDataError, match=r"latin\.csv is not valid utf-8 text .*set --data\.init_args\.encoding"):
         TextDataModule(train=str(path), tokenizer=tiny).setup("fit")
     conll = tmp_path / "latin.conll"
     conll.write_bytes("Andr\xe9 B-PER\n".encode("latin-1"))

@@ -53,4 +53,18 @@ def test_token_classifier_that_predicts_no_entity_warns_after_the_epoch(tiny, tm
     with caplog.at_level(logging.WARNING, logger="zoo.tasks"):
         quiet_trainer(max_epochs=1, limit_train_batches=1, num_sanity_val_steps=0).fit(model, data)
     lines = [r.getMessage() for r in caplog.records if "predicted no entity" in r.getMessage()]
-    assert len(lines) == 1 and lines[0].startswith("zoo: epoch 0: the token classifier predicted no entity at all")
+    assert len(lines) == 1 and lines[0].startswith("zoo: epoch 0: the tagger predicted no entity at all")
+    assert "--model.init_args.head_lr 0.01; it learns at lr 1e-09 now" in lines[0]
+    assert "--trainer.max_epochs 2" in lines[0]
+
+
+def test_no_entity_advice_never_repeats_what_the_run_already_sets():
+    """ner_lora.yaml sets head_lr 0.01: the advice must not suggest it again (issue 25)."""
+    from zoo.tasks.text.token import no_entity_advice
+
+    recipe = no_entity_advice(lr=1e-3, head_lr=0.01, peft={"method": "lora"}, max_epochs=3)
+    assert "head_lr" not in recipe and "--trainer.max_epochs 6" in recipe
+    assert "it is 0.001" in no_entity_advice(lr=1e-3, head_lr=1e-3, peft=None, max_epochs=3)
+    cjk = no_entity_advice(lr=1e-3, head_lr=0.01, peft=None, max_epochs=3,
+                           recommended=["crf_tagger (recipes/text/ner_crf.yaml)"])
+    assert cjk.startswith("if this persists: the encoder's vocabulary does not cover this data: use crf_tagger")

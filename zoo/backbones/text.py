@@ -144,7 +144,8 @@ def peft_config(spec: dict[str, Any] | None) -> Any:
     spec = dict(spec)
     method = str(spec.pop("method", "lora")).lower()
     if method not in PEFT_METHODS:
-        raise TextBackboneError(f"model.peft.method must be one of {', '.join(PEFT_METHODS)}; got {method!r}")
+        raise TextBackboneError(f"--model.init_args.peft.method must be one of {', '.join(PEFT_METHODS)}; got "
+                                f"{method!r}")
     if method == "none":
         return None
     import peft
@@ -166,7 +167,7 @@ def peft_config(spec: dict[str, Any] | None) -> Any:
     try:
         return cls(**spec)
     except (TypeError, ValueError) as err:
-        raise TextBackboneError(f"model.peft ({method}): {err}") from None
+        raise TextBackboneError(f"--model.init_args.peft ({method}): {err}") from None
 
 
 def apply_peft(encoder: nn.Module, spec: dict[str, Any] | None) -> nn.Module:
@@ -182,7 +183,8 @@ def apply_peft(encoder: nn.Module, spec: dict[str, Any] | None) -> nn.Module:
         return peft.get_peft_model(encoder, config)
     except ValueError as err:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in encoder.named_modules() if isinstance(m, nn.Linear)})
-        raise TextBackboneError(f"model.peft: {err}. Linear layer names in this encoder: {', '.join(names)}") from None
+        raise TextBackboneError(f"--model.init_args.peft {err}. Linear layer names in this encoder: "
+                                f"{', '.join(names)}") from None
 
 
 def is_peft(encoder: nn.Module) -> bool:
@@ -255,7 +257,7 @@ def sentence_vectors(encoder: nn.Module, input_ids: Tensor, attention_mask: Tens
 
 def check_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
-        raise TextBackboneError(f"model.pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
+        raise TextBackboneError(f"--model.init_args.pooling must be one of {', '.join(POOLINGS)}; got {pooling!r}")
     return pooling
 
 

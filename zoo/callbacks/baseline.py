@@ -29,6 +29,8 @@ def compare(model_metrics: dict[str, float], reference: dict[str, Any], headline
             for k in names]
     out: dict[str, Any] = {"reference": reference["name"], "seconds": reference.get("seconds"), "headline": headline,
                            "margin": margin, "rows": rows, "unknown_token_rate": unknown_rate}
+    if reference.get("caps"):
+        out["caps"] = reference["caps"]
     if headline not in model_metrics or headline not in ref:
         out["beats"] = None
         return out
@@ -57,6 +59,15 @@ def verdict_line(result: dict[str, Any]) -> str:
             f"{', '.join(result['causes'])}")
 
 
+def caps_line(caps: dict[str, Any]) -> str:
+    """What the reference was bounded to, so that it stays a matter of seconds on long texts."""
+    return (f"Reference caps: at most {caps['train_texts']:,} training texts and "
+            f"{caps.get('training_characters', 0):,} characters of training text ({caps['train_texts_used']:,} texts "
+            f"used), the first {caps['characters_per_text']:,} characters of each text ({caps['texts_cut']:,} cut), "
+            f"{caps['features_per_analyzer']:,} word and {caps['features_per_analyzer']:,} character n-gram features, "
+            f"{caps.get('solver_iterations', '?')} solver iterations.")
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     lines = ["# Baseline comparison", "", f"Reference: {result['reference']} (fitted in {result['seconds']} s on the "
              "same train split, scored on the same test split).", "",
@@ -64,6 +75,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         lines.append(f"| {r['metric']} | {r['model']:.4f} | {r['reference']:.4f} | {r['difference']:+.4f} |")
     lines += ["", verdict_line(result), ""]
+    if result.get("caps"):
+        lines += [caps_line(result["caps"]), ""]
     if result.get("unknown_token_rate") is not None:
         lines += ["Unknown-token rate of the encoder on the training split: "
                   f"{100 * result['unknown_token_rate']:.2f} %.", ""]

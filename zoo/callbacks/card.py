@@ -53,10 +53,41 @@ def data_summary(datamodule: Any) -> dict[str, Any]:
     return out
 
 
+def no_best_line(trainer: pl.Trainer) -> str | None:
+    """Why a fit left no ``best.ckpt`` (its metric was never measured), or None when it did leave one."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.monitor and not cb.best_model_path:
+            if cb.monitor in trainer.callback_metrics:
+                return None
+            why = ("no validation ran (trainer.limit_val_batches 0 or no validation split)"
+                   if not trainer.limit_val_batches or trainer.num_val_batches in ([], [0]) else
+                   "the fit ended before its first validation (max_steps, max_time or a stop came first)")
+            return (f"no {cb.filename or 'best'}.ckpt was written: {cb.monitor} was never measured, as {why}; "
+                    "export and serve of the run use checkpoints/last.ckpt (give it to test / predict as --ckpt_path)")
+    return None
+
+
+def written_line(out: Path, since: float | None) -> str:
+    """One line for the files a test wrote under ``out`` (reports, figures, the card), with the folder relative
+    to the working directory, instead of a line per file."""
+    files = [p for p in Path(out).rglob("*") if p.is_file() and (since is None or p.stat().st_mtime >= since - 1)]
+    try:
+        where = str(Path(out).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        where = str(out)
+    return f"wrote {len(files)} files to {where.rstrip('/')}/ (MODEL_CARD.md, reports, figures)"
+
+
 @CALLBACKS.register("model_card", summary="MODEL_CARD.md (Hugging Face layout) after test; training and data summaries")
 class ModelCardWriter(pl.Callback):
     def __init__(self) -> None:
         self._start: float | None = None
+        self._test_start: float | None = None
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._test_start = time.time()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -65,12 +96,22 @@ class ModelCardWriter(pl.Callback):
         out = run_dir(trainer)
         if not trainer.is_global_zero or self._start is None or trainer.fast_dev_run:
             return
+        from zoo.callbacks.trust import kept_checkpoint
         from zoo.reporting.io import atomic_write_text
 
-        summary = {"epochs": trainer.current_epoch, "steps": trainer.global_step,
-                   "minutes": round((time.perf_counter() - self._start) / 60, 2),
-                   "machine": f"{trainer.num_devices} "
-                              f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '')} device(s)"}
+        summary: dict[str, Any] = {
+            "epochs": trainer.current_epoch, "steps": trainer.global_step,
+            "minutes": round((time.perf_counter() - self._start) / 60, 2),
+            "machine": f"{trainer.num_devices} "
+                       f"{trainer.accelerator.__class__.__name__.replace('Accelerator', '')} device(s)",
+            "precision": str(trainer.precision), "export_family": getattr(pl_module, "export_family", None)}
+        kept = kept_checkpoint(trainer)
+        missing = no_best_line(trainer)
+        if missing:
+            print(f"zoo: {missing}", file=sys.stderr)
+        if kept is not None:
+            summary["kept"] = {"checkpoint": Path(kept["path"]).name, "epoch": kept["epoch"],
+                               "monitor": kept["monitor"], "value": kept["value"]}
         atomic_write_text(out / "training_summary.json", json.dumps(summary, indent=2))
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -89,7 +130,8 @@ class ModelCardWriter(pl.Callback):
         ckpt = Path(str(trainer.ckpt_path)) if trainer.ckpt_path else None
         if ckpt is not None and ckpt.parent.name == "checkpoints":
             sources.append(ckpt.parent.parent)
-        print(f"zoo: wrote {write_model_card(out, sources)}", file=sys.stderr)
+        write_model_card(out, sources)
+        print(f"zoo: {written_line(out, self._test_start)}", file=sys.stderr)
 
 
-__all__ = ["ModelCardWriter", "data_summary"]
+__all__ = ["ModelCardWriter", "data_summary", "no_best_line", "written_line"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +85,7 @@ class RunReport(pl.Callback):
         out = run_dir(trainer)  # a collective under DDP: every rank
         if not trainer.is_global_zero:
             return
-        for path in task_hook(pl_module, "write_test_report")(out):
-            print(f"zoo: wrote {path}", file=sys.stderr)
+        task_hook(pl_module, "write_test_report")(out)  # counted in ModelCardWriter's "wrote N files" line
         _write_data_checks(trainer, out)
 
     def state_dict(self) -> dict[str, Any]:

@@ -131,36 +131,68 @@ class Trust(pl.Callback):
         trainer.strategy.barrier("zoo_trust_calibrated")
 
     def _calibrate_checkpoints(self, trainer: pl.Trainer, module: Any) -> None:
+        """Fit a temperature for each checkpoint's own weights (best.ckpt is what test, predict, export and serve
+        use), keep it only where it lowers the validation NLL, and say so for the kept checkpoint."""
         from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
         val = self._logits_on(trainer, module, "val")
         if val is None:
             return
-        current = self._fit(module, val)
+        current, current_note = self._useful_temperature(module, val)
         module.set_temperature(current)
+        kept = kept_checkpoint(trainer)
         paths = {Path(p) for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)
                  for p in (cb.best_model_path, cb.last_model_path) if p}
         # checkpoint callbacks of zoo's own (LastCheckpoint) say where they write through path(trainer)
         paths |= {Path(cb.path(trainer)) for cb in trainer.callbacks
                   if isinstance(cb, Checkpoint) and not isinstance(cb, ModelCheckpoint)
                   and callable(getattr(cb, "path", None))}
+        notes: dict[Path, dict[str, Any]] = {}
         for path in paths:
             if path.is_file():
-                _write_temperature(path, self._checkpoint_temperature(trainer, module, path, current))
-        print(f"zoo: calibrated: temperature {_fmt(current)} (fitted on the validation split)", file=sys.stderr)
+                temperature, notes[path] = self._checkpoint_temperature(trainer, module, path, current, current_note)
+                _write_temperature(path, temperature, notes[path])
+        if kept is not None and Path(kept["path"]) in notes:
+            print(f"zoo: {kept_line(kept)}", file=sys.stderr)
+            for line in calibration_lines(notes[Path(kept["path"])], _display(Path(kept["path"]))):
+                print(f"zoo: {line}", file=sys.stderr)
+        else:
+            for line in calibration_lines(current_note, "the model in memory"):
+                print(f"zoo: {line}", file=sys.stderr)
 
-    def _checkpoint_temperature(self, trainer: pl.Trainer, module: Any, path: Path, current: Tensor) -> Tensor:
-        """The temperature for the weights in ``path``: those of the model in memory are already fitted."""
+    def _useful_temperature(self, module: Any, val: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, Any]]:
+        """The fitted temperature when it lowers the validation NLL, else ones (not applied); and what was seen."""
+        from zoo.reporting.calibration import ece, nll, temperature_at_bound
+
+        fitted = self._fit(module, val)
+        multi = _kind(module) == "multi"
+        scaled = val[0] / fitted.to(val[0].dtype)  # [C] per label, or [1]
+        before, after = nll(val[0], val[1], multi), nll(scaled, val[1], multi)
+        applied = after < before
+
+        def probs(z: Tensor) -> Tensor:
+            return z.float().sigmoid() if multi else z.float().softmax(-1)
+
+        note = {"fitted": fitted.flatten().tolist(), "nll_before": before, "nll_after": after, "applied": applied,
+                "ece_before": ece(probs(val[0]), val[1], multi), "ece_after": ece(probs(scaled), val[1], multi),
+                "at_bound": temperature_at_bound(fitted)}
+        return (fitted if applied else torch.ones_like(fitted)), note
+
+    def _checkpoint_temperature(self, trainer: pl.Trainer, module: Any, path: Path, current: Tensor,
+                                current_note: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """The temperature for the weights in ``path`` (those of the model in memory are already fitted)."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         state = ckpt.get("state_dict", {})
         own = module.state_dict()
         if all(k in own and torch.equal(v, own[k].cpu()) for k, v in state.items() if k != "temperature"):
-            return current
+            return current, current_note
         backup = {k: v.detach().clone() for k, v in own.items()}
         try:
             module.load_state_dict({k: v for k, v in state.items() if k != "temperature"}, strict=False)
             val = self._logits_on(trainer, module, "val")
-            return self._fit(module, val) if val is not None else torch.ones_like(current)
+            if val is None:
+                return torch.ones_like(current), {"applied": False, "fitted": None}
+            return self._useful_temperature(module, val)
         finally:
             module.load_state_dict(backup)
 
@@ -171,10 +203,20 @@ class Trust(pl.Callback):
             return
         self._val = self._logits_on(trainer, pl_module, "val")
         temperature = pl_module.temperature
-        if self._val is not None and self.calibration == "temperature" and bool((temperature == 1).all()):
-            pl_module.set_temperature(self._fit(pl_module, self._val))
-            print(f"zoo: the checkpoint had no fitted temperature; fitted {_fmt(pl_module.temperature)} on the "
-                  "validation split (not saved)", file=sys.stderr)
+        saved = _saved_calibration(trainer.ckpt_path)
+        if trainer.is_global_zero and trainer.ckpt_path and saved is not None:
+            epoch = saved.get("epoch")
+            state = ("no fitted temperature" if not saved["calibrated"] else
+                     f"temperature {_fmt(temperature)}" if saved.get("applied", True) else
+                     "temperature 1 (calibration in fit did not lower the validation NLL)")
+            print(f"zoo: testing {_display(Path(str(trainer.ckpt_path)))}"
+                  f"{'' if epoch is None else f' (epoch {epoch})'}: {state}", file=sys.stderr)
+        if (self._val is not None and self.calibration == "temperature" and bool((temperature == 1).all())
+                and (saved is None or not saved["calibrated"] or "applied" not in saved)):
+            fitted, note = self._useful_temperature(pl_module, self._val)
+            pl_module.set_temperature(fitted)
+            for line in calibration_lines(note, "the checkpoint (it had no fitted temperature; not saved)"):
+                print(f"zoo: {line}", file=sys.stderr)
 
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -201,8 +243,7 @@ class Trust(pl.Callback):
             class_names=trait(pl_module, "class_names"), target_accuracy=self.target_accuracy, out_dir=out)
         for line in lines:
             print(f"zoo: {line}", file=sys.stderr)
-        for path in paths:
-            print(f"zoo: wrote {path}", file=sys.stderr)
+        # the files themselves are counted in ModelCardWriter's one "wrote N files" line
 
     # -- predict: prediction sets ----------------------------------------------------------------------------
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -234,6 +275,72 @@ class Trust(pl.Callback):
             pl_module.prediction_sets = None  # type: ignore[assignment]
 
 
+def _display(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (what the user typed to get there)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _saved_calibration(path: Any) -> dict[str, Any] | None:
+    """The checkpoint's epoch and calibration record (``zoo.calibration``; ``calibrated``: whether it has one), or
+    None when the file cannot be read."""
+    if not path or not Path(str(path)).is_file():
+        return None
+    try:
+        ckpt = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # a checkpoint zoo cannot read was refused before test started; say nothing more here
+        return None
+    calibration = (ckpt.get("zoo") or {}).get("calibration")
+    return {**(calibration or {}), "epoch": ckpt.get("epoch"), "calibrated": calibration is not None}
+
+
+def kept_checkpoint(trainer: pl.Trainer) -> dict[str, Any] | None:
+    """The checkpoint test / predict / export / serve use (the best one): path, epoch, monitored metric and value,
+    and the last epoch's value of that metric; None when no best checkpoint was written."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path and Path(cb.best_model_path).is_file():
+            epoch = torch.load(cb.best_model_path, map_location="cpu", weights_only=True, mmap=True).get("epoch")
+            value = cb.best_model_score
+            last = trainer.callback_metrics.get(cb.monitor)
+            return {"path": cb.best_model_path, "epoch": epoch, "monitor": cb.monitor,
+                    "value": None if value is None else float(value),
+                    "last_epoch": trainer.current_epoch - 1 if trainer.current_epoch else 0,
+                    "last_value": None if last is None else float(last)}
+    return None
+
+
+def kept_line(kept: dict[str, Any]) -> str:
+    value = "" if kept["value"] is None else f", {kept['monitor']} {kept['value']:.4f}"
+    line = f"kept {_display(Path(kept['path']))}: epoch {kept['epoch']}{value}"
+    if kept["epoch"] != kept["last_epoch"] and kept["last_value"] is not None:
+        line += f" (the last epoch, {kept['last_epoch']}, scored {kept['last_value']:.4f})"
+    return line
+
+
+def calibration_lines(note: dict[str, Any], what: str) -> list[str]:
+    """What calibration did to ``what``: the temperature applied with the validation NLL it reached, or why not."""
+    if note.get("fitted") is None:
+        return [f"calibration: {what} has no validation split to fit a temperature on; temperature 1"]
+    fitted = _fmt(torch.tensor(note["fitted"]))
+    nll = f"validation NLL {note['nll_before']:.4f} -> {note['nll_after']:.4f}"
+    if note.get("ece_before") is not None:
+        nll += f", ECE {note['ece_before']:.4f} -> {note['ece_after']:.4f}"
+    out = []
+    if note.get("at_bound"):
+        out.append(f"warning: {what}'s fitted temperature {fitted} is at the search bound (0.01 or 100): its "
+                   "validation predictions carry almost no confidence information (trained too briefly?)")
+    if note["applied"]:
+        out.append(f"calibrated {what}: temperature {fitted} ({nll}); test, predict, export and serve apply it")
+    else:
+        out.append(f"calibration not applied to {what}: temperature {fitted} would not lower the {nll}; it keeps "
+                   "temperature 1")
+    return out
+
+
 def _fmt(t: Tensor) -> str:
     values = [f"{float(x):.3f}" for x in t.flatten()]
     return values[0] if len(values) == 1 else "[" + ", ".join(values[:8]) + (", ..." if len(values) > 8 else "") + "]"
@@ -261,12 +368,13 @@ def _gather(parts: list[tuple[Tensor, Tensor]], trainer: pl.Trainer) -> list[tup
     return [p for rank in every for p in rank]
 
 
-def _write_temperature(path: Path, temperature: Tensor) -> None:
-    """Put the fitted temperature into a checkpoint file (a temporary sibling, then a rename)."""
+def _write_temperature(path: Path, temperature: Tensor, note: dict[str, Any] | None = None) -> None:
+    """Put the fitted temperature into a checkpoint file (a temporary sibling, then a rename); ``note``: the
+    validation NLL before / after and whether it was applied."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     ckpt.setdefault("state_dict", {})["temperature"] = temperature.detach().cpu().clone()
     ckpt.setdefault("zoo", {})["calibration"] = {"method": "temperature", "split": "val",
-                                                 "temperature": temperature.flatten().tolist()}
+                                                 "temperature": temperature.flatten().tolist(), **(note or {})}
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         torch.save(ckpt, tmp)
@@ -275,4 +383,4 @@ def _write_temperature(path: Path, temperature: Tensor) -> None:
         tmp.unlink(missing_ok=True)
 
 
-__all__ = ["CALIBRATIONS", "Trust", "calibratable"]
+__all__ = ["CALIBRATIONS", "Trust", "calibratable", "calibration_lines", "kept_checkpoint", "kept_line"]

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 from jsonargparse import ActionYesNo
@@ -30,6 +30,29 @@ from zoo.compat import LightningCLIWithCheckpointHook, install_class_name_resolv
 from zoo.contract import trait
 from zoo.version import __version__
 
+#: Lightning's precision values (spelt out: its own type alias is private) plus zoo's ``auto``
+Precision = Literal[64, 32, 16, "auto", "64", "32", "16", "bf16", "64-true", "32-true", "16-true", "16-mixed",
+                    "bf16-true", "bf16-mixed", "transformer-engine", "transformer-engine-float16"]
+
+
+class ZooTrainer(pl.Trainer):
+    """Lightning's Trainer that also takes ``precision: auto`` (every shipped recipe's): bf16-mixed where the
+    hardware has bf16, 32-true elsewhere (:func:`zoo.scale.resolve_precision`). ZooCLI resolves it before the
+    Trainer is built and says which in one line; this class resolves it for a Trainer built any other way."""
+
+    def __init__(self, *, precision: Precision | None = None, **kwargs: Any) -> None:
+        super().__init__(precision=_auto_precision(precision, kwargs), **kwargs)
+
+
+def _auto_precision(precision: Any, trainer_kwargs: dict[str, Any]) -> Any:
+    """``auto`` resolved for the Trainer's accelerator (outside ZooTrainer.__init__: jsonargparse reads a
+    ``kwargs.get`` there as a parameter of its own and loses the accelerator's type)."""
+    if precision != "auto":
+        return precision
+    from zoo.scale import resolve_precision
+
+    return resolve_precision(precision, trainer_kwargs.get("accelerator", "auto"))[0]
+
 
 class ZooCLI(LightningCLIWithCheckpointHook):
     #: the checkpoint and run directory this command starts from (zoo.cli.resume.resolve_checkpoint)
@@ -37,9 +60,12 @@ class ZooCLI(LightningCLIWithCheckpointHook):
     #: the command line, and the model flags on it that differ from the checkpoint's: {key: (saved, given)}
     _argv: list[str] = []
     _overrides: dict[str, tuple[Any, Any]] = {}
+    #: whether the datamodule got its state from the checkpoint (once, before its setup)
+    _data_restored = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         _install_registry_names()
+        kwargs.setdefault("trainer_class", ZooTrainer)
         kwargs.setdefault("model_class", pl.LightningModule)
         kwargs.setdefault("datamodule_class", pl.LightningDataModule)
         kwargs.setdefault("subclass_mode_model", True)
@@ -76,7 +102,8 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         parser.add_argument("--calibration", type=str, default="temperature",
                             help="temperature (fit after fit, apply in test/predict) or none (docs/trust.md)")
         parser.add_argument("--card", type=dict | None, default=None,
-                            help="model card text: intended_use, limitations, license, summary (docs/trust.md)")
+                            help="model card text: intended_use, limitations, license, summary, dataset_name "
+                                 "(docs/trust.md)")
         parser.add_argument("--coverage", type=float | None, default=None,
                             help="predict: add a conformal prediction_set column reaching this coverage, e.g. 0.9")
         parser.add_argument("--target_accuracy", type=float | None, default=None,
@@ -164,6 +191,11 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         from zoo.tasks.base import ZooTask
 
         check_data_sizes(self.datamodule)
+        if self._run_location is not None and not self._data_restored:
+            from zoo.checkpoints import restore_data_state
+
+            # what the data fitted in training (the n-gram featuriser) comes from the checkpoint, not a refit
+            self._data_restored = restore_data_state(self.datamodule, self._run_location.checkpoint)
         if isinstance(self.model, ZooTask) and self.datamodule is not None:
             self.model.bind_data(self.datamodule)
 
@@ -206,14 +238,20 @@ class ZooCLI(LightningCLIWithCheckpointHook):
         from zoo.callbacks.run_report import RunReport
         from zoo.callbacks.trust import Trust
         from zoo.cli.resume import check_trainer_limits, default_reliability_callbacks, run_logger
-        from zoo.scale import check_devices, check_precision, check_strategy
+        from zoo.scale import check_devices, check_precision, check_strategy, resolve_precision
 
         trainer_cfg = self.config_value(self.config_init, "trainer", default={})
         self._say_num_workers()
         check_trainer_limits(trainer_cfg)
         self._bind_data()
         check_devices(trainer_cfg.get("devices"), trainer_cfg.get("accelerator", "auto"))
-        check_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"))
+        precision, line = resolve_precision(trainer_cfg.get("precision"), trainer_cfg.get("accelerator", "auto"),
+                                            fp32_reason=trait(self.model, "fp32_reason"))
+        if line and self.subcommand in ("fit", "validate", "test"):  # predict's stdout/stderr stay for answers
+            print(f"zoo: {line}", file=sys.stderr)
+        if precision is not None:
+            kwargs["precision"] = precision
+        check_precision(precision, trainer_cfg.get("accelerator", "auto"))
         check_strategy(trainer_cfg.get("strategy"), trainer_cfg.get("accelerator", "auto"),
                        bool(trainer_cfg.get("sync_batchnorm", False)))
         callbacks = list(trainer_cfg.get("callbacks") or [])

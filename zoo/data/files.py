@@ -33,7 +33,7 @@ def _raw_bytes(path: Path) -> bytes:
 
 
 def not_valid_text(path: PathLike, encoding: str, error: type[DataFileError] = DataFileError,
-                   expected: str | None = None, setting: str | None = "data.encoding") -> DataFileError:
+                   expected: str | None = None, setting: str | None = "--data.init_args.encoding") -> DataFileError:
     """The error for a file that does not decode as ``encoding``, naming the first bad line and byte.
 
     Readers (pandas, ``open``) report offsets into the chunk they were decoding, so the file is decoded again here
@@ -55,7 +55,7 @@ def not_valid_text(path: PathLike, encoding: str, error: type[DataFileError] = D
 
 @contextmanager
 def decoding(path: PathLike, encoding: str, error: type[DataFileError] = DataFileError,
-             expected: str | None = None, setting: str | None = "data.encoding") -> Iterator[None]:
+             expected: str | None = None, setting: str | None = "--data.init_args.encoding") -> Iterator[None]:
     """Turn a ``UnicodeDecodeError`` raised while reading ``path`` into :func:`not_valid_text`'s error."""
     try:
         yield
@@ -64,7 +64,8 @@ def decoding(path: PathLike, encoding: str, error: type[DataFileError] = DataFil
 
 
 def read_text(path: PathLike, encoding: str = "utf-8", error: type[DataFileError] = DataFileError,
-              expected: str | None = None, what: str = "data file", setting: str | None = "data.encoding") -> str:
+              expected: str | None = None, what: str = "data file",
+              setting: str | None = "--data.init_args.encoding") -> str:
     path = require_file(path, error, what)
     with decoding(path, encoding, error, expected, setting):
         return path.read_text(encoding=encoding)

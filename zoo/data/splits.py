@@ -72,4 +72,21 @@ def limit(rows: list[T], max_samples: int | None, seed: int) -> list[T]:
     return rows if keep is None else [rows[i] for i in keep]
 
 
-__all__ = ["limit", "split_indices", "subset_indices"]
+def conflicting_split_options(files: dict[str, str | None], fractions: dict[str, tuple[float, float]],
+                              prefix: str = "--data.init_args.") -> str | None:
+    """The message for a split given both as a file and by a fraction of the training data, or None.
+
+    ``files``: split -> the option that gives it as a file (``val`` / ``val_folder`` / ``test_csv``) when set;
+    ``fractions``: split -> (the fraction given, its default). A file wins and its fraction is not used; a fraction
+    left at its default is taken as not given (recipes state the defaults, and a user who swaps the recipe's
+    ``dataset`` for files keeps them), any other value is a choice the file would silently override: refused.
+    """
+    for split, option in files.items():
+        value, default = fractions.get(split, (0.0, 0.0))
+        if option and value != default:
+            return (f"{prefix}{option} and {prefix}{split}_fraction {value:g} both choose the {split} split; give one "
+                    f"(with a {split} file the {split}_fraction is not used: drop it or set it back to {default:g})")
+    return None
+
+
+__all__ = ["conflicting_split_options", "limit", "split_indices", "subset_indices"]

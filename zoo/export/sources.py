@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from zoo.checkpoints import load_checkpoint
+from zoo.checkpoints import load_checkpoint, restore_data_state
 from zoo.export.spec import ExportError
 
 
@@ -61,6 +61,7 @@ def load_run(source: str | Path) -> tuple[Any, Any, Path, Path | None]:
     except (OSError, yaml.YAMLError) as err:
         raise ExportError(f"{config} cannot be read: {err}") from None
     datamodule = _instantiate(cfg.get("data"), str(config))
+    restore_data_state(datamodule, ckpt)  # the n-gram featuriser fitted in training, not fitted again
     model = load_checkpoint(ckpt)
     return model, datamodule, ckpt, run
 

@@ -109,13 +109,21 @@ class NgramFeaturizer:
 
     def fit(self, texts: list[str]) -> NgramFeaturizer:
         """Fit the TF-IDF vocabularies; ``ValueError`` naming the analyzer when the texts have none of its n-grams."""
-        if self.settings.features == "tfidf":
-            for v in self.vectorizers:
-                try:
-                    v.fit(texts)
-                except ValueError as err:  # sklearn: "empty vocabulary"
-                    raise ValueError(f"TF-IDF found no {v.analyzer} n-grams in the training texts: {err}") from None
+        self.fit_bags(texts)
         return self
+
+    def fit_bags(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Fit on ``texts`` and return their bags (:meth:`bags`) from the same pass: sklearn's ``fit`` builds the
+        training matrix anyway, and analysing long texts a second time cost as much as a third of the fit."""
+        if self.settings.features != "tfidf":
+            return self.bags(texts)
+        blocks = []
+        for v in self.vectorizers:
+            try:
+                blocks.append(v.fit_transform(texts).tocsr())
+            except ValueError as err:  # sklearn: "empty vocabulary"
+                raise ValueError(f"TF-IDF found no {v.analyzer} n-grams in the training texts: {err}") from None
+        return self._rows(self._combine(blocks))
 
     @property
     def num_features(self) -> int:
@@ -140,9 +148,12 @@ class NgramFeaturizer:
 
     def matrix(self, texts: list[str]) -> Any:
         """The ``[texts, features]`` CSR matrix."""
+        return self._combine([v.transform(texts).tocsr() for v in self.vectorizers])
+
+    def _combine(self, mats: list[Any]) -> Any:
+        """The analyzers' blocks side by side, weighted as :meth:`NgramSettings.to_json` states."""
         import scipy.sparse as sp
 
-        mats = [v.transform(texts).tocsr() for v in self.vectorizers]
         out = sp.hstack(mats, format="csr") if len(mats) > 1 else mats[0]
         if self.settings.features == "hashing":
             # fastText averages a text's n-gram vectors: each feature's share of the text's n-grams
@@ -155,7 +166,10 @@ class NgramFeaturizer:
 
     def bags(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each text's ``(input_ids, weights)``: feature index + 1 (int64) and value (float32)."""
-        m = self.matrix(texts)
+        return self._rows(self.matrix(texts))
+
+    @staticmethod
+    def _rows(m: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         rows = []
         for i in range(m.shape[0]):
             lo, hi = m.indptr[i], m.indptr[i + 1]
@@ -165,6 +179,31 @@ class NgramFeaturizer:
                 ids, weights = np.zeros(1, np.int64), np.zeros(1, np.float32)
             rows.append((ids, weights))
         return rows
+
+    # -- a checkpoint's copy -----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The fitted featuriser as plain values and arrays (settings, each TF-IDF block's terms and idf), which a
+        checkpoint keeps so that ``zoo test`` / ``predict`` / ``export`` / ``serve`` never refit it."""
+        out: dict[str, Any] = {"settings": self.settings.to_json()}
+        if self.settings.features == "tfidf":
+            out["vocabularies"] = self.vocabularies()
+            out["idf"] = [np.ascontiguousarray(v.idf_, dtype=np.float32) for v in self.vectorizers]
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> NgramFeaturizer:
+        """The featuriser :meth:`state` describes (``ValueError`` when the state is incomplete)."""
+        try:
+            settings = NgramSettings.from_json(state["settings"])
+            fitted = None
+            if settings.features == "tfidf":
+                fitted = [([str(t) for t in terms], np.asarray(idf, dtype=np.float32))
+                          for terms, idf in zip(state["vocabularies"], state["idf"], strict=True)]
+                if len(fitted) != len(settings.analyzers()):
+                    raise ValueError(f"{len(fitted)} TF-IDF blocks for {len(settings.analyzers())} analyzers")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"the saved n-gram featuriser is incomplete ({err!r})") from None
+        return cls(settings, fitted)
 
     # -- an export folder's copy ----------------------------------------------------------------------------
     def save(self, folder: Path) -> dict[str, str]:

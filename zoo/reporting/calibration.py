@@ -69,6 +69,13 @@ def fit_temperature(logits: Tensor, targets: Tensor, multi_label: bool = False, 
     return torch.where(separable, torch.ones_like(b), 1.0 / b).float()
 
 
+def temperature_at_bound(temperature: Tensor) -> bool:
+    """Whether a fitted temperature sits at the search bound (T = 100 or 0.01): the minimiser ran out of range,
+    so the validation logits said next to nothing about confidence (a fit of a few steps gives T = 100)."""
+    t = temperature.detach().float().flatten()
+    return bool(((t >= 0.99 * _B_MAX) | (t <= 1.01 / _B_MAX)).any())
+
+
 def ece(probs: Tensor, targets: Tensor, multi_label: bool = False, n_bins: int = 15) -> float:
     """Expected calibration error (torchmetrics, L1, equal-width bins of the top-class confidence; for
     multi-label every (example, label) is one binary prediction)."""
@@ -140,4 +147,5 @@ def calibration_summary(logits: Tensor, targets: Tensor, temperature: Tensor, mu
     return out
 
 
-__all__ = ["calibration_summary", "ece", "fit_temperature", "nll", "plot_reliability", "reliability_bins"]
+__all__ = ["calibration_summary", "ece", "fit_temperature", "nll", "plot_reliability", "reliability_bins",
+           "temperature_at_bound"]

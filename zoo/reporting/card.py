@@ -19,10 +19,13 @@ from zoo.reporting.io import atomic_write_text
 HF_METRIC = {"acc": "accuracy", "f1_macro": "f1", "f1_micro": "f1", "f1": "f1", "precision_macro": "precision",
              "recall_macro": "recall", "precision": "precision", "recall": "recall", "auroc": "roc_auc",
              "exact_match": "exact_match", "token_acc": "accuracy", "loss": "loss"}
-#: task class name fragment -> (pipeline tag, readable name)
-HF_TASK = [("TokenClassifier", "token-classification", "Token Classification"),
-           ("TextClassifier", "text-classification", "Text Classification"),
-           ("ImageClassifier", "image-classification", "Image Classification")]
+#: export family (a task class's ``export_family``) -> (pipeline tag, readable name). Hugging Face has no pipeline
+#: for recommenders: zoo states ``recommendation``
+HF_TASK = {"text_classification": ("text-classification", "Text Classification"),
+           "ngram_text_classification": ("text-classification", "Text Classification"),
+           "token_classification": ("token-classification", "Token Classification"),
+           "image_classification": ("image-classification", "Image Classification"),
+           "recommendation": ("recommendation", "Recommendation")}
 SECTIONS = ("Model details", "Data", "Training", "Test metrics", "Calibration", "Conformal prediction",
             "Selective prediction", "Robustness", "Baseline comparison", "Export", "Intended use", "Limitations")
 
@@ -72,25 +75,53 @@ def collect(dirs: list[Path]) -> dict[str, Any]:
     }
 
 
-def _task(config: dict[str, Any]) -> tuple[str, str, str]:
-    model = config.get("model") or {}
+def _family(class_path: str) -> str | None:
+    """The export family a task class names, from its dotted path (None when it cannot be imported)."""
+    import importlib
+
+    module, _, name = class_path.rpartition(".")
+    if not module:
+        return None
+    try:
+        return getattr(getattr(importlib.import_module(module), name, None), "export_family", None)
+    except Exception:  # a card is still written for a class that no longer imports: the tag says less
+        return None
+
+
+def _task(info: dict[str, Any]) -> tuple[str, str, str]:
+    """(class path, pipeline tag, readable task name): from the export family the fit recorded, else the one the
+    task class names, else the class's own name."""
+    model = (info.get("config") or {}).get("model") or {}
     class_path = str(model.get("class_path", "model")) if isinstance(model, dict) else "model"
-    for key, tag, name in HF_TASK:
-        if key in class_path or key.lower().replace("classifier", "_classifier") in class_path:
-            return class_path, tag, name
-    if "recsys" in class_path or "bpr" in class_path.lower():
-        return class_path, "recommendation", "Recommendation"
-    return class_path, "other", "Other"
+    family = (info.get("training") or {}).get("export_family") or _family(class_path)
+    if family in HF_TASK:
+        return class_path, *HF_TASK[family]
+    return class_path, "other", class_path.rsplit(".", 1)[-1]
 
 
 def _dataset(config: dict[str, Any]) -> str:
+    """The dataset's name for the card: ``card.dataset_name`` when given, a built-in dataset's name, else the
+    training file relative to the working directory (its file name when it lies elsewhere): never an absolute
+    path, which says where the author keeps files rather than what the data is."""
+    given = (config.get("card") or {}).get("dataset_name")
+    if given:
+        return str(given)
     data = (config.get("data") or {}).get("init_args") or {}
-    return str(data.get("dataset") or data.get("train") or data.get("folder") or data.get("csv")
-               or data.get("interactions") or "custom")
+    name = (data.get("dataset") or data.get("train") or data.get("folder") or data.get("csv")
+            or data.get("interactions"))
+    if not name:
+        return "custom"
+    path = Path(str(name))
+    if not path.is_absolute():
+        return str(name)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path.name
 
 
 def metadata(info: dict[str, Any], name: str) -> dict[str, Any]:
-    class_path, tag, task_name = _task(info["config"])
+    class_path, tag, task_name = _task(info)
     dataset = _dataset(info["config"])
     results_metrics = [{"type": HF_METRIC.get(k, k.replace("@", "_at_")), "value": round(float(v), 6),
                         "name": f"test/{k}"} for k, v in sorted(info["metrics"].items()) if k != "loss"]
@@ -105,6 +136,11 @@ def metadata(info: dict[str, Any], name: str) -> dict[str, Any]:
         "metrics": results_metrics or [{"type": "loss", "value": float(info["metrics"].get("loss", 0.0)),
                                         "name": "test/loss"}]}]}]
     return meta
+
+
+def _precision(configured: Any, used: Any) -> str:
+    """``auto`` with what it resolved to on the training machine (``training_summary.json``)."""
+    return f"{configured} ({used} on the training machine)" if configured == "auto" and used else str(configured)
 
 
 def _table(rows: list[list[Any]], head: list[str]) -> list[str]:
@@ -132,10 +168,10 @@ def _text(value: Any, fallback: str) -> list[str]:
 def render(info: dict[str, Any], name: str) -> str:
     meta = metadata(info, name)
     cfg, card = info["config"], info["card"] or {}
-    class_path, _, task_name = _task(cfg)
+    class_path, _, task_name = _task(info)
     model_args = (cfg.get("model") or {}).get("init_args") or {}
     lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip(), "---", "",
-             f"# {name}", "", str(card.get("summary") or f"A model for {task_name.lower()} trained with zoo."), "",
+             f"# {name}", "", str(card.get("summary") or f"A {task_name.lower()} model trained with zoo."), "",
              "## Model details", "", f"- class: `{class_path}`"]
     lines += [f"- {k}: `{v}`" for k, v in model_args.items() if v is not None and not isinstance(v, dict | list)][:12]
     lines += ["", "## Data", "", f"- dataset: `{_dataset(cfg)}`"]
@@ -149,11 +185,17 @@ def render(info: dict[str, Any], name: str) -> str:
     training = info["training"] or {}
     trainer = cfg.get("trainer") or {}
     lines += ["", "## Training", "",
-              f"- max_epochs: {trainer.get('max_epochs')}, precision: {trainer.get('precision')}, "
+              f"- max_epochs: {trainer.get('max_epochs')}, precision: "
+              f"{_precision(trainer.get('precision'), training.get('precision'))}, "
               f"seed: {cfg.get('seed_everything')}"]
     if training:
         lines.append(f"- trained {training.get('epochs')} epochs, {training.get('steps')} steps in "
                      f"{training.get('minutes')} min on {training.get('machine', 'CPU')}")
+        kept = training.get("kept")
+        if kept:
+            value = "" if kept.get("value") is None else f", {kept['monitor']} {kept['value']:.4f}"
+            lines.append(f"- kept checkpoint: `{kept['checkpoint']}`, epoch {kept['epoch']}{value} (the weights "
+                         "tested, exported and served)")
     lines += ["", "## Test metrics", ""]
     lines += _table([[f"test/{k}", float(v)] for k, v in sorted(info["metrics"].items())], ["metric", "value"])
     lines += ["", "Per class:", "", *_per_class(info["per_class"])]

@@ -59,13 +59,13 @@ class ZooTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         if lr <= 0:
-            raise ConfigError(f"model.lr must be > 0, got {lr}")
+            raise ConfigError(f"--model.init_args.lr must be > 0, got {lr}")
         if optimizer not in OPTIMIZERS:
-            raise ConfigError(f"model.optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
+            raise ConfigError(f"--model.init_args.optimizer must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
         if scheduler not in SCHEDULERS:
-            raise ConfigError(f"model.scheduler must be one of {', '.join(SCHEDULERS)}; got {scheduler!r}")
+            raise ConfigError(f"--model.init_args.scheduler must be one of {', '.join(SCHEDULERS)}; got {scheduler!r}")
         if not 0.0 <= warmup_ratio < 1.0:
-            raise ConfigError(f"model.warmup_ratio must be in [0, 1), got {warmup_ratio}")
+            raise ConfigError(f"--model.init_args.warmup_ratio must be in [0, 1), got {warmup_ratio}")
         self.lr = lr
         self.weight_decay = weight_decay
         self.optimizer_name = optimizer

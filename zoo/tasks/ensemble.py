@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.checkpoints import load_checkpoint
+from zoo.checkpoints import load_checkpoint, restore_data_state
 from zoo.errors import ZooError
 from zoo.inference.ensemble import calibrated, combine
 from zoo.registry import DATAMODULES
@@ -98,7 +98,9 @@ class Member:
         kwargs = dict(self.data.get("init_args") or {})
         if predict is not None:
             kwargs["predict"] = predict
-        return cls(**kwargs)
+        datamodule = cls(**kwargs)
+        restore_data_state(datamodule, self.checkpoint)  # an n-gram member's fitted featuriser, not a refit
+        return datamodule
 
     def outputs(self, split: str, predict: str | None = None) -> Outputs:
         """Logits on ``split`` (``train`` / ``val`` / ``test``, or ``predict`` with a file)."""

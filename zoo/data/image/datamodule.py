@@ -28,7 +28,7 @@ from zoo.data.image.readers import (
 )
 from zoo.data.image.transforms import AugmentSpec, build_augmentations, image_transform
 from zoo.data.loaders import SplitLoaders, train_loader
-from zoo.data.splits import split_indices
+from zoo.data.splits import conflicting_split_options, split_indices
 from zoo.registry import DATAMODULES, DATASETS
 
 
@@ -78,16 +78,25 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
         super().__init__()
         given = [n for n, v in (("folder", folder), ("csv", csv), ("dataset", dataset)) if v]
         if len(given) != 1:
-            raise ImageDataError(f"give exactly one of data.folder, data.csv or data.dataset (got {given or 'none'})")
+            raise ImageDataError("give exactly one of --data.init_args.folder, --data.init_args.csv or "
+                                 f"--data.init_args.dataset (got {given or 'none'})")
         if (test_folder or val_folder) and not folder:
-            raise ImageDataError("data.test_folder / data.val_folder need data.folder (the training images)")
+            raise ImageDataError("--data.init_args.test_folder / --data.init_args.val_folder need "
+                                 "--data.init_args.folder (the training images)")
         if color_mode not in ("rgb", "grey"):
-            raise ImageDataError(f"data.color_mode must be 'rgb' or 'grey', got {color_mode!r}")
+            raise ImageDataError(f"--data.init_args.color_mode must be 'rgb' or 'grey', got {color_mode!r}")
+        conflict = conflicting_split_options({"val": "val_folder" if val_folder else None,
+                                              "test": ("test_folder" if test_folder else "test_csv" if test_csv
+                                                       else None)},
+                                             {"val": (val_fraction, 0.1), "test": (test_fraction, 0.2)})
+        if conflict:
+            raise ImageDataError(conflict)
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= frac < 1.0:
-                raise ImageDataError(f"data.{name} must be in [0, 1), got {frac}")
+                raise ImageDataError(f"--data.init_args.{name} must be in [0, 1), got {frac}")
         if val_fraction + test_fraction >= 1.0:
-            raise ImageDataError("data.val_fraction + data.test_fraction must leave some training data")
+            raise ImageDataError("--data.init_args.val_fraction + --data.init_args.test_fraction must leave some "
+                                 "training data")
         self.save_hyperparameters()
         self.folder, self.csv, self.test_csv, self.dataset = folder, csv, test_csv, dataset
         self.test_folder, self.val_folder = test_folder, val_folder
@@ -130,7 +139,7 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
                 self._index = index_csv(Path(self.csv), Path(self.test_csv) if self.test_csv else None,
                                         self.path_column, self.label_column, self._in_channels)
             if isinstance(self._index.source, list):
-                given = [f"data.{n}" for n in ("folder", "val_folder", "test_folder", "csv", "test_csv")
+                given = [f"--data.init_args.{n}" for n in ("folder", "val_folder", "test_folder", "csv", "test_csv")
                          if getattr(self, n)]
                 check_image_files(self._index.source, " + ".join(given))
         return self._index
@@ -171,10 +180,10 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
         if source.is_dir():
             paths = image_files(source)
             if not paths:
-                raise ImageDataError(f"data.predict_source {source} holds no images")
+                raise ImageDataError(f"--data.init_args.predict_source {source} holds no images")
         else:
             paths, _ = read_image_csv(source, self.path_column, self.label_column, None, require_labels=False)
-        check_image_files(paths, f"data.predict_source {source}")
+        check_image_files(paths, f"--data.init_args.predict_source {source}")
         return ImageSet(paths, None, paths, self.in_channels, self._transform(False))
 
     def split_loader(self, name: str, train: bool) -> DataLoader:
@@ -182,7 +191,8 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
             self.setup(name)
         ds = self.splits[name]
         if len(ds) == 0:
-            raise ImageDataError(f"the {name} split is empty; raise data.{'val' if name == 'val' else 'test'}_fraction")
+            raise ImageDataError(f"the {name} split is empty; raise "
+                                 f"--data.init_args.{'val' if name == 'val' else 'test'}_fraction")
         common = dict(num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
         if train:  # resumable: a resumed run continues mid-epoch with the same batches
             return train_loader(ds, batch_size=self.batch_size, shuffle=True, drop_last=len(ds) > self.batch_size,

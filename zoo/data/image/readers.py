@@ -105,10 +105,12 @@ def index_builtin(name: str, kwargs: dict[str, Any]) -> ImageIndex:
 
 def _class_folders(root: Path, option: str) -> list[str]:
     if not root.is_dir():
-        raise ImageDataError(f"data.{option} {root} is not a directory; expected {option}/<class>/<image files>")
+        raise ImageDataError(f"--data.init_args.{option} {root} is not a directory; expected "
+                             f"{option}/<class>/<image files>")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise ImageDataError(f"data.{option} {root} has no class sub-folders; expected {option}/<class>/<image files>")
+        raise ImageDataError(f"--data.init_args.{option} {root} has no class sub-folders; expected "
+                             f"{option}/<class>/<image files>")
     return classes
 
 
@@ -120,7 +122,8 @@ def _folder_images(root: Path, classes: list[str], option: str) -> tuple[list[st
             paths += files
             labels += [k] * len(files)
     if not paths:
-        raise ImageDataError(f"data.{option} {root} has class folders ({', '.join(classes[:5])}) but no images "
+        raise ImageDataError(f"--data.init_args.{option} {root} has class folders ({', '.join(classes[:5])}) but "
+                             "no images "
                              f"with suffix {', '.join(sorted(IMAGE_SUFFIXES))}")
     return paths, labels
 
@@ -134,15 +137,16 @@ def index_folder(root: Path, in_channels: int, test_root: Path | None = None,
     paths, labels = _folder_images(root, classes, "folder")
     empty = [c for k, c in enumerate(classes) if k not in set(labels)]
     if empty:
-        raise ImageDataError(f"data.folder {root}: class folder(s) {', '.join(empty)} hold no images")
+        raise ImageDataError(f"--data.init_args.folder {root}: class folder(s) {', '.join(empty)} hold no images")
     fixed: dict[str, np.ndarray] = {}
     for option, extra in (("val_folder", val_root), ("test_folder", test_root)):
         if extra is None:
             continue
         unknown = sorted(set(_class_folders(extra, option)) - set(classes))
         if unknown:
-            raise ImageDataError(f"data.{option} {extra}: class folder(s) {', '.join(unknown[:5])} do not occur in "
-                                 f"data.folder {root} ({', '.join(classes[:10])})")
+            raise ImageDataError(f"--data.init_args.{option} {extra}: class folder(s) {', '.join(unknown[:5])} "
+                                 "do not occur in "
+                                 f"--data.init_args.folder {root} ({', '.join(classes[:10])})")
         more, more_labels = _folder_images(extra, classes, option)
         fixed[option] = np.arange(len(paths), len(paths) + len(more))
         paths, labels = paths + more, labels + more_labels
@@ -168,7 +172,7 @@ def read_image_csv(path: Path, path_column: str, label_column: str, class_names:
         if missing:
             raise ImageDataError(f"{path}: missing column(s) {', '.join(missing)}; "
                                  f"found {', '.join(header) or 'no header'}"
-                                 f" (set data.path_column / data.label_column)")
+                                 f" (set --data.init_args.path_column / --data.init_args.label_column)")
         paths, labels = [], []
         for row_no, row in enumerate(reader, start=2):
             rel = (row.get(path_column) or "").strip()

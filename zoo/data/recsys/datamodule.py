@@ -99,22 +99,23 @@ class InteractionDataModule(pl.LightningDataModule):
         super().__init__()
         given = [n for n, v in (("path", path), ("dataset", dataset)) if v]
         if len(given) != 1:
-            raise RecsysDataError(f"give exactly one of data.path or data.dataset (got {given or 'none'})")
+            raise RecsysDataError("give exactly one of --data.init_args.path or --data.init_args.dataset (got "
+                                  f"{given or 'none'})")
         if split not in SPLITS:
-            raise RecsysDataError(f"data.split must be one of {', '.join(SPLITS)}; got {split!r}")
+            raise RecsysDataError(f"--data.init_args.split must be one of {', '.join(SPLITS)}; got {split!r}")
         if duplicates not in ("error", "first", "last", "keep"):
-            raise RecsysDataError(f"data.duplicates must be error, first, last or keep; got {duplicates!r}")
+            raise RecsysDataError(f"--data.init_args.duplicates must be error, first, last or keep; got {duplicates!r}")
         if empty_split not in ("skip", "error"):
-            raise RecsysDataError(f"data.empty_split must be skip or error; got {empty_split!r}")
+            raise RecsysDataError(f"--data.init_args.empty_split must be skip or error; got {empty_split!r}")
         if unknown_users not in ("error", "popular"):
-            raise RecsysDataError(f"data.unknown_users must be error or popular; got {unknown_users!r}")
+            raise RecsysDataError(f"--data.init_args.unknown_users must be error or popular; got {unknown_users!r}")
         if len(split_ratios) != 3 or min(split_ratios) < 0 or split_ratios[0] <= 0:
-            raise RecsysDataError("data.split_ratios must be three non-negative numbers with train > 0; "
+            raise RecsysDataError("--data.init_args.split_ratios must be three non-negative numbers with train > 0; "
                                   f"got {split_ratios}")
         if chunk_rows < 1:
-            raise RecsysDataError(f"data.chunk_rows must be >= 1; got {chunk_rows}")
+            raise RecsysDataError(f"--data.init_args.chunk_rows must be >= 1; got {chunk_rows}")
         if batch_size < 1 or eval_batch_size < 1:
-            raise RecsysDataError("data.batch_size and data.eval_batch_size must be >= 1")
+            raise RecsysDataError("--data.init_args.batch_size and --data.init_args.eval_batch_size must be >= 1")
         self.save_hyperparameters()
         self.path, self.dataset, self.dataset_kwargs = path, dataset, dict(dataset_kwargs or {})
         self.items_path, self.format, self.sep = items_path, format, sep
@@ -170,7 +171,7 @@ class InteractionDataModule(pl.LightningDataModule):
         log = drop_duplicates(log, self.duplicates, source)
         if self.implicit_threshold is not None:
             if log.rating is None:
-                raise RecsysDataError(f"{source}: data.implicit_threshold needs a rating column")
+                raise RecsysDataError(f"{source}: --data.init_args.implicit_threshold needs a rating column")
             log = log.select(log.rating >= self.implicit_threshold)
         if self.user_core > 1 or self.item_core > 1:
             log = log.select(k_core_mask(log.users, log.items, self.user_core, self.item_core))
@@ -204,7 +205,7 @@ class InteractionDataModule(pl.LightningDataModule):
                 raise RecsysDataError(
                     f"{source}: split {self.split!r} leaves user {self.user_ids[u]!r} with no {stage} item "
                     f"({int(np.bincount(users, minlength=n)[u])} interactions; {int((count == 0).sum())} such users); "
-                    "filter with data.user_core or set data.empty_split: skip")
+                    "filter with --data.init_args.user_core or set --data.init_args.empty_split skip")
         if len(self.parts["train"][0]) == 0:
             raise RecsysDataError(f"{source}: the split leaves no training interactions")
         self.item_train_counts = torch.from_numpy(np.bincount(self.parts["train"][1], minlength=self.num_items + 1))
@@ -337,15 +338,15 @@ class InteractionDataModule(pl.LightningDataModule):
         if wanted is None:
             return torch.arange(self.num_users), list(self.user_ids)
         if isinstance(wanted, str):
-            text = read_text(wanted, "utf-8", RecsysFileError, "one user id per line", what="data.predict_users file",
-                             setting=None)
+            text = read_text(wanted, "utf-8", RecsysFileError, "one user id per line",
+                             what="--data.init_args.predict_users file", setting=None)
             wanted = [line.strip() for line in text.splitlines() if line.strip()]
         index = {u: k for k, u in enumerate(self.user_ids)}
         ids = [str(u) for u in wanted]
         unknown = [u for u in ids if u not in index]
         if unknown and self.unknown_users == "error":
             raise UnknownUserError(f"predict: {len(unknown)} user id(s) not in the training data, e.g. {unknown[:5]}; "
-                                   "set data.unknown_users: popular to recommend popular items to them")
+                                   "set --data.init_args.unknown_users popular to recommend popular items to them")
         return torch.tensor([index.get(u, -1) for u in ids], dtype=torch.long), ids
 
     def predict_dataloader(self) -> DataLoader:

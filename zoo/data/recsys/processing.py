@@ -24,7 +24,7 @@ def handle_duplicates(df: pd.DataFrame, policy: str, source: str) -> pd.DataFram
         earlier = df[(df["user"] == first["user"]) & (df["item"] == first["item"])]["row"].tolist()
         raise RecsysDataError(f"{source}: user {first['user']!r} and item {first['item']!r} occur more than once "
                               f"(data rows {earlier[:5]}; {int(dup.sum())} duplicate rows in all); set "
-                              "data.duplicates to 'first', 'last' or 'keep' (repeat interactions)")
+                              "--data.init_args.duplicates to 'first', 'last' or 'keep' (repeat interactions)")
     return df[~dup]
 
 

@@ -60,7 +60,7 @@ def iter_table(path: str | Path, fmt: str = "auto", sep: str | None = None,
         else:
             fmt = "csv"
     if fmt not in ("atomic", "udata", "parquet", "csv"):
-        raise RecsysDataError(f"data.format must be one of auto, csv, parquet, udata, atomic; got {fmt!r}")
+        raise RecsysDataError(f"--data.init_args.format must be one of auto, csv, parquet, udata, atomic; got {fmt!r}")
     return _frames(path, fmt, sep, chunk_rows), fmt
 
 
@@ -149,7 +149,7 @@ def standardise_items(raw: pd.DataFrame, source: str, item_column: str | None = 
         if missing:
             raise RecsysDataError(f"{source}: no text column(s) {missing} "
                                   f"(columns: {', '.join(map(str, raw.columns))}); "
-                                  "set data.item_text_columns")
+                                  "set --data.init_args.item_text_columns")
         cols = list(text_columns)
     else:
         preferred = [c for c in ("movie_title", "title", "release_year", "year", "class", "genres", "genre",

@@ -86,7 +86,8 @@ def encode_log(chunks: Iterable[pd.DataFrame], source: str, columns: dict[str, s
             parts[name].append(values)
         if with_split:
             if "split" not in raw.columns:
-                raise RecsysDataError(f"{source}: data.split 'column' needs a 'split' column with train/val/test")
+                raise RecsysDataError(f"{source}: --data.init_args.split 'column' needs a 'split' column with "
+                                      "train/val/test")
             labels = raw["split"].astype(str).str.lower().map(SPLIT_LABELS).fillna(-1)
             parts["split"].append(labels.to_numpy(np.int8))
         first_row += len(df)
@@ -121,7 +122,8 @@ def drop_duplicates(log: EncodedLog, policy: str, source: str) -> EncodedLog:
         rows = log.row[keys == keys[dup]].tolist()
         raise RecsysDataError(f"{source}: user {log.user_ids[log.users[dup]]!r} and item "
                               f"{log.item_ids[log.items[dup]]!r} occur more than once (data rows {rows[:5]}; "
-                              f"{int((~keep).sum())} duplicate rows in all); set data.duplicates to 'first', "
+                              f"{int((~keep).sum())} duplicate rows in all); set --data.init_args.duplicates to "
+                              "'first', "
                               "'last' or 'keep' (repeat interactions)")
     return log.select(keep)
 

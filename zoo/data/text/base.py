@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from zoo.data.distributed import eval_sampler
 from zoo.data.loaders import SplitLoaders, train_loader
-from zoo.data.splits import split_indices
+from zoo.data.splits import conflicting_split_options, split_indices
 from zoo.data.text.batching import DynamicPadCollator, LengthGroupedBatchSampler, TokenizedSet
 from zoo.data.text.cache import Ragged, cached, default_cache_dir
 from zoo.data.text.readers import TextDataError
@@ -44,6 +44,9 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         seed: seed of the splits, subsets and shuffling.
     """
 
+    #: what the vocabulary check recommends models for: ``classification`` or ``token`` (entities)
+    vocabulary_task = "classification"
+
     def __init__(self, *, train: str | None = None, val: str | None = None, test: str | None = None,
                  dataset: str | None = None, predict: str | None = None, tokenizer: str = "minilm",
                  max_length: int = 128, max_samples: int | None = None, val_fraction: float = 0.1,
@@ -55,14 +58,19 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         # from this call, so the hyper-parameters hold the subclass's own arguments and these
         self.save_hyperparameters()
         if max_length < 8:
-            raise TextDataError(f"data.max_length must be >= 8, got {max_length}")
+            raise TextDataError(f"--data.init_args.max_length must be >= 8, got {max_length}")
         if bool(train) == bool(dataset):
-            raise TextDataError("give exactly one of data.train (a file) or data.dataset (a built-in name)")
+            raise TextDataError("give exactly one of --data.init_args.train (a file) or --data.init_args.dataset "
+                                "(a built-in name)")
+        conflict = conflicting_split_options({"val": "val" if val else None, "test": "test" if test else None},
+                                             {"val": (val_fraction, 0.1), "test": (test_fraction, 0.2)})
+        if conflict:
+            raise TextDataError(conflict)
         for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= frac < 1.0:
-                raise TextDataError(f"data.{name} must be in [0, 1), got {frac}")
+                raise TextDataError(f"--data.init_args.{name} must be in [0, 1), got {frac}")
         if max_samples is not None and max_samples < 4:
-            raise TextDataError(f"data.max_samples must be >= 4, got {max_samples}")
+            raise TextDataError(f"--data.init_args.max_samples must be >= 4, got {max_samples}")
         self.train_path, self.val_path, self.test_path, self.predict_path = train, val, test, predict
         self.dataset = dataset
         self.tokenizer_name = tokenizer
@@ -111,13 +119,15 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
     def check_vocabulary(self, texts: Sequence[str]) -> None:
         """The vocabulary figures of the training texts into :attr:`data_checks`; one warning when the encoder's
         vocabulary does not fit them (:mod:`zoo.data.text.vocabulary`)."""
-        from zoo.data.text.vocabulary import vocabulary_report, vocabulary_warning
+        from zoo.data.text.vocabulary import recommended_models, vocabulary_report, vocabulary_warning
 
         if "vocabulary" in self.data_checks or not texts:
             return
         report = vocabulary_report(self.tokenizer, texts, self.max_length)
+        message = vocabulary_warning(report, self.tokenizer_name, self.vocabulary_task)
+        if message:
+            report["recommended_models"] = recommended_models(report, self.vocabulary_task)
         self.data_checks["vocabulary"] = report
-        message = vocabulary_warning(report, self.tokenizer_name)
         if message:
             log.warning(message)
 
@@ -140,15 +150,24 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
     def _report_truncation(self, split: str, truncated: int, total: int, unit: str = "texts") -> None:
         self.truncated[split] = truncated
         if truncated:
-            log.warning("zoo: %s split: %d of %d %s (%.1f%%) are longer than max_length=%d tokens and were truncated",
-                        split, truncated, total, unit, 100.0 * truncated / max(total, 1), self.max_length)
+            log.warning("zoo: %s split: %d of %d %s (%.1f%%) are longer than max_length=%d tokens and were truncated; "
+                        "%s", split, truncated, total, unit, 100.0 * truncated / max(total, 1), self.max_length,
+                        self.truncation_advice())
+
+    def truncation_advice(self) -> str:
+        """What reads the part of a long text that truncation cuts, from this data's own settings."""
+        if getattr(self, "text_pair_column", None):  # windows work on single texts only
+            return f"raise --data.init_args.max_length (now {self.max_length}) to read more of each pair"
+        return (f"--data.init_args.long_text chunks reads all of it (windows of {self.max_length} tokens, "
+                "--data.init_args.max_chunks of them at most)")
 
     def split_loader(self, name: str, train: bool, grouped: bool = True) -> DataLoader:
         if name not in self.splits:
             self.setup("predict" if name == "predict" else "fit")
         ds = self.splits.get(name)
         if ds is None or len(ds) == 0:
-            raise TextDataError(f"the {name} split is empty; give data.{name} or raise data.{name}_fraction")
+            raise TextDataError(f"the {name} split is empty; give --data.init_args.{name} or raise "
+                                f"--data.init_args.{name}_fraction")
         collate = DynamicPadCollator(self.pad_token_id())
         bs = self.batch_size if train else self.eval_batch_size
         common = dict(collate_fn=collate, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)

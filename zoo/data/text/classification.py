@@ -72,8 +72,9 @@ class TextDataModule(TextDataBase):
         self.missing_label, self.max_chars = missing_label, max_chars
         chunk_overlap = check_long_text(long_text, chunk_overlap, max_chunks, self.max_length)
         if long_text != "truncate" and text_pair_column:
-            raise TextDataError(f"data.long_text: {long_text} works on single texts; text pairs are truncated "
-                                "(set data.long_text: truncate)")
+            raise TextDataError(f"--data.init_args.long_text {long_text} works on single texts; text pairs are "
+                                "truncated "
+                                "(set --data.init_args.long_text truncate)")
         self.long_text, self.chunk_overlap, self.max_chunks = long_text, chunk_overlap, max_chunks
         self.text_column, self.text_pair_column, self.label_column = text_column, text_pair_column, label_column
         self.label_separator = label_separator
@@ -159,7 +160,7 @@ class TextDataModule(TextDataBase):
             extra = [x for x in seen if x not in self.fixed_class_names]
             if extra:
                 raise TextDataError(f"{tables['train']['source']}: label(s) {', '.join(extra[:10])} are not in "
-                                    f"data.labels ({', '.join(self.fixed_class_names)})")
+                                    f"--data.init_args.labels ({', '.join(self.fixed_class_names)})")
             self._class_names = list(self.fixed_class_names)
         else:
             self._class_names = seen

@@ -24,7 +24,7 @@ _SPACES = re.compile(r" +")
 
 def check_bio_mode(bio: str) -> str:
     if bio not in BIO_MODES:
-        raise TextDataError(f"data.bio must be one of {', '.join(BIO_MODES)}; got {bio!r}")
+        raise TextDataError(f"--data.init_args.bio must be one of {', '.join(BIO_MODES)}; got {bio!r}")
     return bio
 
 
@@ -35,7 +35,7 @@ def _check_tag(tag: str, prev: str, where: str, bio: str) -> str:
     if tag.startswith("I-") and prev[2:] != tag[2:]:
         if bio != "repair":
             raise TextDataError(f"{where}: tag {tag!r} follows {prev!r}, which breaks BIO; an entity must start with "
-                                f"B-{tag[2:]} (set data.bio: repair to turn such tags into B-{tag[2:]})")
+                                f"B-{tag[2:]} (set --data.init_args.bio repair to turn such tags into B-{tag[2:]})")
         return "B-" + tag[2:]
     return tag
 
@@ -55,7 +55,8 @@ def validate_bio(tags: list[str], where: str, bio: str = "error") -> int:
 
 def _report_repairs(path: Path, repaired: int, first: int) -> None:
     if repaired:
-        log.warning("zoo: %s: repaired %d I- tag(s) that started an entity to B- (data.bio: repair); the first at "
+        log.warning("zoo: %s: repaired %d I- tag(s) that started an entity to B- (--data.init_args.bio repair); "
+                    "the first at "
                     "line %d", path, repaired, first)
 
 

@@ -34,13 +34,13 @@ def check_long_text(long_text: str, chunk_overlap: int | None, max_chunks: int, 
                     allowed: tuple[str, ...] = LONG_TEXT) -> int:
     """Checks the options; returns the overlap (default: a quarter of ``max_length``)."""
     if long_text not in allowed:
-        raise TextDataError(f"data.long_text must be one of {', '.join(allowed)}; got {long_text!r}")
+        raise TextDataError(f"--data.init_args.long_text must be one of {', '.join(allowed)}; got {long_text!r}")
     if max_chunks < 1:
-        raise TextDataError(f"data.max_chunks must be >= 1, got {max_chunks}")
+        raise TextDataError(f"--data.init_args.max_chunks must be >= 1, got {max_chunks}")
     if chunk_overlap is None:
         return max_length // 4
     if not 0 <= chunk_overlap < max_length // 2:
-        raise TextDataError(f"data.chunk_overlap must be in [0, max_length / 2 = {max_length // 2}), "
+        raise TextDataError(f"--data.init_args.chunk_overlap must be in [0, max_length / 2 = {max_length // 2}), "
                             f"got {chunk_overlap}")
     return chunk_overlap
 

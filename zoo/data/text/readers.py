@@ -23,7 +23,7 @@ def read_table(path: str | os.PathLike[str], encoding: str = "utf-8") -> Any:
 def column(frame: Any, name: str, path: Any, flag: str) -> list[Any]:
     """The values of column ``name``; a missing column names the ``data.<flag>`` option that picks it."""
     if name not in frame.columns:
-        raise TextDataError(f"{path}: missing column {name!r} (set data.{flag}); found columns: "
+        raise TextDataError(f"{path}: missing column {name!r} (set --data.init_args.{flag}); found columns: "
                             f"{', '.join(map(str, frame.columns)) or 'none'}")
     return frame[name].tolist()
 

@@ -50,6 +50,8 @@ class TokenDataModule(TextDataBase):
             :class:`~zoo.data.text.base.TextDataBase`.
     """
 
+    vocabulary_task = "token"
+
     def __init__(
         self,
         tags: list[str] | None = None,
@@ -61,7 +63,8 @@ class TokenDataModule(TextDataBase):
     ) -> None:
         super().__init__(**kwargs)
         if long_text == "head_tail":
-            raise TextDataError("data.long_text: head_tail would leave the middle words of a sentence untagged; "
+            raise TextDataError("--data.init_args.long_text head_tail would leave the middle words of a sentence "
+                                "untagged; "
                                 "token classification takes truncate or chunks")
         self.chunk_overlap = check_long_text(long_text, chunk_overlap, max_chunks, self.max_length,
                                              allowed=("truncate", "chunks"))
@@ -227,7 +230,7 @@ class TokenDataModule(TextDataBase):
         """One item per non-empty line of the ``predict`` file, split into words."""
         path = Path(self.predict_path)
         lines = read_text(path, self.encoding, TextDataError, expected="one sentence per line",
-                          what="data.predict file").splitlines()
+                          what="--data.init_args.predict file").splitlines()
         items = []
         for no, line in enumerate(lines, start=1):
             words, spans = split_words(line)
@@ -250,6 +253,8 @@ class TokenDataModule(TextDataBase):
                     text, spans = join_words(words)
                     items.append((words, spans, text, tags, f"{source}:{line}"))
                 self.splits[split] = self._tokenize_words(items, split)
+                if split == "train":  # the same vocabulary / script check as text classification
+                    self.check_vocabulary([text for _, _, text, _, _ in items])
         if stage == "predict" and self.predict_path and "predict" not in self.splits:
             self.splits["predict"] = self._tokenize_words(self._predict_items(), "predict")
 

@@ -82,10 +82,36 @@ def vocabulary_report(tokenizer: Any, texts: Sequence[str], max_length: int, sam
     }
 
 
-def vocabulary_warning(report: dict[str, Any], encoder: str) -> str | None:
-    """One line when the vocabulary does not fit the data, else None."""
-    advice = ("use a multilingual encoder (`model.init_args.encoder: <local dir or hub id>`, with the same "
-              "`data.init_args.tokenizer`) or the `fasttext` / `tfidf` model")
+#: scripts of the 16 languages Universal Sentence Encoder multilingual v3 was trained on (ar, de, en, es, fr, it,
+#: ja, ko, nl, pl, pt, ru, th, tr, zh-cn, zh-tw): the ``use_multilingual`` backbone
+USE_M3_SCRIPTS = ("LATIN", "CJK", "CYRILLIC", "ARABIC", "THAI")
+
+
+def recommended_models(report: dict[str, Any], task: str = "classification") -> list[str]:
+    """The shipped models that fit data whose script the encoder's vocabulary does not cover, best first:
+    for entities (``task="token"``) the ``crf_tagger``, which learns character and subword features from scratch;
+    for classes the n-gram models (any script), ``use_multilingual`` where its 16 languages' scripts are the
+    data's, and an ensemble of them."""
+    if task == "token":
+        return ["crf_tagger (recipes/text/ner_crf.yaml)"]
+    main = next(iter(report.get("data_scripts") or {}), None)
+    out = ["tfidf (recipes/text/*_tfidf.yaml)", "fasttext (recipes/text/*_fasttext.yaml)"]
+    if main in USE_M3_SCRIPTS:
+        out.append("use_multilingual (recipes/text/*_use.yaml)")
+    return [*out, "a `zoo ensemble` of those runs"]
+
+
+def _advice(report: dict[str, Any], task: str) -> str:
+    models = recommended_models(report, task)
+    what = "entities in this script" if task == "token" else "this data"
+    return (f"for {what} use {' or '.join(models[:1]) if task == 'token' else ', '.join(models)}; or a multilingual "
+            "encoder (`model.init_args.encoder: <local dir or hub id>`, with the same `data.init_args.tokenizer`)")
+
+
+def vocabulary_warning(report: dict[str, Any], encoder: str, task: str = "classification") -> str | None:
+    """One line when the vocabulary does not fit the data, naming the shipped model that does, else None.
+    ``task``: ``classification`` (text classes) or ``token`` (entities)."""
+    advice = _advice(report, task)
     data = report["data_scripts"]
     if data:
         main, share = next(iter(data.items()))
@@ -105,4 +131,5 @@ def vocabulary_warning(report: dict[str, Any], encoder: str) -> str | None:
     return None
 
 
-__all__ = ["script_of", "script_shares", "vocabulary_report", "vocabulary_scripts", "vocabulary_warning"]
+__all__ = ["USE_M3_SCRIPTS", "recommended_models", "script_of", "script_shares", "vocabulary_report",
+           "vocabulary_scripts", "vocabulary_warning"]

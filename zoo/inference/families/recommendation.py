@@ -148,7 +148,8 @@ class Recommendation(Family):
         if index is None:
             if self.pre.get("unknown_users") != "popular":
                 raise InferenceInputError("user", f"unknown user id {uid!r} (not in the training data) and this "
-                                          "export has no fallback (train with data.unknown_users: popular)", 404)
+                                          "export has no fallback (train with --data.init_args.unknown_users "
+                                          "popular)", 404)
             return {"user": uid, "index": -1, "top_k": k, "known": False}
         seen = self.indices[int(self.indptr[index]):int(self.indptr[index + 1])]
         hist = self.history[index] if self.history is not None else None

@@ -68,6 +68,9 @@ class RecommenderTask(ZooTask):
 
     #: how zoo export / zoo serve read and answer it (zoo.inference.family)
     export_family = "recommendation"
+    #: ``precision: auto`` keeps recommenders in fp32 (zoo.scale.resolve_precision)
+    fp32_reason = ("recommenders: torch has no bf16 CPU kernel for LightGCN's sparse graph product, and embedding "
+                   "lookups gain nothing from autocast")
 
     monitor = "val/ndcg@10"
     monitor_mode = "max"
@@ -84,19 +87,22 @@ class RecommenderTask(ZooTask):
         # this call, so the hyper-parameters hold the model's own arguments and these (given or default)
         self.save_hyperparameters()
         if not ks or min(ks) < 1 or top_k < 1:
-            raise RecsysModelError(f"model.ks and model.top_k must be positive; got ks={ks}, top_k={top_k}")
+            raise RecsysModelError("--model.init_args.ks and --model.init_args.top_k must be positive; got "
+                                   f"ks={ks}, top_k={top_k}")
         if 10 not in ks:
             ks = tuple(sorted(set(ks) | {10}))  # the headline metric is @10
         self.num_users, self.num_items = num_users, num_items
         self.ks, self.top_k = tuple(ks), top_k
         self.sampled_negatives, self.cold_threshold = sampled_negatives, cold_threshold
         if sparse_embeddings not in (True, False, "auto"):
-            raise RecsysModelError(f"model.sparse_embeddings must be true, false or auto; got {sparse_embeddings!r}")
+            raise RecsysModelError("--model.init_args.sparse_embeddings must be true, false or auto; got "
+                                   f"{sparse_embeddings!r}")
         self.sparse_embeddings = sparse_embeddings
         from zoo.tasks.recsys.retrieval import RETRIEVALS, RetrievalError
 
         if retrieval not in RETRIEVALS:
-            raise RetrievalError(f"model.retrieval must be one of {', '.join(RETRIEVALS)}; got {retrieval!r}")
+            raise RetrievalError(f"--model.init_args.retrieval must be one of {', '.join(RETRIEVALS)}; got "
+                                 f"{retrieval!r}")
         self.retrieval = retrieval
         self._faiss_index: Any = None
         self._catalogue: dict[str, list[str]] = {}
@@ -210,7 +216,7 @@ class RecommenderTask(ZooTask):
         an approximate nearest-neighbour index; models scored otherwise (NeuMF's MLP) do not implement it."""
         from zoo.tasks.recsys.retrieval import RetrievalError
 
-        raise RetrievalError(f"model.retrieval: faiss needs scores that are inner products of user and item "
+        raise RetrievalError(f"--model.init_args.retrieval faiss needs scores that are inner products of user and item "
                              f"vectors; {type(self).__name__} scores otherwise, use retrieval: exact")
 
     def _top_known(self, users: Tensor, history: Tensor | None, exclude: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -332,7 +338,7 @@ class RecommenderTask(ZooTask):
         if bool((~known).any()):
             if self.item_popularity.numel() != self.num_items + 1:
                 raise RecsysModelError("recommending to unknown users needs the training item counts: bind the "
-                                       "model to its InteractionDataModule (data.unknown_users: popular)")
+                                       "model to its InteractionDataModule (--data.init_args.unknown_users popular)")
             # documented fallback (data.unknown_users: popular): most popular training items, score = count
             s, i = self.item_popularity.cpu().index_fill(0, torch.tensor([0]), -1.0).topk(k)
             top_items[~known.cpu()], top_scores[~known.cpu()] = i, s

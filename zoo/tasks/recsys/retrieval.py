@@ -32,7 +32,8 @@ class FaissIndex:
         try:
             import faiss
         except ImportError as e:  # an optional extra (pip install zoo[recsys])
-            raise RetrievalError("model.retrieval: faiss needs the faiss-cpu package (pip install faiss-cpu)") from e
+            raise RetrievalError("--model.init_args.retrieval faiss needs the faiss-cpu package (pip install "
+                                 "faiss-cpu)") from e
         vectors = np.ascontiguousarray(item_vectors[1:].detach().float().cpu().numpy())
         self.index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
         self.index.hnsw.efConstruction = ef_construction

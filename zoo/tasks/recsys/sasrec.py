@@ -32,7 +32,8 @@ class SASRec(RecommenderTask):
                  max_len: int = 50, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if hidden_size % num_heads:
-            raise ValueError(f"model.hidden_size ({hidden_size}) must be divisible by model.num_heads ({num_heads})")
+            raise ValueError(f"--model.init_args.hidden_size ({hidden_size}) must be divisible by "
+                             f"--model.init_args.num_heads ({num_heads})")
         self.hidden_size, self.num_layers, self.num_heads = hidden_size, num_layers, num_heads
         self.dropout, self.max_len = dropout, max_len
         if self.has_sizes():

@@ -55,7 +55,7 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
                  id_dropout: float = 0.0, mask_unseen_ids: bool = False, num_negatives: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= id_dropout < 1.0:
-            raise ValueError(f"model.id_dropout must be in [0, 1), got {id_dropout}")
+            raise ValueError(f"--model.init_args.id_dropout must be in [0, 1), got {id_dropout}")
         self.embedding_dim, self.text_encoder, self.text_dim = embedding_dim, text_encoder, text_dim
         self.max_length, self.cache_dir = max_length, cache_dir
         self.projection_layers = tuple(projection_layers)
@@ -63,7 +63,8 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
         self.mask_unseen_ids = mask_unseen_ids
         self.text_peft = dict(text_peft) if text_peft else None
         if self.text_peft and text_encoder == "hashing":
-            raise ValueError("model.text_peft needs a Hugging Face text_encoder (minilm or a directory), not 'hashing'")
+            raise ValueError("--model.init_args.text_peft needs a Hugging Face text_encoder (minilm or a "
+                             "directory), not 'hashing'")
         self._features: Tensor | None = None
         self._tokens: tuple[Tensor, Tensor] | None = None
         self._eval_items: tuple[int, Tensor] | None = None
@@ -73,7 +74,8 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
     def prepare_data_dependent(self, datamodule: InteractionDataModule) -> None:
         texts = datamodule.item_texts
         if texts is None:
-            raise RecsysModelError("text_aware needs item descriptions: set data.items_path (or a dataset with items)")
+            raise RecsysModelError("text_aware needs item descriptions: set --data.init_args.items_path (or a "
+                                   "dataset with items)")
         if self.text_peft:  # tokens only: the tuned encoder encodes them at every step
             from zoo.backbones.text import encoder_config, load_tokenizer
 

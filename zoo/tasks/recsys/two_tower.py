@@ -44,7 +44,7 @@ class TwoTower(RecommenderTask):
                  temperature: float = 0.1, logq_correction: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if temperature <= 0:
-            raise ValueError(f"model.temperature must be > 0, got {temperature}")
+            raise ValueError(f"--model.init_args.temperature must be > 0, got {temperature}")
         self.embedding_dim, self.tower_layers, self.dropout = embedding_dim, tuple(tower_layers), dropout
         self.temperature, self.logq_correction = temperature, logq_correction
         if self.has_sizes():

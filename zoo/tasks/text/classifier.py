@@ -69,11 +69,13 @@ class TextClassifier(EncoderMixin, ClassificationTask):
         self.multi_label = multi_label
         self.thresholds_arg = thresholds
         if isinstance(class_weights, str) and class_weights != "balanced":
-            raise ValueError(f"model.class_weights must be 'balanced' or a list of floats, got {class_weights!r}")
+            raise ValueError("--model.init_args.class_weights must be 'balanced' or a list of floats, got "
+                             f"{class_weights!r}")
         self.class_weights_arg = class_weights
         self.dropout_p = dropout
         if chunk_pooling not in CHUNK_POOLING:
-            raise ConfigError(f"model.chunk_pooling must be one of {', '.join(CHUNK_POOLING)}; got {chunk_pooling!r}")
+            raise ConfigError(f"--model.init_args.chunk_pooling must be one of {', '.join(CHUNK_POOLING)}; got "
+                              f"{chunk_pooling!r}")
         self.chunk_pooling = chunk_pooling
         self.freeze_encoder = bool(freeze_encoder)
         #: training label counts and number of texts, for ``class_weights: balanced``
@@ -106,7 +108,7 @@ class TextClassifier(EncoderMixin, ClassificationTask):
         th = self.thresholds_arg
         th = [float(th)] * num_classes if isinstance(th, int | float) else [float(x) for x in th]
         if len(th) != num_classes:
-            raise ClassDataMismatchError(f"model.thresholds has {len(th)} values for {num_classes} classes")
+            raise ClassDataMismatchError(f"--model.init_args.thresholds has {len(th)} values for {num_classes} classes")
         self.label_mode = mode(weights, torch.tensor(th), label_smoothing=self.label_smoothing)
 
     def _class_weights(self, mode: type[LabelMode], num_classes: int) -> Tensor | None:
@@ -119,7 +121,8 @@ class TextClassifier(EncoderMixin, ClassificationTask):
                 return torch.tensor(saved, dtype=torch.float32) if isinstance(saved, list) else None
             return mode.balanced_weights(*self._label_counts)
         if len(arg) != num_classes:
-            raise ClassDataMismatchError(f"model.class_weights has {len(arg)} values for {num_classes} classes")
+            raise ClassDataMismatchError(f"--model.init_args.class_weights has {len(arg)} values for "
+                                         f"{num_classes} classes")
         return torch.tensor([float(x) for x in arg])
 
     def uses_adapters(self) -> bool:

@@ -71,7 +71,8 @@ class EncoderMixin(AdapterCheckpoints):
         if len(tok) > vocab:
             raise ClassDataMismatchError(
                 f"the data's tokenizer ({getattr(datamodule, 'tokenizer_name', '?')}) has {len(tok)} tokens but the "
-                f"encoder {self.encoder_name} embeds only {vocab}; set data.tokenizer to the model's encoder")
+                f"encoder {self.encoder_name} embeds only {vocab}; set --data.init_args.tokenizer to the model's "
+                "encoder")
 
     # -- contract -------------------------------------------------------------------------------------
     def embed(self, batch: dict[str, Any]) -> Tensor:

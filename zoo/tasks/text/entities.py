@@ -99,10 +99,18 @@ class EntityTagging:
             return
         if any(t != "O" for s in pred for t in s) or not any(t != "O" for s in gold for t in s):
             return
-        log.warning("zoo: epoch %d: the token classifier predicted no entity at all (every word 'O') on %d validation "
-                    "sentences; if this persists, give the head its own rate (model.init_args.head_lr, e.g. 0.01 with "
-                    "adapters) or train longer (see 'When NER predicts only O' in docs/text.md)",
-                    trainer.current_epoch, len(gold))
+        checks = getattr(getattr(trainer, "datamodule", None), "data_checks", None) or {}
+        log.warning("zoo: epoch %d: the tagger predicted no entity at all (every word 'O') on %d validation "
+                    "sentences; %s (see 'When NER predicts only O' in docs/text.md)", trainer.current_epoch, len(gold),
+                    self.entity_advice(trainer.max_epochs, (checks.get("vocabulary") or {}).get("recommended_models")))
+
+    def entity_advice(self, max_epochs: int | None, recommended: list[str] | None) -> str:
+        """What to try when the tagger predicts only ``O``, from the run's own settings (a tagger with more knobs
+        says more)."""
+        out = [f"the encoder's vocabulary does not cover this data: use {recommended[0]}"] if recommended else []
+        out.append(f"train longer (--trainer.max_epochs {2 * max_epochs})" if max_epochs and max_epochs > 0
+                   else "train longer")
+        return "if this persists: " + "; or ".join(out)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         return self._eval_step("test", batch)  # type: ignore[attr-defined]  # logits for the calibration report

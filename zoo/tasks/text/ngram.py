@@ -25,6 +25,8 @@ class BagOfNgramsTask(ClassificationTask):
 
     #: how zoo export / zoo serve read and answer it (zoo.inference.family)
     export_family = "ngram_text_classification"
+    #: ``precision: auto`` keeps the n-gram models in fp32 (zoo.scale.resolve_precision)
+    fp32_reason = "n-gram models: sparse bags and one linear layer gain nothing from bf16 autocast"
 
     #: the feature kind this model reads (``hashing`` / ``tfidf``), checked against the data's
     feature_kind = "hashing"
@@ -33,7 +35,7 @@ class BagOfNgramsTask(ClassificationTask):
         super().__init__(**kwargs)
         self.feature_space = dict(feature_space) if feature_space else None
         if not 0.0 <= dropout < 1.0:
-            raise ClassDataMismatchError(f"model.dropout must be in [0, 1), got {dropout}")
+            raise ClassDataMismatchError(f"--model.init_args.dropout must be in [0, 1), got {dropout}")
         self.dropout_p = dropout
 
     def configure_from_data(self, datamodule: Any) -> None:
@@ -46,7 +48,8 @@ class BagOfNgramsTask(ClassificationTask):
                     f"(features: {self.feature_kind}), not {type(datamodule).__name__}")
             return
         if space["kind"] != self.feature_kind:
-            raise ClassDataMismatchError(f"{type(self).__name__} needs data.features: {self.feature_kind}, the data "
+            raise ClassDataMismatchError(f"{type(self).__name__} needs --data.init_args.features "
+                                         f"{self.feature_kind}, the data "
                                          f"has features: {space['kind']}")
         if self.feature_space is not None and self.feature_space != space:
             raise ClassDataMismatchError(
@@ -109,7 +112,7 @@ class FastTextClassifier(BagOfNgramsTask):
                          weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
                          warmup_ratio=warmup_ratio, feature_space=feature_space, dropout=dropout)
         if dim < 1:
-            raise ClassDataMismatchError(f"model.dim must be >= 1, got {dim}")
+            raise ClassDataMismatchError(f"--model.init_args.dim must be >= 1, got {dim}")
         self.save_hyperparameters()
         self.dim = dim
         if self.num_classes is not None and self.feature_space is not None:

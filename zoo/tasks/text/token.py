@@ -18,6 +18,22 @@ from zoo.tasks.text.encoder import EncoderMixin
 from zoo.tasks.text.entities import EntityTagging, word_rows
 
 
+def no_entity_advice(lr: float, head_lr: float | None, peft: dict[str, Any] | None, max_epochs: int | None,
+                     recommended: list[str] | None = None) -> str:
+    """What to change when a tagger predicts only ``O``, from the run's own settings: never a value it already has."""
+    out = []
+    if recommended:  # the encoder's vocabulary does not cover the data's script (zoo.data.text.vocabulary)
+        out.append(f"the encoder's vocabulary does not cover this data: use {recommended[0]}")
+    if head_lr is None:
+        out.append(f"give the head its own rate (--model.init_args.head_lr 0.01; it learns at lr {lr:g} now"
+                   + (", set for the adapters)" if peft else ")"))
+    elif head_lr < 0.01:
+        out.append(f"raise the head's rate (--model.init_args.head_lr 0.01; it is {head_lr:g})")
+    longer = f"--trainer.max_epochs {2 * max_epochs}" if max_epochs and max_epochs > 0 else "more epochs"
+    out.append(f"train longer ({longer})")
+    return "if this persists: " + "; or ".join(out)
+
+
 class TokenClassifier(EntityTagging, EncoderMixin, Calibrated, ZooTask):
     """Token classification (named entities in IOB2) on a local Hugging Face encoder.
 
@@ -123,6 +139,9 @@ class TokenClassifier(EntityTagging, EncoderMixin, Calibrated, ZooTask):
             return self.crf.nll(emissions, tags, mask)
         return F.cross_entropy(out.float().flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
 
+    def entity_advice(self, max_epochs: int | None, recommended: list[str] | None) -> str:
+        return no_entity_advice(self.lr, self.head_lr, self.peft_spec, max_epochs, recommended)
+
     # -- tags per word: arg-max, or the CRF's constrained Viterbi path over the first sub-tokens -----------
     def decode_words(self, out: Tensor, batch: dict[str, Any]) -> list[list[int]]:
         if self.crf is None:
@@ -143,4 +162,4 @@ class TokenClassifier(EntityTagging, EncoderMixin, Calibrated, ZooTask):
         return meta
 
 
-__all__ = ["TokenClassifier", "word_rows"]
+__all__ = ["TokenClassifier", "no_entity_advice", "word_rows"]
