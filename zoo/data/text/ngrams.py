@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from zoo.data.text.base import log
 from zoo.data.text.batching import TokenizedSet
 from zoo.data.text.classification import Table, TextDataModule
 from zoo.data.text.readers import TextDataError
