@@ -121,8 +121,8 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         vocabulary does not fit them (:mod:`zoo.data.text.vocabulary`)."""
         from zoo.data.text.vocabulary import recommended_models, vocabulary_report, vocabulary_warning
 
-        if "vocabulary" in self.data_checks or not texts:
-            return
+        if "vocabulary" in self.data_checks or not texts or not callable(self.tokenizer):
+            return  # (not callable: ``tokenizer: words`` hashes words and characters, no fixed vocabulary to miss)
         report = vocabulary_report(self.tokenizer, texts, self.max_length)
         message = vocabulary_warning(report, self.tokenizer_name, self.vocabulary_task)
         if message:

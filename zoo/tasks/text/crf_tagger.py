@@ -58,6 +58,8 @@ class CRFTagger(EntityTagging, Calibrated, ZooTask):
     """
 
     export_family = "word_tagging"
+    fp32_reason = ("crf_tagger: the CRF's log-sum-exp over tag paths needs fp32, and its small BiLSTM gains "
+                   "nothing from bf16 autocast on CPU")
     monitor = "val/f1"
     monitor_mode = "max"
 
