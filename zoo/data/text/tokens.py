@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from zoo.data.checks.filtering import apply_row_filters
 from zoo.data.files import read_text
 from zoo.data.splits import limit
 from zoo.data.text.base import TextDataBase
@@ -44,6 +45,9 @@ class TokenDataModule(TextDataBase):
             :class:`~zoo.data.text.base.TextDataBase`.
     """
 
+    #: which checks zoo inspect runs on it (zoo.data.checks)
+    data_family = "token_classification"
+
     def __init__(
         self,
         tags: list[str] | None = None,
@@ -64,6 +68,8 @@ class TokenDataModule(TextDataBase):
         self.bio = check_bio_mode(bio)
         self._sentences: dict[str, list[Sentence]] | None = None
         self._tags: list[str] | None = None
+        #: per split: (words, tags, row id) of each sentence, for the data checks (zoo.data.checks.tokens)
+        self.tagged: dict[str, list[tuple[list[str], list[str], str]]] = {}
 
     @property
     def class_names(self) -> list[str]:
@@ -215,7 +221,9 @@ class TokenDataModule(TextDataBase):
                 for words, tags, line in chosen:
                     text, spans = join_words(words)
                     items.append((words, spans, text, tags, f"{source}:{line}"))
+                self.tagged[split] = [(words, tags, ident) for words, _, _, tags, ident in items]
                 self.splits[split] = self._tokenize_words(items, split)
+            apply_row_filters(self)
         if stage == "predict" and self.predict_path and "predict" not in self.splits:
             self.splits["predict"] = self._tokenize_words(self._predict_items(), "predict")
 
