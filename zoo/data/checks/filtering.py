@@ -87,7 +87,7 @@ def apply_row_filters(dm: Any) -> None:
     dm.dropped_rows = {s: len(d) for s, d in drop.items() if d}
     for split, ids in drop.items():
         if ids:
-            dm.splits[split] = _without(dm.splits[split], ids)
+            dm.splits[split] = without_rows(dm.splits[split], ids)
             if split in (getattr(dm, "tagged", None) or {}):
                 dm.tagged[split] = [t for t in dm.tagged[split] if t[2] not in ids]
             import logging
@@ -96,7 +96,8 @@ def apply_row_filters(dm: Any) -> None:
                                                   len(ids), dedupe, ", data.exclude_rows" if excluded else "")
 
 
-def _without(ds: Any, ids: set[str]) -> Any:
+def without_rows(ds: Any, ids: set[str]) -> Any:
+    """A copy of a split (a TokenizedSet or an ImageSet) without the rows whose id is in ``ids``."""
     if hasattr(ds, "rows"):
         return type(ds)([r for r in ds.rows if str(r["id"]) not in ids])
     import numpy as np
@@ -109,4 +110,5 @@ def _without(ds: Any, ids: set[str]) -> Any:
     return type(ds)(source, labels, [ds.ids[k] for k in keep], ds.in_channels, ds.transform)
 
 
-__all__ = ["DEDUPE", "apply_row_filters", "check_row_options", "read_exclude_rows", "rows_to_drop"]
+__all__ = ["DEDUPE", "apply_row_filters", "check_row_options", "read_exclude_rows", "rows_to_drop",
+           "without_rows"]

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import unicodedata
 import zlib
-from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
 #: Jaccard similarity of shingle sets at or above which two texts count as near-duplicates
 TEXT_THRESHOLD = 0.8
+#: the LSH index is built for TEXT_THRESHOLD times this, for recall at the threshold itself
+LSH_SLACK = 0.7
 #: MinHash permutations (LSH recall at the threshold is about 0.99 with datasketch's band choice)
 NUM_PERM = 64
 #: characters of a text that are shingled: a near-copy shows in its first few thousand characters already
@@ -85,7 +86,9 @@ def text_near_pairs(earlier: TextIndex | Sequence[str], later: TextIndex | Seque
     ``threshold``."""
     a = earlier if isinstance(earlier, TextIndex) else TextIndex(earlier)
     b = later if isinstance(later, TextIndex) else TextIndex(later)
-    lsh = a.lsh(threshold)
+    # the index's own threshold is an S-curve: a pair just above 0.8 is found about half the time, so candidates
+    # come from a lower one and the exact Jaccard decides
+    lsh = a.lsh(round(threshold * LSH_SLACK, 3))
     pairs = []
     for j, (s, sig) in enumerate(zip(b.sets, b.signatures)):
         if not s:
@@ -104,35 +107,40 @@ def text_near_pairs(earlier: TextIndex | Sequence[str], later: TextIndex | Seque
 def hash_near_pairs(earlier: np.ndarray, later: np.ndarray, distance: int = IMAGE_DISTANCE
                     ) -> list[tuple[int, int, int]]:
     """(index in later, index in earlier, Hamming distance) of each later 64-bit hash's nearest earlier hash
-    within ``distance``."""
+    within ``distance``: per band, the earlier hashes sorted by the band's bits give each later hash its bucket
+    (``searchsorted``), and the candidates of all buckets are compared in one vectorised step."""
     bands = distance + 1
     width = 64 // bands
-    mask = (1 << width) - 1
+    mask = np.uint64((1 << width) - 1)
     earlier = np.asarray(earlier, dtype=np.uint64)
     later = np.asarray(later, dtype=np.uint64)
-    best: dict[int, tuple[int, int]] = {}
+    best_i = np.full(len(later), -1, dtype=np.int64)
+    best_d = np.full(len(later), 65, dtype=np.int64)
     for b in range(bands):
         shift = np.uint64(b * width)
-        key_a = (earlier >> shift) & np.uint64(mask)
-        key_b = (later >> shift) & np.uint64(mask)
-        buckets: dict[int, list[int]] = defaultdict(list)
-        for i, k in enumerate(key_a.tolist()):
-            buckets[k].append(i)
-        for j, k in enumerate(key_b.tolist()):
-            members = buckets.get(k)
-            if not members or len(members) > MAX_BUCKET:
-                continue
-            idx = np.asarray(members)
-            dist = _popcount(earlier[idx] ^ later[j])
-            at = int(np.argmin(dist))
-            d = int(dist[at])
-            if d <= distance and (j not in best or d < best[j][1]):
-                best[j] = (int(idx[at]), d)
-    return sorted((j, i, d) for j, (i, d) in best.items())
-
-
-def _popcount(x: np.ndarray) -> np.ndarray:
-    return np.unpackbits(x.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1).sum(1)
+        key_a = (earlier >> shift) & mask
+        order = np.argsort(key_a, kind="stable")
+        sorted_a = key_a[order]
+        key_b = (later >> shift) & mask
+        lo = np.searchsorted(sorted_a, key_b, side="left")
+        hi = np.searchsorted(sorted_a, key_b, side="right")
+        sizes = np.where(hi - lo > MAX_BUCKET, 0, hi - lo)
+        if not sizes.any():
+            continue
+        j = np.repeat(np.arange(len(later)), sizes)
+        starts = np.repeat(lo - np.cumsum(sizes) + sizes, sizes)
+        i = order[starts + np.arange(len(j))]
+        d = np.bitwise_count(earlier[i] ^ later[j]).astype(np.int64)
+        keep = d <= distance
+        j, i, d = j[keep], i[keep], d[keep]
+        first = np.lexsort((i, d, j))  # per later hash: smallest distance, then lowest earlier index
+        j, i, d = j[first], i[first], d[first]
+        head = np.r_[True, j[1:] != j[:-1]]
+        j, i, d = j[head], i[head], d[head]
+        better = d < best_d[j]
+        best_i[j[better]], best_d[j[better]] = i[better], d[better]
+    hit = np.flatnonzero(best_i >= 0)
+    return [(int(k), int(best_i[k]), int(best_d[k])) for k in hit]
 
 
 __all__ = ["IMAGE_DISTANCE", "TEXT_THRESHOLD", "TextIndex", "hash_near_pairs", "normalise", "shingles",
