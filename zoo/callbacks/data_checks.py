@@ -137,44 +137,60 @@ class DataChecks(pl.Callback):
         self._deduplicated(trainer, test, out)
 
     def _deduplicated(self, trainer: pl.Trainer, test: tuple[Tensor, Tensor, list[str]], out: Any) -> None:
+        from zoo.callbacks.baseline import BaselineComparison
         from zoo.reporting.io import atomic_write_text
 
-        result = deduplicated_scores(trainer.datamodule, test)
+        earlier = next((c.result for c in trainer.callbacks if isinstance(c, BaselineComparison) and c.result), None)
+        plain = None if earlier is None else {"name": earlier["reference"],
+                                              "metrics": {r["metric"]: r["reference"] for r in earlier["rows"]}}
+        result = deduplicated_scores(trainer.datamodule, test, plain)
         if result is not None:
             atomic_write_text(out / "test_deduplicated.json", json.dumps(result, indent=2))
             print(f"zoo: {deduplicated_line(result)}", file=sys.stderr)
 
 
-def deduplicated_scores(dm: Any, test: tuple[Tensor, Tensor, list[str]]) -> dict[str, Any] | None:
+def deduplicated_scores(dm: Any, test: tuple[Tensor, Tensor, list[str]], baseline: dict[str, Any] | None = None
+                        ) -> dict[str, Any] | None:
     """The model's test accuracy (from ``test``: logits, targets, ids) and the baseline's on the whole test split
-    and on the test rows that repeat no earlier row (exact or near copy); None when none repeats."""
+    and on the test rows that repeat no earlier row (exact or near copy); None when none repeats. ``baseline``: the
+    reference's plain result when already fitted (``BaselineComparison``), so only the de-duplicated one is fitted
+    here."""
     from zoo.data.checks import inspect_datamodule, leaked_ids
 
     leaked = leaked_ids(inspect_datamodule(dm), "test")
     if not leaked:
         return None
     logits, targets, ids = test
-    hit = (logits.argmax(-1) == targets).numpy()
     keep = np.array([i not in leaked for i in ids])
+    pred, true = logits.argmax(-1).numpy(), targets.numpy()
     return {"test_rows": len(ids), "repeating_earlier_splits": int((~keep).sum()),
-            "model": {"accuracy": float(hit.mean()),
-                      "accuracy_deduplicated": float(hit[keep].mean()) if keep.any() else None},
-            "baseline": _baseline_deduplicated(dm, leaked)}
+            "model": {"plain": _scores(true, pred), "deduplicated": _scores(true[keep], pred[keep])},
+            "baseline": _baseline_deduplicated(dm, leaked, baseline)}
+
+
+def _scores(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """The reference models' metric names (zoo.baselines.references): acc and f1_macro."""
+    from sklearn.metrics import f1_score
+
+    if not len(true):
+        return {}
+    return {"acc": float((true == pred).mean()), "f1_macro": float(f1_score(true, pred, average="macro"))}
 
 
 def deduplicated_line(result: dict[str, Any]) -> str:
-    m, n = result["model"], result["test_rows"]
-    dedup = m["accuracy_deduplicated"]
-    line = (f"test accuracy {m['accuracy']:.4f} on all {n} test rows, "
-            f"{'n/a' if dedup is None else f'{dedup:.4f}'} on the {n - result['repeating_earlier_splits']} that "
-            "repeat no train / val row")
+    n, kept = result["test_rows"], result["test_rows"] - result["repeating_earlier_splits"]
+    m = result["model"]
+    line = f"de-duplicated test split ({kept} of {n} rows repeat no train / val row):"
+    for key in ("acc", "f1_macro"):
+        if key in m["deduplicated"]:
+            line += f" {key} {m['plain'][key]:.4f} -> {m['deduplicated'][key]:.4f}"
     base = result.get("baseline")
-    if base and "accuracy" in base["plain"] and "accuracy" in base["deduplicated"]:
-        line += f" (baseline {base['name']}: {base['plain']['accuracy']:.4f} / {base['deduplicated']['accuracy']:.4f})"
+    if base and "acc" in base["plain"] and "acc" in base["deduplicated"]:
+        line += f"; baseline acc {base['plain']['acc']:.4f} -> {base['deduplicated']['acc']:.4f}"
     return line
 
 
-def _baseline_deduplicated(dm: Any, leaked: set[str]) -> dict[str, Any] | None:
+def _baseline_deduplicated(dm: Any, leaked: set[str], plain: dict[str, Any] | None) -> dict[str, Any] | None:
     """The data's reference model on the plain and the de-duplicated test split (None when it has none)."""
     from zoo.baselines.references import NoReference, reference_for
     from zoo.data.checks.filtering import without_rows
@@ -184,7 +200,7 @@ def _baseline_deduplicated(dm: Any, leaked: set[str]) -> dict[str, Any] | None:
         return None
     plain_split = splits["test"]
     try:
-        plain = reference_for(dm)
+        plain = plain or reference_for(dm)
         splits["test"] = without_rows(plain_split, leaked)
         dedup = reference_for(dm)
     except NoReference:

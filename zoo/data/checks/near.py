@@ -133,6 +133,8 @@ def hash_near_pairs(earlier: np.ndarray, later: np.ndarray, distance: int = IMAG
         d = np.bitwise_count(earlier[i] ^ later[j]).astype(np.int64)
         keep = d <= distance
         j, i, d = j[keep], i[keep], d[keep]
+        if not len(j):
+            continue
         first = np.lexsort((i, d, j))  # per later hash: smallest distance, then lowest earlier index
         j, i, d = j[first], i[first], d[first]
         head = np.r_[True, j[1:] != j[:-1]]
