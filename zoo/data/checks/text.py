@@ -68,7 +68,7 @@ def classification_views(dm: Any) -> tuple[dict[str, SplitView], dict[str, list[
     return views, texts
 
 
-def near_duplicates(texts: dict[str, list[str]], views: dict[str, SplitView]) -> list[Finding]:
+def near_duplicates(texts: dict[str, list[str]], views: dict[str, SplitView], what: str = "texts") -> list[Finding]:
     """Later-split texts within Jaccard 0.8 of an earlier split's text that are not exact copies."""
     found = []
     index = {s: TextIndex(texts[s]) for s in views}
@@ -80,7 +80,7 @@ def near_duplicates(texts: dict[str, list[str]], views: dict[str, SplitView]) ->
             n = len(views[later])
             found.append(Finding(
                 "near_duplicates_across", "warning",
-                f"{len(pairs)} of {n} {later} texts are near-copies of {earlier} texts (word 3-gram Jaccard >= 0.8 "
+                f"{len(pairs)} of {n} {later} {what} are near-copies of {earlier} {what} (word 3-gram Jaccard >= 0.8 "
                 f"after normalising case, punctuation and spaces), e.g. {rows[0]['ids'][0]} ~ {rows[0]['ids'][1]}",
                 len(pairs), rows, {"split": later, "against": earlier}))
     return found

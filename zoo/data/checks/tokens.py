@@ -93,7 +93,7 @@ def inconsistent_tagging(tagged: dict[str, list[Tagged]]) -> list[Finding]:
 def check_token_classification(dm: Any) -> tuple[dict[str, Any], list[Finding]]:
     views, texts, tagged = token_views(dm)
     found = duplicate_findings(views, "sentences")
-    found += near_duplicates(texts, views)
+    found += near_duplicates(texts, views, "sentences")
     found += conflicting_labels(views, "sentences")
     types = {s: SplitView(v.ids, v.keys, [tuple(k for _, _, k in entities(list(t))) for t in v.labels or []])
              for s, v in views.items()}
