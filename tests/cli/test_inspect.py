@@ -12,7 +12,7 @@ import pytest
 from zoo.cli import main
 
 
-def _corpus(tmp_path, n_train=240, n_test=120, seed=0):
+def _corpus(tmp_path, n_train=240, n_test=120, seed=0, flip_train=()):
     """Two topics told apart by their words; test rows 1-6 are copies of train rows, and 6 test labels
     (5 %) are flipped. Returns the files and the ids of the flipped rows."""
     rng = np.random.default_rng(seed)
@@ -28,6 +28,8 @@ def _corpus(tmp_path, n_train=240, n_test=120, seed=0):
     flipped = list(range(20, 26))
     for k in flipped:
         test[k] = (test[k][0], "b" if test[k][1] == "a" else "a")
+    for k in flip_train:
+        train[k] = (train[k][0], "b" if train[k][1] == "a" else "a")
     paths = {}
     for name, rows in (("train", train), ("test", test)):
         paths[name] = tmp_path / f"{name}.csv"
@@ -100,3 +102,17 @@ def test_fit_and_test_report_data_label_issues_and_the_deduplicated_score(tmp_pa
                  "--data.init_args.dedupe", "across", "--out", str(tmp_path / "j")]) == 0
     report = json.loads((tmp_path / "j" / "data_report.json").read_text())
     assert report["settings"]["dropped"] == {"test": 12} and report["findings"] == []
+
+
+def test_inspect_cross_validate_ranks_flipped_train_labels(tmp_path, capsys):
+    flip = range(100, 112)  # 12 of 240 train rows, 5 %
+    paths, _ = _corpus(tmp_path, flip_train=flip)
+    recipe = _recipe(tmp_path, paths)
+    assert main(["inspect", "--config", str(recipe), "--cross-validate", "5", "--out", str(tmp_path / "o"),
+                 "--data.init_args.val_fraction", "0.0"]) == 0
+    assert "label issues in train (5-fold reference model)" in capsys.readouterr().err
+    with open(tmp_path / "o" / "label_issues_train.csv") as fh:
+        ranked = [r["row"] for r in csv.DictReader(fh)]
+    wrong = {f"train.csv:{k + 1}" for k in flip}
+    assert len(set(ranked[:12]) & wrong) >= 10, ranked[:12]
+    assert main(["inspect", "--config", str(recipe), "--cross-validate", "1"]) == 2

@@ -129,6 +129,9 @@ def main(argv: list[str]) -> int:
                         help="recipe YAML (repeat to add overlays, as for zoo fit)")
     parser.add_argument("--ckpt_path", type=Path, default=None,
                         help="a checkpoint of this recipe: also rank suspect labels (label_issues.csv)")
+    parser.add_argument("--cross_validate", "--cross-validate", type=int, default=None, metavar="K",
+                        help="also rank suspect labels of the train split from K-fold probabilities of the data's "
+                             "reference model (label_issues_train.csv)")
     parser.add_argument("--out", type=Path, default=None, help="folder for the reports (default runs/<recipe>/inspect)")
     args, rest = parser.parse_known_args(argv)
     for path in args.config:
@@ -152,4 +155,25 @@ def main(argv: list[str]) -> int:
         print(f"zoo: wrote {path}", file=sys.stderr)
     if args.ckpt_path is not None:
         _label_issues(args.ckpt_path, dm, out)
+    if args.cross_validate is not None:
+        _train_label_issues(dm, args.cross_validate, out)
     return 0
+
+
+def _train_label_issues(dm: Any, k: int, out: Path) -> None:
+    from zoo.baselines.crossval import cross_validated_probabilities
+    from zoo.baselines.references import NoReference
+    from zoo.data.checks.label_issues import rank_label_issues
+    from zoo.errors import ConfigError
+    from zoo.reporting.data_report import write_label_issues
+
+    if k < 2:
+        raise ConfigError(f"--cross-validate must be >= 2 folds, got {k}")
+    try:
+        labels, probs, ids = cross_validated_probabilities(dm, k)
+    except (NoReference, KeyError, AttributeError) as err:
+        raise ConfigError(f"--cross-validate: {err or 'needs a single-label text or image datamodule'}") from None
+    rows, estimate = rank_label_issues(labels, probs, ids, list(dm.class_names), ["train"] * len(ids))
+    path = write_label_issues(rows, out / "label_issues_train.csv")
+    print(f"zoo: label issues in train ({k}-fold reference model): cleanlab estimates {estimate} of {len(ids)} "
+          f"labels are wrong; {len(rows)} rows ranked in {path}", file=sys.stderr)

@@ -28,7 +28,9 @@ def rank_label_issues(labels: Sequence[int], probs: np.ndarray, ids: Sequence[st
     if len(y) < 2 * p.shape[1] or len(np.unique(y)) < 2:
         return [], 0
     quality = get_label_quality_scores(y, p)
-    flagged = find_label_issues(y, p, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab forks a multiprocessing pool otherwise, and a fork of a process that holds torch's
+    # threads can deadlock (it did, in a zoo test run)
+    flagged = find_label_issues(y, p, return_indices_ranked_by="self_confidence", n_jobs=1)
     estimate = int(num_label_issues(y, p))
     rows = []
     for k in flagged:
