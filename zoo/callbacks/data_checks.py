@@ -116,8 +116,10 @@ class DataChecks(pl.Callback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         out = run_dir(trainer)
+        # a part of the test split (limit_test_batches, fast_dev_run) or a shard of it (DDP) is not the split
         if (not self.label_issues or not trainer.is_global_zero or not self._test or trainer.world_size > 1
-                or trainer.datamodule is None or trainer.limit_test_batches not in (None, 1.0)):
+                or trainer.datamodule is None or trainer.fast_dev_run
+                or isinstance(trainer.limit_test_batches, int) or trainer.limit_test_batches != 1.0):
             return
         from zoo.reporting.data_report import write_label_issues
 
