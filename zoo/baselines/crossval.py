@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from zoo.baselines.references import MAX_TRAIN, NoReference, _pixels
+from zoo.baselines.references import NoReference, _pixels
 
 
 def cross_validated_probabilities(dm: Any, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(given labels, K-fold out-of-sample class probabilities, row ids) of the train split (at most MAX_TRAIN rows
-    for images, every row for text) of a set-up single-label text or image datamodule."""
+    """(given labels, K-fold out-of-sample class probabilities, row ids) of every row of the train split of a set-up
+    single-label text or image datamodule."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import FeatureUnion, make_pipeline
@@ -38,8 +38,8 @@ def cross_validated_probabilities(dm: Any, k: int, seed: int = 0) -> tuple[np.nd
     else:
         from sklearn.preprocessing import StandardScaler
 
-        x, y = _pixels(ds, MAX_TRAIN)
-        ids = [str(i) for i in ds.ids[:len(y)]]
+        x, y = _pixels(ds, len(ds))  # every row, in order, so the ids line up
+        ids = [str(i) for i in ds.ids]
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     smallest = int(np.bincount(y)[np.unique(y)].min()) if len(y) else 0
     if smallest < k:
