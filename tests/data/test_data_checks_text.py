@@ -78,6 +78,20 @@ def test_leaked_near_and_conflicting_rows_are_found_with_their_ids(tmp_path):
     assert leaked_ids(report) == {"test.csv:1", "test.csv:2", "test.csv:3", "test.csv:11", "test.csv:12"}
 
 
+def test_leaked_rows_are_all_listed_beyond_the_report_cap(tmp_path, monkeypatch):
+    import zoo.data.checks.findings as findings
+
+    monkeypatch.setattr(findings, "MAX_ROWS", 2)
+    rng = np.random.default_rng(4)
+    train_t, train_l = _texts(rng, 60), _labels(rng, 60)
+    test_t, test_l = _texts(rng, 20), _labels(rng, 20)
+    test_t[:5], test_l[:5] = train_t[:5], train_l[:5]
+    report = inspect_datamodule(_data(tmp_path, (train_t, train_l), (test_t, test_l)))
+    across = next(f for f in report["findings"] if f["kind"] == "duplicates_across")
+    assert across["count"] == 5 and len(across["rows"]) == 2  # the report lists 2, the score drops all 5
+    assert leaked_ids(report) == {f"test.csv:{k}" for k in range(1, 6)}
+
+
 def test_a_shifted_test_split_is_found(tmp_path):
     rng = np.random.default_rng(2)
     train = (_texts(rng, 300), _labels(rng, 300, 0.5))

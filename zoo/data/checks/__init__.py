@@ -43,7 +43,21 @@ def inspect_datamodule(dm: Any) -> dict[str, Any]:
         from zoo.data.checks.interactions import check_interactions as check
     figures, found = check(dm)
     return {"family": family, "figures": figures, "findings": [f.as_dict() for f in found],
-            "seconds": round(time.perf_counter() - start, 3), "settings": row_filters(dm)}
+            "leaked_rows": _leaked(found), "seconds": round(time.perf_counter() - start, 3),
+            "settings": row_filters(dm)}
+
+
+def _leaked(found: list[Finding]) -> dict[str, list[str]]:
+    """Every row of each split that is an exact or near copy of an earlier split's row (the findings' own row
+    lists are cut at MAX_ROWS for the report; this one is whole, for the de-duplicated score)."""
+    out: dict[str, set[str]] = {}
+    for f in found:
+        if f.kind in ("duplicates_across", "near_duplicates_across") and "split" in f.figures:
+            for row in f.rows:
+                ids = row["ids"] if isinstance(row, dict) else row
+                if ids:
+                    out.setdefault(f.figures["split"], set()).add(str(ids[0]))
+    return {s: sorted(ids) for s, ids in out.items()}
 
 
 def row_filters(dm: Any) -> dict[str, Any]:
@@ -54,14 +68,7 @@ def row_filters(dm: Any) -> dict[str, Any]:
 
 def leaked_ids(report: dict[str, Any], split: str = "test") -> set[str]:
     """Ids of ``split`` rows that are exact or near copies of an earlier split's rows."""
-    out: set[str] = set()
-    for f in report.get("findings", []):
-        if f["kind"] in ("duplicates_across", "near_duplicates_across") and f["figures"].get("split") == split:
-            for row in f["rows"]:
-                ids = row["ids"] if isinstance(row, dict) else row
-                if ids:
-                    out.add(str(ids[0]))
-    return out
+    return set(report.get("leaked_rows", {}).get(split, []))
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
