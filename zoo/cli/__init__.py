@@ -5,6 +5,7 @@ answer without importing torch or Lightning; each command's module is imported w
     zoo test --config recipes/vision/digits.yaml --ckpt_path runs/digits/version_0/checkpoints/best.ckpt
     zoo predict --config recipes/vision/digits.yaml --ckpt_path ... > predictions.csv
     zoo list models|backbones|datasets|callbacks|datamodules|families|recipes
+    zoo inspect --config recipes/text/bbc_news.yaml
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("zoo.cli.listing:main", "list registered models, backbones, datasets, callbacks, families, recipes"),
     "export": ("zoo.cli.export:main", "export a run to safetensors / ONNX / torch.export, verified"),
     "serve": ("zoo.cli.serve:main", "serve an export or a run over HTTP with dynamic batching"),
+    "inspect": ("zoo.cli.inspect:main",
+                "check a recipe's data: duplicates, leakage, conflicting and suspect labels, shift (data_report.md)"),
     "card": ("zoo.cli.card:main", "write MODEL_CARD.md (Hugging Face layout) for a run directory"),
     "tune": ("zoo.cli.tune:main", "search hyperparameters of a recipe (Optuna): best.yaml, trials.csv, plots"),
 }

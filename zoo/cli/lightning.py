@@ -233,6 +233,7 @@ class ZooCLI(LightningCLIWithCheckpointHook):
 
         from zoo.callbacks.baseline import BaselineComparison
         from zoo.callbacks.card import ModelCardWriter
+        from zoo.callbacks.data_checks import DataChecks
         from zoo.callbacks.early_stopping import EarlyStoppingNotice
         from zoo.callbacks.prediction_writer import PredictionWriter
         from zoo.callbacks.run_report import RunReport
@@ -263,6 +264,8 @@ class ZooCLI(LightningCLIWithCheckpointHook):
             callbacks.append(Trust(calibration=self.config_value(self.config, "calibration", default="temperature"),
                                    coverage=self.config_value(self.config, "coverage", default=None),
                                    target_accuracy=self.config_value(self.config, "target_accuracy", default=None)))
+        if self.subcommand in ("fit", "test") and not any(isinstance(c, DataChecks) for c in callbacks):
+            callbacks.append(DataChecks())  # docs/data-checks.md: data report at fit start, label issues at test
         if self.subcommand in ("fit", "test") and not any(isinstance(c, ModelCardWriter) for c in callbacks):
             callbacks.append(ModelCardWriter())  # after Trust and BaselineComparison: it reads their reports
         if self.subcommand == "fit" and not any(isinstance(c, EarlyStoppingNotice) for c in callbacks):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from zoo.data.checks.filtering import apply_row_filters, check_row_options
 from zoo.data.distributed import eval_sampler
 from zoo.data.image.dataset import ImageSet
 from zoo.data.image.readers import (
@@ -51,7 +52,13 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
             has a published test split or ``test_csv`` is given).
         augment: training augmentations by torchvision v2 name (see :mod:`zoo.data.image.transforms`).
         predict_source: a folder or CSV of images to predict; default is the test split.
+        dedupe: ``none``, ``within`` (drop byte-identical images within a split) or ``across`` (also val / test
+            images identical to one of an earlier split); reported (docs/data-checks.md).
+        exclude_rows: a file of image ids to drop (one a line, or a CSV with a ``row`` column: label_issues.csv).
     """
+
+    #: which checks zoo inspect runs on it (zoo.data.checks)
+    data_family = "image_classification"
 
     def __init__(
         self,
@@ -74,6 +81,8 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
         num_workers: int = 0,
         augment: list[AugmentSpec] | None = None,
         predict_source: str | None = None,
+        dedupe: str = "none",
+        exclude_rows: str | None = None,
     ) -> None:
         super().__init__()
         given = [n for n, v in (("folder", folder), ("csv", csv), ("dataset", dataset)) if v]
@@ -108,6 +117,9 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
         self.num_workers = num_workers
         self.augment_before, self.augment_after = build_augmentations(augment)
         self.predict_source = predict_source
+        check_row_options(dedupe, exclude_rows)
+        self.dedupe, self.exclude_rows = dedupe, exclude_rows
+        self.dropped_rows: dict[str, int] = {}
         self._index: ImageIndex | None = None
         self.splits: dict[str, ImageSet] = {}
         if dataset:
@@ -173,6 +185,7 @@ class ImageDataModule(SplitLoaders, pl.LightningDataModule):
             return
         parts = self.split_indices()
         self.splits = {name: self._subset(idx, train=name == "train") for name, idx in parts.items()}
+        apply_row_filters(self)
         if stage == "predict" and self.predict_source:
             self.splits["predict"] = self._predict_set(Path(self.predict_source))
 

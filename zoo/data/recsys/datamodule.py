@@ -69,6 +69,9 @@ class InteractionDataModule(pl.LightningDataModule):
             then held as integer codes, never as one string per id (:mod:`zoo.data.recsys.streaming`).
     """
 
+    #: which checks zoo inspect runs on it (zoo.data.checks)
+    data_family = "recommendation"
+
     def __init__(
         self,
         path: str | None = None,
@@ -198,6 +201,9 @@ class InteractionDataModule(pl.LightningDataModule):
         self.num_users, self.num_items = len(self.user_ids), len(self.item_ids) - 1
         n = self.num_users
         self.parts = {s: (users[part == k], items_idx[part == k], order_key[part == k]) for s, k in STAGE_INDEX.items()}
+        # for the data checks (zoo.data.checks.interactions): each interaction's data row, and what orders them
+        self.part_rows = {s: rows[part == k] for s, k in STAGE_INDEX.items()}
+        self.has_timestamps = log.timestamp is not None
         for stage in ("val", "test"):
             count = np.bincount(self.parts[stage][0], minlength=n)
             if self.empty_split == "error" and (count == 0).any():

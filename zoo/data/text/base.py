@@ -42,6 +42,9 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         encoding: text encoding of the files.
         cache_dir: tokenization cache (default ``$ZOO_CACHE/text`` or ``~/.cache/zoo/text``).
         seed: seed of the splits, subsets and shuffling.
+        dedupe: ``none``, ``within`` (drop repeated texts within a split) or ``across`` (also val / test texts
+            seen in an earlier split); reported (docs/data-checks.md).
+        exclude_rows: a file of row ids to drop (one a line, or a CSV with a ``row`` column: label_issues.csv).
     """
 
     #: what the vocabulary check recommends models for: ``classification`` or ``token`` (entities)
@@ -52,7 +55,8 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
                  max_length: int = 128, max_samples: int | None = None, val_fraction: float = 0.1,
                  test_fraction: float = 0.2, batch_size: int = 32, eval_batch_size: int | None = None,
                  group_by_length: bool = True, num_workers: int = 0, encoding: str = "utf-8",
-                 cache_dir: str | None = None, seed: int = 42) -> None:
+                 cache_dir: str | None = None, seed: int = 42, dedupe: str = "none",
+                 exclude_rows: str | None = None) -> None:
         super().__init__()
         # here rather than in each subclass: Lightning collects the arguments of every __init__ on the way down
         # from this call, so the hyper-parameters hold the subclass's own arguments and these
@@ -84,6 +88,12 @@ class TextDataBase(SplitLoaders, pl.LightningDataModule):
         self.encoding = encoding
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.seed = seed
+        from zoo.data.checks.filtering import check_row_options
+
+        check_row_options(dedupe, exclude_rows)
+        self.dedupe, self.exclude_rows = dedupe, exclude_rows
+        #: rows dropped per split by dedupe / exclude_rows
+        self.dropped_rows: dict[str, int] = {}
         self._tokenizer: Any = None
         self.splits: dict[str, TokenizedSet] = {}
         self.truncated: dict[str, int] = {}

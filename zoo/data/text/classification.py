@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.data.checks.filtering import apply_row_filters
 from zoo.data.splits import subset_indices
 from zoo.data.text.base import TextDataBase, log
 from zoo.data.text.batching import TokenizedSet
@@ -51,6 +52,9 @@ class TextDataModule(TextDataBase):
         tokenizer, max_length, max_samples, fractions, batch sizes, ...: shared with token data, see
             :class:`~zoo.data.text.base.TextDataBase`.
     """
+
+    #: which checks zoo inspect runs on it (zoo.data.checks)
+    data_family = "text_classification"
 
     def __init__(
         self,
@@ -250,6 +254,7 @@ class TextDataModule(TextDataBase):
             for split in ("train", "val", "test"):
                 sub = tables[split] if split in tables and split != "train" else take(train, parts[split])
                 self.splits[split] = self._tokenize(sub, split)
+            apply_row_filters(self)
             if self.tokenizer is not None:
                 self.check_vocabulary(take(train, parts["train"])["text"])
         if stage == "predict" and self.predict_path and "predict" not in self.splits:

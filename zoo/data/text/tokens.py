@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from zoo.data.checks.filtering import apply_row_filters
 from zoo.data.files import read_text
 from zoo.data.splits import limit
 from zoo.data.text.base import TextDataBase
@@ -51,6 +52,8 @@ class TokenDataModule(TextDataBase):
     """
 
     vocabulary_task = "token"
+    #: which checks zoo inspect runs on it (zoo.data.checks)
+    data_family = "token_classification"
 
     def __init__(
         self,
@@ -88,6 +91,8 @@ class TokenDataModule(TextDataBase):
         if "train" not in self.splits:
             self.setup("fit")
         return piece_vocabulary(self.splits["train"].rows)
+        #: per split: (words, tags, row id) of each sentence, for the data checks (zoo.data.checks.tokens)
+        self.tagged: dict[str, list[tuple[list[str], list[str], str]]] = {}
 
     @property
     def class_names(self) -> list[str]:
@@ -252,9 +257,11 @@ class TokenDataModule(TextDataBase):
                 for words, tags, line in chosen:
                     text, spans = join_words(words)
                     items.append((words, spans, text, tags, f"{source}:{line}"))
+                self.tagged[split] = [(words, tags, ident) for words, _, _, tags, ident in items]
                 self.splits[split] = self._tokenize_words(items, split)
                 if split == "train":  # the same vocabulary / script check as text classification
                     self.check_vocabulary([text for _, _, text, _, _ in items])
+            apply_row_filters(self)
         if stage == "predict" and self.predict_path and "predict" not in self.splits:
             self.splits["predict"] = self._tokenize_words(self._predict_items(), "predict")
 
