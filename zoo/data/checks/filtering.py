@@ -98,6 +98,8 @@ def apply_row_filters(dm: Any) -> None:
 
 def without_rows(ds: Any, ids: set[str]) -> Any:
     """A copy of a split (a TokenizedSet or an ImageSet) without the rows whose id is in ``ids``."""
+    if hasattr(ds, "without"):  # a split that builds its rows lazily (n-gram bags) filters its own table
+        return ds.without(ids)
     if hasattr(ds, "rows"):
         return type(ds)([r for r in ds.rows if str(r["id"]) not in ids])
     import numpy as np

@@ -61,6 +61,16 @@ class LazyBags(TokenizedSet):
         return [{"text": t, "id": i, **({"label": labels[k]} if labels is not None else {})}
                 for k, (t, i) in enumerate(zip(self.table["text"], self.table["id"]))]
 
+    def without(self, ids: set[str]) -> LazyBags:
+        """A copy without the rows whose id is in ``ids`` (``data.dedupe`` / ``data.exclude_rows``), still lazy."""
+        keep = [k for k, i in enumerate(self.table["id"]) if str(i) not in ids]
+        table = {c: [v[k] for k in keep] if isinstance(v, list) and len(v) == len(self) else v
+                 for c, v in self.table.items()}
+        out = LazyBags(table, self.featurizer, self.lookup)
+        if self._bags is not None:
+            out.take_bags([self._bags[k] for k in keep])
+        return out
+
     def take_bags(self, bags: list[Any]) -> None:
         """Use bags already computed for these texts (the training split's, from the fitting pass)."""
         self._bags = bags

@@ -80,6 +80,8 @@ class TokenDataModule(TextDataBase):
             from zoo.backbones.usem3 import sentencepiece_model_path
 
             self._tokenizer = WordFeaturiser(sentencepiece_model_path())
+        #: per split: (words, tags, row id) of each sentence, for the data checks (zoo.data.checks.tokens)
+        self.tagged: dict[str, list[tuple[list[str], list[str], str]]] = {}
 
     @property
     def word_level(self) -> bool:
@@ -91,8 +93,6 @@ class TokenDataModule(TextDataBase):
         if "train" not in self.splits:
             self.setup("fit")
         return piece_vocabulary(self.splits["train"].rows)
-        #: per split: (words, tags, row id) of each sentence, for the data checks (zoo.data.checks.tokens)
-        self.tagged: dict[str, list[tuple[list[str], list[str], str]]] = {}
 
     @property
     def class_names(self) -> list[str]:
