@@ -39,6 +39,8 @@ from zoo.tasks.base import Optimizer, Scheduler, ZooTask
 #: with BPR dim 64, batch 4096 on 2 CPU cores (docs/recsys.md, "Measured at scale"): row-wise was 1.7x slower per
 #: epoch on ml-100k (2,600 rows), 5 % slower at 30,000 rows, 17 % faster at 120,000 and 3.5x faster at 480,000.
 SPARSE_MIN_ROWS = 64_000
+EMBEDDING_BACKENDS = ("auto", "torch", "fbgemm")
+EMBEDDING_OPTIMIZERS = ("auto", "sgd", "adagrad", "rowwise_adagrad", "adam")
 
 
 class RecsysModelError(ZooError, ValueError):
@@ -62,6 +64,16 @@ class RecommenderTask(ZooTask):
             ``auto`` (default): row-wise when those tables hold at least ``SPARSE_MIN_ROWS`` rows together, dense
             below (small tables are cheaper to update whole). Off (dense) when ``weight_decay > 0`` (the sparse
             optimizers have none) and under FSDP / DeepSpeed.
+        embedding_backend: how those ID tables are looked up and updated in training: ``torch`` (lookups, then
+            the optimizer above: dense or row-wise), ``fbgemm`` (fbgemm's table-batched embeddings, the table
+            update fused into the backward, :mod:`zoo.tasks.recsys.fused`; one process), ``auto`` (default):
+            ``fbgemm`` on one device when fbgemm is installed, implements ``embedding_optimizer`` there and the
+            tables hold at least ``SPARSE_MIN_ROWS`` rows, else ``torch``. Checkpoints hold the plain tables
+            whatever the backend, so they load, test, export and serve without fbgemm.
+        embedding_optimizer: the tables' update: ``auto`` (default: follows ``optimizer``: lazy Adam for Adam /
+            AdamW, SGD with Nesterov momentum for SGD; the torch backend only, as fbgemm's CPU build has no Adam),
+            or one both backends compute alike, row-wise: ``sgd`` (no momentum), ``adagrad``,
+            ``rowwise_adagrad`` (one accumulator per row), ``adam`` (fused only on CUDA).
         lr / weight_decay / optimizer / scheduler / warmup_ratio: as :class:`~zoo.tasks.base.ZooTask`
             (recommenders default to Adam, RecBole's choice).
     """
@@ -75,7 +87,10 @@ class RecommenderTask(ZooTask):
     def __init__(self, *, num_users: int | None = None, num_items: int | None = None,
                  ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10, retrieval: str = "exact",
                  sampled_negatives: int = 0,
-                 cold_threshold: int = 5, sparse_embeddings: bool | Literal["auto"] = "auto", lr: float = 1e-3,
+                 cold_threshold: int = 5, sparse_embeddings: bool | Literal["auto"] = "auto",
+                 embedding_backend: Literal["auto", "torch", "fbgemm"] = "auto",
+                 embedding_optimizer: Literal["auto", "sgd", "adagrad", "rowwise_adagrad", "adam"] = "auto",
+                 lr: float = 1e-3,
                  weight_decay: float = 0.0, optimizer: Optimizer = "adam",
                  scheduler: Scheduler = "none", warmup_ratio: float = 0.0) -> None:
         super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
@@ -93,6 +108,14 @@ class RecommenderTask(ZooTask):
         if sparse_embeddings not in (True, False, "auto"):
             raise RecsysModelError(f"model.sparse_embeddings must be true, false or auto; got {sparse_embeddings!r}")
         self.sparse_embeddings = sparse_embeddings
+        if embedding_backend not in EMBEDDING_BACKENDS:
+            raise RecsysModelError(f"model.embedding_backend must be one of {', '.join(EMBEDDING_BACKENDS)}; "
+                                   f"got {embedding_backend!r}")
+        if embedding_optimizer not in EMBEDDING_OPTIMIZERS:
+            raise RecsysModelError(f"model.embedding_optimizer must be one of {', '.join(EMBEDDING_OPTIMIZERS)}; "
+                                   f"got {embedding_optimizer!r}")
+        self.embedding_backend, self.embedding_optimizer = embedding_backend, embedding_optimizer
+        self._fused: Any = None  # zoo.tasks.recsys.fused.FusedTables while training with the fbgemm backend
         from zoo.tasks.recsys.retrieval import RETRIEVALS, RetrievalError
 
         if retrieval not in RETRIEVALS:
@@ -123,11 +146,90 @@ class RecommenderTask(ZooTask):
         tables = self.sparse_tables()
         rows = sum(t.num_embeddings for t in tables)
         wanted = self.sparse_embeddings is True or (self.sparse_embeddings == "auto" and rows >= SPARSE_MIN_ROWS)
-        use = wanted and self.weight_decay == 0
+        # a named table optimizer is a row-wise one (as fbgemm's), so the torch backend then updates row-wise too
+        use = (wanted or self.embedding_optimizer != "auto") and self.weight_decay == 0
         for table in tables:
             table.sparse = use
 
+    def lookups(self, requests: list[tuple[nn.Embedding, Tensor]]) -> list[Tensor]:
+        """The rows of ``(table, indices)`` requests (tables of ``sparse_tables``), as a training step reads
+        them: one fused fbgemm call under the fbgemm backend (its backward updates the tables), else each
+        table's lookup (``index_select`` on dense tables: its backward is one ``index_add_``, about 3x cheaper on
+        CPU than ``nn.Embedding``'s; the padding row is never a training index, so nothing is lost)."""
+        if self._fused is not None and self.training and torch.is_grad_enabled():
+            positions = {id(t): n for n, t in enumerate(self._fused.tables)}
+            return self._fused.lookup([(positions[id(t)], idx) for t, idx in requests])
+        return [t(idx) if t.sparse else t.weight.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
+                for t, idx in requests]
+
+    def table_optimizer(self) -> str:
+        """The update of the ID tables, as fbgemm names it (``embedding_optimizer``, or what ``optimizer``
+        means for rows)."""
+        if self.embedding_optimizer != "auto":
+            return self.embedding_optimizer
+        return "sgd" if self.optimizer_name == "sgd" else "adam"
+
+    def resolve_embedding_backend(self) -> str:
+        """``torch`` or ``fbgemm`` for this run (see ``embedding_backend``)."""
+        from zoo.tasks.recsys.fused import fbgemm_available, fbgemm_supports
+
+        tables = self.sparse_tables()
+        if self.embedding_backend == "torch" or (self.embedding_backend == "auto" and not tables):
+            return "torch"
+        name = type(self).__name__
+        single = self._single_device()
+        if self.embedding_backend == "fbgemm":
+            if not tables:
+                raise RecsysModelError(f"model.embedding_backend: fbgemm: {name} has no ID table read by lookups "
+                                       "alone (its training reads whole tables); use embedding_backend: torch")
+            odd = [t.embedding_dim for t in tables if t.embedding_dim % 4]
+            if odd:
+                raise RecsysModelError(f"model.embedding_backend: fbgemm needs table widths that are multiples of 4; "
+                                       f"{name} has {odd[0]}: use embedding_backend: torch")
+            if not single:
+                raise RecsysModelError("model.embedding_backend: fbgemm updates the tables inside one process; "
+                                       "under a multi-process strategy use embedding_backend: torch")
+            if self.weight_decay > 0:
+                raise RecsysModelError("model.embedding_backend: fbgemm has no weight decay on the ID tables; set "
+                                       "model.init_args.weight_decay: 0 or embedding_backend: torch")
+            return "fbgemm"
+        rows = sum(t.num_embeddings for t in tables)
+        use = (single and self.weight_decay == 0 and self.embedding_optimizer != "auto" and rows >= SPARSE_MIN_ROWS
+               and all(t.embedding_dim % 4 == 0 for t in tables) and fbgemm_available()
+               and fbgemm_supports(self.table_optimizer(), tables[0].weight.device))
+        return "fbgemm" if use else "torch"
+
+    def _single_device(self) -> bool:
+        trainer = attached_trainer(self)
+        if trainer is None:
+            return True
+        from lightning.pytorch.strategies import SingleDeviceStrategy
+
+        return isinstance(trainer.strategy, SingleDeviceStrategy)
+
+    def _fused_optimizers(self) -> Any:
+        from zoo.tasks.recsys.fused import FusedTableOptimizer, FusedTables
+
+        tables = self.sparse_tables()
+        for t in tables:
+            t.sparse = False
+            t.weight.requires_grad_(False)  # updated inside fbgemm's backward; no optimizer sees them
+        self._fused = FusedTables(tables, self.table_optimizer(), self.lr)
+        dense = None
+        groups = [g for g in self.parameter_groups() if g["params"]]
+        if groups:
+            fused = {"fused": True} if self._can_fuse_optimizer(groups) else {}
+            kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}.get(self.optimizer_name, torch.optim.AdamW)
+            extra = {"momentum": 0.9, "nesterov": True} if self.optimizer_name == "sgd" else {}
+            dense = kind(groups, lr=self.lr, **extra, **fused)
+        return self.scheduled(FusedTableOptimizer(dense, self._fused))
+
     def configure_optimizers(self) -> Any:
+        self._fused = None
+        for t in self.sparse_tables():
+            t.weight.requires_grad_(True)
+        if self.resolve_embedding_backend() == "fbgemm":
+            return self._fused_optimizers()
         tables = [t for t in self.sparse_tables() if t.sparse]
         if tables and not self._sparse_strategy():
             for t in tables:
@@ -146,7 +248,8 @@ class RecommenderTask(ZooTask):
             kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}.get(self.optimizer_name, torch.optim.AdamW)
             extra = {"momentum": 0.9, "nesterov": True} if self.optimizer_name == "sgd" else {}
             dense = kind(groups, lr=self.lr, **extra, **fused)
-        opt = DenseSparseOptimizer(dense, sparse_optimizer(self.optimizer_name, [t.weight for t in tables], self.lr))
+        opt = DenseSparseOptimizer(dense, sparse_optimizer(self.optimizer_name, [t.weight for t in tables], self.lr,
+                                                           self.embedding_optimizer))
         return self.scheduled(opt)
 
     def _sparse_strategy(self) -> bool:
