@@ -83,10 +83,9 @@ def run_size(millions: float, kind: str, eval_users: int, workdir: Path) -> dict
     out["rss_after_prepare_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     out.update(interactions=int(sum(len(p[0]) for p in data.parts.values())), users=data.num_users,
                items=data.num_items)
+    torch.manual_seed(0)
     model = BPR(embedding_dim=64, ks=(10,), **PATHS[kind])
     model.bind_data(data)
-    out["embedding_backend"] = model.resolve_embedding_backend()
-    out["row_wise"] = any(t.sparse for t in model.sparse_tables())
     view = data.eval_view("val")
     view.users = view.users[:eval_users]  # the same users every run: the first ones by index
     out["eval_users"] = len(view.users)
@@ -109,6 +108,8 @@ def run_size(millions: float, kind: str, eval_users: int, workdir: Path) -> dict
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          callbacks=[Timer()])
     trainer.fit(model, data)
+    out["embedding_backend"] = "fbgemm" if model._fused is not None else "torch"
+    out["row_wise_torch"] = any(t.sparse for t in model.sparse_tables())
     out["epoch_s"], out["eval_s"] = times["epoch"][0], times["eval"][0]
     out["eval_ms_per_user"] = 1000 * out["eval_s"] / max(1, out["eval_users"])
     out["val_ndcg@10"] = float(trainer.callback_metrics["val/ndcg@10"])
