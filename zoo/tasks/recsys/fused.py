@@ -68,7 +68,7 @@ class FusedTables:
             [(t.num_embeddings, t.embedding_dim, *where) for t in tables],
             optimizer=getattr(EmbOptimType, FBGEMM_OPTIMIZERS[optimizer]), learning_rate=lr, eps=eps,
             beta1=betas[0], beta2=betas[1], pooling_mode=PoolingMode.SUM,
-            device=device if on_cuda else None)
+            device=device)
         self.lr = lr
         with torch.no_grad():
             for table, view in zip(tables, self.tbe.split_embedding_weights(), strict=True):
