@@ -78,10 +78,11 @@ def test_fused_and_torch_backends_give_the_same_updates(name, table_optimizer):
 def test_backend_choice_auto_and_refusals():
     rows = SPARSE_MIN_ROWS
     assert BPR(num_users=rows, num_items=10, embedding_dim=8).resolve_embedding_backend() == "torch"  # Adam
-    big = BPR(num_users=rows, num_items=10, embedding_dim=8, embedding_optimizer="rowwise_adagrad")
-    assert big.resolve_embedding_backend() == "fbgemm"
-    small = BPR(num_users=10, num_items=10, embedding_dim=8, embedding_optimizer="rowwise_adagrad")
-    assert small.resolve_embedding_backend() == "torch"
+    # on CPU fbgemm's kernels measured no faster (docs/recsys.md): auto keeps torch even for an update fbgemm has
+    cpu = BPR(num_users=rows, num_items=10, embedding_dim=8, embedding_optimizer="rowwise_adagrad")
+    assert cpu.resolve_embedding_backend() == "torch"
+    explicit = BPR(num_users=10, num_items=10, embedding_dim=8, embedding_backend="fbgemm")
+    assert explicit.resolve_embedding_backend() == "fbgemm"
     with pytest.raises(RecsysModelError, match="weight_decay"):
         BPR(num_users=10, num_items=10, embedding_backend="fbgemm", weight_decay=0.1).resolve_embedding_backend()
     from zoo.tasks.recsys import MostPopular

@@ -67,8 +67,8 @@ class RecommenderTask(ZooTask):
         embedding_backend: how those ID tables are looked up and updated in training: ``torch`` (lookups, then
             the optimizer above: dense or row-wise), ``fbgemm`` (fbgemm's table-batched embeddings, the table
             update fused into the backward, :mod:`zoo.tasks.recsys.fused`; one process), ``auto`` (default):
-            ``fbgemm`` on one device when fbgemm is installed, implements ``embedding_optimizer`` there and the
-            tables hold at least ``SPARSE_MIN_ROWS`` rows, else ``torch``. Checkpoints hold the plain tables
+            ``fbgemm`` on one CUDA device when fbgemm is installed and implements ``embedding_optimizer`` there,
+            else ``torch`` (on CPU fbgemm's kernels measured no faster). Checkpoints hold the plain tables
             whatever the backend, so they load, test, export and serve without fbgemm.
         embedding_optimizer: the tables' update: ``auto`` (default: follows ``optimizer``: lazy Adam for Adam /
             AdamW, SGD with Nesterov momentum for SGD; the torch backend only, as fbgemm's CPU build has no Adam),
@@ -193,10 +193,12 @@ class RecommenderTask(ZooTask):
                 raise RecsysModelError("model.embedding_backend: fbgemm has no weight decay on the ID tables; set "
                                        "model.init_args.weight_decay: 0 or embedding_backend: torch")
             return "fbgemm"
-        rows = sum(t.num_embeddings for t in tables)
-        use = (single and self.weight_decay == 0 and self.embedding_optimizer != "auto" and rows >= SPARSE_MIN_ROWS
-               and all(t.embedding_dim % 4 == 0 for t in tables) and fbgemm_available()
-               and fbgemm_supports(self.table_optimizer(), tables[0].weight.device))
+        # measured on CPU (docs/recsys.md, "ID-table backends"): fbgemm 1.9.0's CPU kernels were no faster than the
+        # torch path (row-wise Adagrad 2-3x slower, SGD level), so auto keeps torch there; on CUDA, where fbgemm's
+        # kernels are made to run, it takes them (not measured here: no GPU)
+        use = (single and self.weight_decay == 0 and self.embedding_optimizer != "auto"
+               and all(t.embedding_dim % 4 == 0 for t in tables) and tables[0].weight.device.type == "cuda"
+               and fbgemm_available() and fbgemm_supports(self.table_optimizer(), tables[0].weight.device))
         return "fbgemm" if use else "torch"
 
     def _single_device(self) -> bool:
