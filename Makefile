@@ -4,6 +4,13 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zoo-installed
 UV := $(PYTHON) -m uv
+# fbgemm's CPU build; on a CUDA machine `make venv FBGEMM=fbgemm-gpu` installs the CUDA build of the same module
+FBGEMM ?= fbgemm-gpu-cpu
+# TorchRec and fbgemm (embedding_backend: fbgemm / torchrec), --no-deps as RecBole: torchrec's metadata requires the
+# CUDA build (fbgemm-gpu) and torchmetrics==1.0.3; the CPU build provides the same module. The pure-Python modules
+# torchrec imports come with them (pinned here and in pyproject.toml's torchrec extra).
+TORCHREC_PKGS := "torchrec==1.9.2" "$(FBGEMM)==1.9.0" "tensordict==0.15.3" "pyvers==0.2.3" \
+	"pyre-extensions==0.0.32" "typing-inspect==0.9.0" "mypy-extensions==1.2.0"
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -18,6 +25,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(UV) venv $(VENV) --python $(PYTHON) --allow-existing -q
 	$(UV) pip install -q --compile-bytecode --python $(PY) -r requirements.lock
 	$(UV) pip install -q --compile-bytecode --python $(PY) --no-deps -e . "recbole==1.2.1"
+	$(UV) pip install -q --compile-bytecode --python $(PY) --no-deps $(TORCHREC_PKGS)
 	$(PY) -m compileall -q zoo tests benchmarks >/dev/null
 	@touch $(STAMP)
 

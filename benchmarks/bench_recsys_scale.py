@@ -1,15 +1,19 @@
 """How zoo's BPR scales with the log: prepare time, seconds per training epoch, seconds per full-ranking
 evaluation and peak RSS at 0.25 M / 1 M / 4 M / 16 M synthetic interactions (not a pass/fail test).
 
-    python -m benchmarks.bench_recsys_scale [--sizes 0.25 1 4 16] [--dense] [--recbole-max 1] [--eval-users 20000]
+    python -m benchmarks.bench_recsys_scale [--sizes 0.25 1 4 16] [--paths default fbgemm] [--dense]
+        [--recbole-max 4] [--eval-users 20000] [--out results.jsonl]
     python -m benchmarks.bench_recsys_scale --ann 100000 1000000   # FAISS top-10 recall vs exact
 
 The log: a fixed-seed power-law generator, users = n / 50 and items = n / 100 (fixed ratios: each size is the same
 shape of log), duplicate (user, item) pairs dropped, written as Parquet (row groups of 1 M) and read through
 ``InteractionDataModule(path=...)``, i.e. the streaming reader. BPR dim 64, batch 4096, Adam 1e-3, one negative,
-random 8:1:1 split. Each size runs in its own process so its peak RSS (``ru_maxrss``) is its own. ``--dense`` adds
-the dense-Adam path (``sparse_embeddings: false``: one optimizer step touches every row, not the batch's) at each
-size.
+random 8:1:1 split. Each size runs in its own process so its peak RSS (``ru_maxrss``) is its own. The zoo paths
+(``--paths``): ``default`` (BPR as a recipe gets it: ``sparse_embeddings`` and ``embedding_backend`` on ``auto``),
+``sparse`` (row-wise lazy Adam, torch backend), ``dense`` (dense Adam: one optimizer step touches every row, not the
+batch's; ``--dense`` adds it), ``fbgemm`` (fbgemm's fused row-wise Adagrad, lr 0.05) and ``adagrad`` (the torch
+backend's row-wise Adagrad, the same arithmetic). Every result records the load average before and after it, and
+the summary gives each zoo path's epoch and evaluation as a ratio to RecBole's at the same size.
 Evaluation: full ranking of every item for the first ``--eval-users`` validation users (all of them below that), in
 the datamodule's bounded user blocks; the per-user time is also given. RecBole 1.2.1's BPR runs one epoch and one
 full-sort evaluation on the same file (atomic format) for sizes up to ``--recbole-max`` millions.
@@ -45,7 +49,17 @@ def synthetic_power_law(n: int, seed: int = 0) -> Any:
     return pd.DataFrame({"user_id": users[first], "item_id": items[first], "timestamp": np.arange(len(first))})
 
 
-def run_size(millions: float, dense: bool, eval_users: int, workdir: Path) -> dict[str, Any]:
+#: zoo path -> BPR arguments
+PATHS: dict[str, dict[str, Any]] = {
+    "default": {"lr": 1e-3},
+    "sparse": {"lr": 1e-3, "sparse_embeddings": True, "embedding_backend": "torch"},
+    "dense": {"lr": 1e-3, "sparse_embeddings": False, "embedding_backend": "torch"},
+    "fbgemm": {"lr": 0.05, "embedding_backend": "fbgemm", "embedding_optimizer": "rowwise_adagrad"},
+    "adagrad": {"lr": 0.05, "embedding_backend": "torch", "embedding_optimizer": "rowwise_adagrad"},
+}
+
+
+def run_size(millions: float, kind: str, eval_users: int, workdir: Path) -> dict[str, Any]:
     """One size in this process (the parent starts one process per size)."""
     import lightning.pytorch as pl
     import pyarrow as pa
@@ -61,7 +75,7 @@ def run_size(millions: float, dense: bool, eval_users: int, workdir: Path) -> di
     if not path.exists():
         pq.write_table(pa.Table.from_pandas(synthetic_power_law(n), preserve_index=False), path,
                        row_group_size=1_000_000)
-    out: dict[str, Any] = {"size_m": millions, "path": "dense" if dense else "sparse"}
+    out: dict[str, Any] = {"size_m": millions, "path": kind}
     start = time.perf_counter()
     data = InteractionDataModule(path=str(path), split="random", seed=0, batch_size=4096, eval_batch_size=4096)
     data.prepare()
@@ -69,7 +83,8 @@ def run_size(millions: float, dense: bool, eval_users: int, workdir: Path) -> di
     out["rss_after_prepare_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     out.update(interactions=int(sum(len(p[0]) for p in data.parts.values())), users=data.num_users,
                items=data.num_items)
-    model = BPR(embedding_dim=64, lr=1e-3, ks=(10,), sparse_embeddings=not dense)
+    torch.manual_seed(0)
+    model = BPR(embedding_dim=64, ks=(10,), **PATHS[kind])
     model.bind_data(data)
     view = data.eval_view("val")
     view.users = view.users[:eval_users]  # the same users every run: the first ones by index
@@ -93,6 +108,8 @@ def run_size(millions: float, dense: bool, eval_users: int, workdir: Path) -> di
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          callbacks=[Timer()])
     trainer.fit(model, data)
+    out["embedding_backend"] = "fbgemm" if model._fused is not None else "torch"
+    out["row_wise_torch"] = any(t.sparse for t in model.sparse_tables())
     out["epoch_s"], out["eval_s"] = times["epoch"][0], times["eval"][0]
     out["eval_ms_per_user"] = 1000 * out["eval_s"] / max(1, out["eval_users"])
     out["val_ndcg@10"] = float(trainer.callback_metrics["val/ndcg@10"])
@@ -172,8 +189,9 @@ def ann_recall(num_items: int, dim: int = 64, users: int = 1000, k: int = 10, se
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.25, 1, 4, 16], help="millions of interactions")
+    parser.add_argument("--paths", nargs="+", default=["default", "fbgemm"], choices=list(PATHS))
     parser.add_argument("--dense", action="store_true", help="also run the dense-Adam path at each size")
-    parser.add_argument("--recbole-max", type=float, default=1.0)
+    parser.add_argument("--recbole-max", type=float, default=4.0)
     parser.add_argument("--eval-users", type=int, default=20_000)
     parser.add_argument("--out", default=None, help="append each result as a JSON line here")
     parser.add_argument("--ann", type=int, nargs="*", default=None, metavar="ITEMS",
@@ -187,27 +205,49 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return found
     if args.one:
         size, kind, workdir = float(args.one[0]), args.one[1], Path(args.one[2])
-        result = run_recbole(size, workdir) if kind == "recbole" else run_size(size, kind == "dense", args.eval_users,
-                                                                                 workdir)
+        result = run_recbole(size, workdir) if kind == "recbole" else run_size(size, kind, args.eval_users, workdir)
         print("RESULT " + json.dumps(result), flush=True)
         return [result]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            kinds = ["sparse"] + (["dense"] if args.dense else []) + (["recbole"] if size <= args.recbole_max else [])
+            kinds = ([*args.paths] + (["dense"] if args.dense and "dense" not in args.paths else [])
+                     + (["recbole"] if size <= args.recbole_max else []))
             for kind in kinds:
+                load_before = os.getloadavg()[0]
                 cmd = [sys.executable, "-m", "benchmarks.bench_recsys_scale", "--eval-users", str(args.eval_users),
                        "--one", str(size), kind, tmp]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
                 result = json.loads(line[7:]) if line else {"size_m": size, "path": kind,
                                                              "error": proc.stderr.strip().splitlines()[-1:]}
+                result["load_before"], result["load_after"] = load_before, os.getloadavg()[0]
                 results.append(result)
                 print(json.dumps(result), flush=True)
                 if args.out:
                     with open(args.out, "a") as fh:
                         fh.write(json.dumps(result) + "\n")
+    print(summary_table(results))
     return results
+
+
+def summary_table(results: list[dict[str, Any]]) -> str:
+    """Markdown rows: each zoo path's seconds per epoch / evaluation and RecBole's over zoo's at the same size."""
+    rows = ["| interactions | path | s / epoch | RecBole / zoo epoch | s / eval (users) | peak RSS GB (per M) "
+            "| val NDCG@10 | load before / after |", "|" + " --- |" * 8]
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['size_m']} M | {r['path']} | failed: {r['error']} |")
+            continue
+        rec = next((x for x in results if x["size_m"] == r["size_m"] and x["path"] == "recbole" and "error" not in x),
+                   None)
+        ratio = f"{rec['epoch_s'] / r['epoch_s']:.2f}x" if rec and r["path"] != "recbole" else ""
+        inter = f"{r['interactions'] / 1e6:.3f} M" if "interactions" in r else f"{r['size_m']} M (drawn)"
+        per_m = f" ({r['peak_rss_gb_per_m']:.2f})" if "peak_rss_gb_per_m" in r else ""
+        ndcg = f"{r['val_ndcg@10']:.4f}" if "val_ndcg@10" in r else ""
+        rows.append(f"| {inter} | {r['path']} | {r['epoch_s']:.2f} | {ratio} | {r['eval_s']:.2f} ({r['eval_users']:,}) "
+                    f"| {r['peak_rss_gb']:.2f}{per_m} | {ndcg} | {r['load_before']:.1f} / {r['load_after']:.1f} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,14 @@
-"""TorchRec sharding check (not shipped, not a test): BPR's user and item tables in a TorchRec EmbeddingCollection,
-sharded by TorchRec's planner under ``DistributedModelParallel`` on 2 gloo CPU processes, trained for 60 BPR steps
-with a fused SGD applied in backward. Run it in a scratch environment, never the project's (docs/recsys.md says why):
+"""TorchRec sharding check (not a benchmark of zoo's models): BPR's user and item tables in a TorchRec
+EmbeddingCollection, sharded by TorchRec's planner under ``DistributedModelParallel`` on 2 gloo CPU processes,
+trained for 200 BPR steps with a fused SGD applied in backward. ``make venv`` installs torchrec 1.9.2 and the CPU
+build of fbgemm (``fbgemm-gpu-cpu`` 1.9.0) with ``--no-deps`` (the Makefile says why), so it runs in the project's
+environment; ``tests/scale/test_torchrec_sharding.py`` runs it:
 
-    python3 -m uv venv /tmp/trvenv --python 3.11
-    python3 -m uv pip install --python /tmp/trvenv/bin/python torch==2.14.1 torchrec==1.9.2
-    # torchrec requires fbgemm-gpu, the CUDA build: it needs libnvidia-ml.so.1 and fails to load without a GPU
-    # driver; the CPU build is another distribution with the same module, swapped in by hand:
-    python3 -m uv pip uninstall --python /tmp/trvenv/bin/python fbgemm-gpu
-    python3 -m uv pip install --python /tmp/trvenv/bin/python --no-deps fbgemm-gpu-cpu==1.9.0
-    /tmp/trvenv/bin/python benchmarks/bench_recsys_torchrec.py
+    python -m benchmarks.bench_recsys_torchrec [--port 29611]
+
+Each rank prints ``RANK <r> LOSS <first> <last>``: its mean loss over the first and the last 20 steps.
 """
+import argparse
 import os
 
 import torch
@@ -17,8 +16,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 
-def worker(rank, world):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29611")
+def worker(rank, world, port):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     import torchrec
     from torchrec.distributed.embedding import EmbeddingCollectionSharder
@@ -43,7 +42,7 @@ def worker(rank, world):
     model = DistributedModelParallel(ec, device=torch.device("cpu"), plan=plan, sharders=sharders)
     g = torch.Generator().manual_seed(rank)
     losses = []
-    for _step in range(60):
+    for _step in range(200):
         b = 256
         u = torch.randint(0, users, (b,), generator=g)
         pos = (u % items)  # a learnable rule: user u likes item u % items
@@ -55,9 +54,12 @@ def worker(rank, world):
         loss = -torch.nn.functional.logsigmoid((eu * (ep - en)).sum(-1)).mean()
         loss.backward()
         losses.append(float(loss.detach()))
-    print(rank, "loss first/last", round(losses[0], 4), round(losses[-1], 4), flush=True)
+    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20  # one batch's loss is too noisy to compare
+    print(f"RANK {rank} LOSS {first:.4f} {last:.4f}", flush=True)
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    mp.spawn(worker, args=(2,), nprocs=2)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=29611)
+    mp.spawn(worker, args=(2, parser.parse_args().port), nprocs=2)

@@ -28,24 +28,22 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from zoo.compat import attached_trainer
 from zoo.contract import SAMPLE_KEY
 from zoo.data.recsys import BatchSpec, InteractionDataModule
-from zoo.errors import ZooError
 from zoo.metrics.ranking import RankingAccumulator, metrics_from_top, sampled_ranking_metrics, top_k
 from zoo.tasks.base import Optimizer, Scheduler, ZooTask
+from zoo.tasks.recsys.errors import RecsysModelError
+from zoo.tasks.recsys.tables import IdTables
 
 #: ``sparse_embeddings: auto`` turns row-wise updates on from this many ID-table rows (users + items). Measured
 #: with BPR dim 64, batch 4096 on 2 CPU cores (docs/recsys.md, "Measured at scale"): row-wise was 1.7x slower per
 #: epoch on ml-100k (2,600 rows), 5 % slower at 30,000 rows, 17 % faster at 120,000 and 3.5x faster at 480,000.
 SPARSE_MIN_ROWS = 64_000
+EMBEDDING_BACKENDS = ("auto", "torch", "fbgemm")
+EMBEDDING_OPTIMIZERS = ("auto", "sgd", "adagrad", "rowwise_adagrad", "adam")
 
 
-class RecsysModelError(ZooError, ValueError):
-    """A recommender used with data it was not built for (sizes or id maps differ), or misconfigured."""
-
-
-class RecommenderTask(ZooTask):
+class RecommenderTask(IdTables, ZooTask):
     """Base of every recommender. Each model takes its own arguments and passes the rest (``**kwargs``) here, so
     these are the arguments of every model (and of its CLI / YAML schema):
 
@@ -62,6 +60,16 @@ class RecommenderTask(ZooTask):
             ``auto`` (default): row-wise when those tables hold at least ``SPARSE_MIN_ROWS`` rows together, dense
             below (small tables are cheaper to update whole). Off (dense) when ``weight_decay > 0`` (the sparse
             optimizers have none) and under FSDP / DeepSpeed.
+        embedding_backend: how those ID tables are looked up and updated in training: ``torch`` (lookups, then
+            the optimizer above: dense or row-wise), ``fbgemm`` (fbgemm's table-batched embeddings, the table
+            update fused into the backward, :mod:`zoo.tasks.recsys.fused`; one process), ``auto`` (default):
+            ``fbgemm`` on one CUDA device when fbgemm is installed and implements ``embedding_optimizer`` there,
+            else ``torch`` (on CPU fbgemm's kernels measured no faster). Checkpoints hold the plain tables
+            whatever the backend, so they load, test, export and serve without fbgemm.
+        embedding_optimizer: the tables' update: ``auto`` (default: follows ``optimizer``: lazy Adam for Adam /
+            AdamW, SGD with Nesterov momentum for SGD; the torch backend only, as fbgemm's CPU build has no Adam),
+            or one both backends compute alike, row-wise: ``sgd`` (no momentum), ``adagrad``,
+            ``rowwise_adagrad`` (one accumulator per row), ``adam`` (fused only on CUDA).
         lr / weight_decay / optimizer / scheduler / warmup_ratio: as :class:`~zoo.tasks.base.ZooTask`
             (recommenders default to Adam, RecBole's choice).
     """
@@ -78,7 +86,10 @@ class RecommenderTask(ZooTask):
     def __init__(self, *, num_users: int | None = None, num_items: int | None = None,
                  ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10, retrieval: str = "exact",
                  sampled_negatives: int = 0,
-                 cold_threshold: int = 5, sparse_embeddings: bool | Literal["auto"] = "auto", lr: float = 1e-3,
+                 cold_threshold: int = 5, sparse_embeddings: bool | Literal["auto"] = "auto",
+                 embedding_backend: Literal["auto", "torch", "fbgemm"] = "auto",
+                 embedding_optimizer: Literal["auto", "sgd", "adagrad", "rowwise_adagrad", "adam"] = "auto",
+                 lr: float = 1e-3,
                  weight_decay: float = 0.0, optimizer: Optimizer = "adam",
                  scheduler: Scheduler = "none", warmup_ratio: float = 0.0) -> None:
         super().__init__(lr=lr, weight_decay=weight_decay, optimizer=optimizer, scheduler=scheduler,
@@ -98,6 +109,14 @@ class RecommenderTask(ZooTask):
             raise RecsysModelError("--model.init_args.sparse_embeddings must be true, false or auto; got "
                                    f"{sparse_embeddings!r}")
         self.sparse_embeddings = sparse_embeddings
+        if embedding_backend not in EMBEDDING_BACKENDS:
+            raise RecsysModelError(f"model.embedding_backend must be one of {', '.join(EMBEDDING_BACKENDS)}; "
+                                   f"got {embedding_backend!r}")
+        if embedding_optimizer not in EMBEDDING_OPTIMIZERS:
+            raise RecsysModelError(f"model.embedding_optimizer must be one of {', '.join(EMBEDDING_OPTIMIZERS)}; "
+                                   f"got {embedding_optimizer!r}")
+        self.embedding_backend, self.embedding_optimizer = embedding_backend, embedding_optimizer
+        self._fused: Any = None  # zoo.tasks.recsys.fused.FusedTables while training with the fbgemm backend
         from zoo.tasks.recsys.retrieval import RETRIEVALS, RetrievalError
 
         if retrieval not in RETRIEVALS:
@@ -129,41 +148,10 @@ class RecommenderTask(ZooTask):
         tables = self.sparse_tables()
         rows = sum(t.num_embeddings for t in tables)
         wanted = self.sparse_embeddings is True or (self.sparse_embeddings == "auto" and rows >= SPARSE_MIN_ROWS)
-        use = wanted and self.weight_decay == 0
+        # a named table optimizer is a row-wise one (as fbgemm's), so the torch backend then updates row-wise too
+        use = (wanted or self.embedding_optimizer != "auto") and self.weight_decay == 0
         for table in tables:
             table.sparse = use
-
-    def configure_optimizers(self) -> Any:
-        tables = [t for t in self.sparse_tables() if t.sparse]
-        if tables and not self._sparse_strategy():
-            for t in tables:
-                t.sparse = False
-            tables = []
-        if not tables:
-            return super().configure_optimizers()
-        from zoo.tasks.recsys.optim import DenseSparseOptimizer, sparse_optimizer
-
-        sparse_ids = {id(t.weight) for t in tables}
-        groups = [{**g, "params": [p for p in g["params"] if id(p) not in sparse_ids]} for g in self.parameter_groups()]
-        groups = [g for g in groups if g["params"]]
-        dense = None
-        if groups:
-            fused = {"fused": True} if self._can_fuse_optimizer(groups) else {}
-            kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}.get(self.optimizer_name, torch.optim.AdamW)
-            extra = {"momentum": 0.9, "nesterov": True} if self.optimizer_name == "sgd" else {}
-            dense = kind(groups, lr=self.lr, **extra, **fused)
-        opt = DenseSparseOptimizer(dense, sparse_optimizer(self.optimizer_name, [t.weight for t in tables], self.lr))
-        return self.scheduled(opt)
-
-    def _sparse_strategy(self) -> bool:
-        """Sparse gradients work on one device and under DDP; sharded strategies need dense ones."""
-        trainer = attached_trainer(self)
-        if trainer is None:
-            return True
-        from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
-
-        strategy = trainer.strategy
-        return isinstance(strategy, SingleDeviceStrategy | DDPStrategy) and not isinstance(strategy, DeepSpeedStrategy)
 
     # -- data -> model ------------------------------------------------------------------------------
     def configure_from_data(self, datamodule: Any) -> None:

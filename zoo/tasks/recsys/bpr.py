@@ -45,15 +45,9 @@ class BPR(RecommenderTask):
         return [self.user_emb, self.item_emb]
 
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        if self.item_emb.sparse:  # row-wise updates: the backward is the batch's rows, nothing else
-            return {"user": self.user_emb(batch["user"]), "pos": self.item_emb(batch["pos"]),
-                    "neg": self.item_emb(batch["neg"])}
-        # dense tables: index_select, not nn.Embedding's forward: its backward is one index_add_, about 3x cheaper
-        # on CPU than embedding_dense_backward. Training pairs never hold the padding index 0 (negatives are drawn
-        # from 1..num_items), so padding_idx has nothing to protect here.
-        users, items = self.user_emb.weight, self.item_emb.weight
-        return {"user": users.index_select(0, batch["user"]), "pos": items.index_select(0, batch["pos"]),
-                "neg": items.index_select(0, batch["neg"].reshape(-1)).view(*batch["neg"].shape, -1)}
+        user, pos, neg = self.lookups([(self.user_emb, batch["user"]), (self.item_emb, batch["pos"]),
+                                       (self.item_emb, batch["neg"])])
+        return {"user": user, "pos": pos, "neg": neg}
 
     def forward_embedded(self, emb: dict[str, Tensor], batch: Any = None) -> dict[str, Tensor]:
         u, pos, neg = emb["user"], emb["pos"], emb["neg"]

@@ -56,8 +56,9 @@ class NeuMF(RecommenderTask):
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         neg = batch["neg"] if batch["neg"].ndim == 2 else batch["neg"][:, None]
         items = torch.cat([batch["pos"][:, None], neg], dim=1)  # [B, 1 + n]
-        return {"gmf_user": self.gmf_user(batch["user"]), "mlp_user": self.mlp_user(batch["user"]),
-                "gmf_item": self.gmf_item(items), "mlp_item": self.mlp_item(items)}
+        gu, mu, gi, mi = self.lookups([(self.gmf_user, batch["user"]), (self.mlp_user, batch["user"]),
+                                       (self.gmf_item, items), (self.mlp_item, items)])
+        return {"gmf_user": gu, "mlp_user": mu, "gmf_item": gi, "mlp_item": mi}
 
     def _score(self, gu: Tensor, mu: Tensor, gi: Tensor, mi: Tensor) -> Tensor:
         """user vectors [B, d], item vectors [B, M, d] -> logits [B, M]."""

@@ -86,10 +86,12 @@ class RowWiseOptimizer(torch.optim.Optimizer):
     go through sparse-tensor arithmetic: on CPU SparseAdam took 294 ms for one BPR step over 120k rows (coalesce,
     sparse add and index), as long as dense Adam over every row; this takes a few ms."""
 
+    KINDS = ("adam", "sgd", "adagrad", "rowwise_adagrad")
+
     def __init__(self, params: Any, lr: float, kind: str = "adam", betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, momentum: float = 0.9) -> None:
-        if kind not in ("adam", "sgd"):
-            raise ValueError(f"RowWiseOptimizer kind must be adam or sgd, got {kind!r}")
+        if kind not in self.KINDS:
+            raise ValueError(f"RowWiseOptimizer kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "momentum": momentum})
         self.kind = kind
 
@@ -104,10 +106,8 @@ class RowWiseOptimizer(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 rows, grad = _rows(p.grad)
-                if self.kind == "adam":
-                    self._adam(p, rows, grad, group)
-                else:
-                    self._sgd(p, rows, grad, group)
+                {"adam": self._adam, "sgd": self._sgd, "adagrad": self._adagrad,
+                 "rowwise_adagrad": self._rowwise_adagrad}[self.kind](p, rows, grad, group)
         return loss
 
     def _adam(self, p: Tensor, rows: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
@@ -125,13 +125,35 @@ class RowWiseOptimizer(torch.optim.Optimizer):
         p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
 
     def _sgd(self, p: Tensor, rows: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
+        mu = group["momentum"]
+        if mu == 0:
+            p.index_add_(0, rows, grad, alpha=-group["lr"])
+            return
         state = self.state[p]
         if not state:
             state["momentum_buffer"] = torch.zeros_like(p)
-        mu = group["momentum"]
         buf = state["momentum_buffer"].index_select(0, rows).mul_(mu).add_(grad)
         state["momentum_buffer"].index_copy_(0, rows, buf)
         p.index_add_(0, rows, grad.add(buf, alpha=mu), alpha=-group["lr"])  # Nesterov, as the dense SGD
+
+
+    # Adagrad and row-wise Adagrad as fbgemm's fused kernels compute them (eps outside the square root; row-wise:
+    # one accumulator per row, the mean of the row's squared gradient), so the two backends agree step for step
+    def _adagrad(self, p: Tensor, rows: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
+        state = self.state[p]
+        if not state:
+            state["sum"] = torch.zeros_like(p)
+        acc = state["sum"].index_select(0, rows).addcmul_(grad, grad)
+        state["sum"].index_copy_(0, rows, acc)
+        p.index_add_(0, rows, grad / acc.sqrt_().add_(group["eps"]), alpha=-group["lr"])
+
+    def _rowwise_adagrad(self, p: Tensor, rows: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
+        state = self.state[p]
+        if not state:
+            state["sum"] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+        acc = state["sum"].index_select(0, rows).add_(grad.pow(2).mean(1))
+        state["sum"].index_copy_(0, rows, acc)
+        p.index_add_(0, rows, grad / acc.sqrt_().add_(group["eps"])[:, None], alpha=-group["lr"])
 
 
 def _rows(grad: Tensor) -> tuple[Tensor, Tensor]:
@@ -147,8 +169,13 @@ def _rows(grad: Tensor) -> tuple[Tensor, Tensor]:
     return rows, summed.index_add_(0, inverse, values)
 
 
-def sparse_optimizer(name: str, params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+def sparse_optimizer(name: str, params: list[nn.Parameter], lr: float,
+                     table_optimizer: str = "auto") -> torch.optim.Optimizer:
     """The row-wise counterpart of ``optimizer``: ``adam`` / ``adamw`` -> lazy Adam, ``sgd`` -> SGD with Nesterov
     momentum 0.9 (as the dense one), both on the rows of the batch only (a row's moments are not decayed on
-    steps that do not touch it)."""
-    return RowWiseOptimizer(params, lr=lr, kind="sgd" if name == "sgd" else "adam")
+    steps that do not touch it). ``table_optimizer`` (``model.embedding_optimizer``) other than ``auto`` names
+    the update as fbgemm's fused kernels do it: ``sgd`` (plain, no momentum), ``adam``, ``adagrad``,
+    ``rowwise_adagrad``."""
+    if table_optimizer == "auto":
+        return RowWiseOptimizer(params, lr=lr, kind="sgd" if name == "sgd" else "adam")
+    return RowWiseOptimizer(params, lr=lr, kind=table_optimizer, momentum=0.0)

@@ -54,7 +54,8 @@ class MostPopular(RecommenderTask):
         return [self.item_score]
 
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"pos": self.item_score(batch["pos"]), "neg": self.item_score(batch["neg"])}
+        pos, neg = self.lookups([(self.item_score, batch["pos"]), (self.item_score, batch["neg"])])
+        return {"pos": pos, "neg": neg}
 
     def forward_embedded(self, emb: dict[str, Tensor], batch: Any = None) -> dict[str, Tensor]:
         return {"pos": emb["pos"].squeeze(-1), "neg": emb["neg"].squeeze(-1)}

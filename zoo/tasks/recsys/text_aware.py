@@ -135,18 +135,19 @@ class TextAwareRecommender(AdapterCheckpoints, RecommenderTask):
         return [self.user_emb, self.item_emb]
 
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        emb = {"user": self.user_emb(batch["user"])}
         pos, neg = batch["pos"], batch["neg"]
+        user, pos_id, neg_id = self.lookups([(self.user_emb, batch["user"]), (self.item_emb, pos),
+                                             (self.item_emb, neg)])
+        emb = {"user": user}
         if self.text_peft:  # encode each distinct item of the batch once, with gradients into the adapters
             unique, where = torch.unique(torch.cat([pos, neg.reshape(-1)]), return_inverse=True)
             vectors = self.encode_items(unique)[where]
             texts = {"pos": vectors[:len(pos)], "neg": vectors[len(pos):].view(*neg.shape, -1)}
         else:
             texts = {"pos": self.text_features[pos], "neg": self.text_features[neg]}
-        for key in ("pos", "neg"):
+        for key, id_vec in (("pos", pos_id), ("neg", neg_id)):
             ids = batch[key]
             emb[f"{key}_text"] = texts[key]
-            id_vec = self.item_emb(ids)
             if self.training and self.id_dropout > 0:
                 keep = (torch.rand(ids.shape, device=ids.device) >= self.id_dropout).to(id_vec.dtype)
                 id_vec = id_vec * keep.unsqueeze(-1)

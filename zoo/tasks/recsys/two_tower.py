@@ -62,7 +62,8 @@ class TwoTower(RecommenderTask):
         return [self.user_emb, self.item_emb]
 
     def embed(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {"user": self.user_emb(batch["user"]), "item": self.item_emb(batch["pos"])}
+        user, item = self.lookups([(self.user_emb, batch["user"]), (self.item_emb, batch["pos"])])
+        return {"user": user, "item": item}
 
     def _user_vec(self, e: Tensor) -> Tensor:
         return F.normalize(self.user_tower(e), dim=-1)
