@@ -147,7 +147,8 @@ def test_two_node_torchrun_matches_single_process(tmp_path):
     saved_env = dict(os.environ)  # Lightning sets MASTER_ADDR / MASTER_PORT / ranks in this process
     try:
         assert main(["fit", "--config", str(recipe), "--trainer.strategy", "ddp", "--trainer.devices", "1",
-                     "--trainer.precision", "32-true", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir",
+                     "--trainer.precision", "32-true", "--trainer.enable_progress_bar", "false",
+                     "--trainer.default_root_dir",
                      str(tmp_path / "one")]) == 0
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
