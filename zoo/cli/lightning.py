@@ -15,6 +15,7 @@ recipe name as its group and task / backbone / technique tags.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -36,9 +37,8 @@ Precision = Literal[64, 32, 16, "auto", "64", "32", "16", "bf16", "64-true", "32
 
 
 class ZooTrainer(pl.Trainer):
-    """Lightning's Trainer that also takes ``precision: auto`` (every shipped recipe's): bf16-mixed where the
-    hardware has bf16, 32-true elsewhere (:func:`zoo.scale.resolve_precision`). ZooCLI resolves it before the
-    Trainer is built and says which in one line; this class resolves it for a Trainer built any other way."""
+    """Lightning's Trainer that also takes ``precision: auto`` (:func:`zoo.scale.resolve_precision`). ZooCLI
+    resolves it before the Trainer is built and says which in one line; this class, for a Trainer built otherwise."""
 
     def __init__(self, *, precision: Precision | None = None, **kwargs: Any) -> None:
         super().__init__(precision=_auto_precision(precision, kwargs), **kwargs)
@@ -200,8 +200,6 @@ class ZooCLI(LightningCLIWithCheckpointHook):
             self.model.bind_data(self.datamodule)
 
     def _say_num_workers(self) -> None:
-        import os
-
         workers, cores = getattr(self.datamodule, "num_workers", 0), os.cpu_count() or 1
         if isinstance(workers, int) and workers > cores:
             print(f"zoo: data.num_workers {workers} is more than this machine's {cores} CPU cores: the loader "
@@ -383,10 +381,9 @@ def run(argv: list[str]) -> int:
 
 def _exit_codes_on_signals() -> tuple[list[int], dict[int, Any]]:
     """Record SIGTERM / SIGINT so that the command exits 143 / 130 (not 0: Lightning ends a fit on SIGTERM with a
-    bare SystemExit) once the checkpoint is written; returns the list the signal numbers go into. SIGINT still
-    raises KeyboardInterrupt; SIGTERM raises SystemExit only outside a fit, where Lightning's own handler (which
-    calls this one) stops the loop at the next batch end and writes on_exception.ckpt first. Returns the list
-    the signal numbers go into and the handlers to restore."""
+    bare SystemExit) once the checkpoint is written. SIGINT still raises KeyboardInterrupt; SIGTERM raises
+    SystemExit only outside a fit, where Lightning's handler (which calls this one) stops at the next batch end
+    and writes on_exception.ckpt first. Returns the list the signal numbers go into and the handlers to restore."""
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:

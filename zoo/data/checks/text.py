@@ -61,7 +61,8 @@ def classification_views(dm: Any) -> tuple[dict[str, SplitView], dict[str, list[
     views, texts = {}, {}
     for split in ("train", "val", "test"):
         ds = dm.splits.get(split)
-        rows = getattr(ds, "rows", None) or []
+        # n-gram splits featurise lazily: their plain rows hold the same text, id and label without featurising
+        rows = ds.plain_rows() if hasattr(ds, "plain_rows") else (getattr(ds, "rows", None) or [])
         texts[split] = [r["text"] for r in rows]
         labels = [_label_key(r["label"], names) for r in rows] if rows and "label" in rows[0] else None
         views[split] = SplitView([str(r["id"]) for r in rows], [r["text"].strip() for r in rows], labels)
