@@ -3,35 +3,17 @@ near duplicates, conflicting labels, label / length / script mix per split."""
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 from zoo.data.checks.duplicates import conflicting_labels, duplicate_findings, label_shift
 from zoo.data.checks.findings import Finding, SplitView, later_pairs
 from zoo.data.checks.near import TextIndex, text_near_pairs
 from zoo.data.checks.stats import categorical_shift, numeric_shift, shifted
+from zoo.data.scripts import script_of
 
 #: letters of a text read to find its main script
 SCRIPT_LETTERS = 100
-#: name prefixes that belong to one script
-_SCRIPT_ALIASES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "IDEOGRAPHIC": "CJK",
-                   "FULLWIDTH": "LATIN"}
-
-
-@lru_cache(maxsize=65536)
-def script_of(ch: str) -> str | None:
-    """The rule of :func:`zoo.data.text.vocabulary.script_of` (the first word of the letter's Unicode name),
-    repeated because zoo.data.text imports this package (``data.dedupe``) and siblings must not import each other
-    both ways."""
-    if not ch.isalpha():
-        return None
-    try:
-        first = unicodedata.name(ch).split(" ", 1)[0]
-    except ValueError:
-        return "OTHER"
-    return _SCRIPT_ALIASES.get(first, first)
 
 
 def main_script(text: str) -> str:

@@ -12,14 +12,12 @@ every script a text classifier meets in practice.
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-#: name prefixes that belong to one script (Japanese kana and CJK ideographs count as CJK, as do Korean syllables)
-_SCRIPT_ALIASES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "IDEOGRAPHIC": "CJK",
-                   "FULLWIDTH": "LATIN"}
+from zoo.data.scripts import script_of
+
 #: the vocabulary holds less than this share of letters in the data's main script: the encoder never learned it
 MIN_VOCAB_SHARE = 0.05
 #: unknown tokens above this share of all tokens
@@ -32,15 +30,6 @@ MIN_CHARS_PER_TOKEN = 2.8
 SAMPLE_TEXTS = 2000
 
 
-def script_of(ch: str) -> str | None:
-    """The script of a letter (``LATIN``, ``CYRILLIC``, ``CJK``, ...), None for anything that is not a letter."""
-    if not ch.isalpha():
-        return None
-    try:
-        first = unicodedata.name(ch).split(" ", 1)[0]
-    except ValueError:
-        return "OTHER"
-    return _SCRIPT_ALIASES.get(first, first)
 
 
 def script_shares(texts: Sequence[str]) -> dict[str, float]:

@@ -49,6 +49,20 @@ def iob_entities(tags: list[str]) -> list[tuple[str, int, int]]:
     return chunks
 
 
+def entity_answer(tags: list[str], scores: list[float], item: dict[str, Any]) -> dict[str, Any]:
+    """A text's answer: its entities with character offsets (from ``item["spans"]`` of the words) and the smallest
+    word score inside each, plus the words that were not read (past ``max_length`` or ``max_chunks``)."""
+    entities = []
+    for etype, start, end in iob_entities(tags):
+        a, b = item["spans"][start][0], item["spans"][end][1]
+        entities.append({"type": etype, "start": a, "end": b, "text": item["text"][a:b],
+                         "score": round(min(scores[start:end + 1]), 4)})
+    row: dict[str, Any] = {"entities": entities}
+    if item["untagged"]:  # words past max_length (or max_chunks windows) were not read: say so
+        row["untagged_words"] = item["untagged"]
+    return row
+
+
 @register_family
 class TokenClassification(EncoderFamily):
     """``{"text": ...}`` -> entity spans with character offsets (the words are split as ``zoo predict`` splits
@@ -117,16 +131,8 @@ class TokenClassification(EncoderFamily):
             at += len(item["windows"])
             tags = [names[k] for k in ids]
             scores = probs[seq, pos].gather(-1, torch.tensor(ids, dtype=torch.long)[:, None]).squeeze(-1).tolist()
-            entities = []
-            for etype, start, end in iob_entities(tags):
-                a, b = item["spans"][start][0], item["spans"][end][1]
-                entities.append({"type": etype, "start": a, "end": b, "text": item["text"][a:b],
-                                 "score": round(min(scores[start:end + 1]), 4)})
-            row: dict[str, Any] = {"entities": entities}
-            if item["untagged"]:  # words past max_length (or max_chunks windows) were not read: say so
-                row["untagged_words"] = item["untagged"]
-            rows.append(row)
+            rows.append(entity_answer(tags, scores, item))
         return rows
 
 
-__all__ = ["WORD_RE", "TokenClassification", "crf_paths", "iob_entities"]
+__all__ = ["WORD_RE", "TokenClassification", "crf_paths", "entity_answer", "iob_entities"]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from zoo.inference.crf import join_windows
-from zoo.inference.families.token import WORD_RE, crf_paths, iob_entities
+from zoo.inference.families.token import WORD_RE, crf_paths, entity_answer
 from zoo.inference.family import ExportSpec, Family, register_family, sample_batches
 from zoo.inference.manifest import Manifest
 from zoo.inference.requests import InferenceInputError, text_field
@@ -124,15 +124,7 @@ class WordTagging(Family):
             tags = [names[k] for k in ids]
             scores = [float(probs[r, p, k]) for (r, p), k in zip(where, ids)]
             at += len(item["windows"])
-            entities = []
-            for etype, start, end in iob_entities(tags):
-                a, b = item["spans"][start][0], item["spans"][end][1]
-                entities.append({"type": etype, "start": a, "end": b, "text": item["text"][a:b],
-                                 "score": round(min(scores[start:end + 1]), 4)})
-            row: dict[str, Any] = {"entities": entities}
-            if item["untagged"]:
-                row["untagged_words"] = item["untagged"]
-            rows.append(row)
+            rows.append(entity_answer(tags, scores, item))
         return rows
 
 
