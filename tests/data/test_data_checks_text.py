@@ -128,9 +128,9 @@ def test_dedupe_across_and_exclude_rows_drop_the_named_rows(tmp_path):
 def test_bad_dedupe_value_names_the_flag(tmp_path):
     from zoo.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="data.dedupe must be one of none, within, across"):
+    with pytest.raises(ConfigError, match="--data.init_args.dedupe must be one of none, within, across"):
         NgramTextDataModule(train=_write(tmp_path / "t.csv", ["x y z"] * 4, ["a", "b"] * 2), dedupe="all")
-    with pytest.raises(ConfigError, match="data.exclude_rows: .*missing.txt is not a file"):
+    with pytest.raises(ConfigError, match="--data.init_args.exclude_rows: .*missing.txt is not a file"):
         NgramTextDataModule(train=str(tmp_path / "t.csv"), exclude_rows=str(tmp_path / "missing.txt"))
 
 

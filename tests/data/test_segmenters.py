@@ -55,5 +55,5 @@ def test_the_datamodule_resolves_auto_and_refuses_an_unknown_segmenter(tmp_path)
                                val_fraction=0.25, test_fraction=0.25)
     data.setup("fit")
     assert data.segmenter == "jieba" and data.settings().segmenter == "jieba"
-    with pytest.raises(TextDataError, match="data.segmenter must be one of none, jieba, fugashi, auto"):
+    with pytest.raises(TextDataError, match="--data.init_args.segmenter must be one of none, jieba, fugashi, auto"):
         NgramTextDataModule(train=str(tmp_path / "zh.csv"), segmenter="mecab")

@@ -123,5 +123,5 @@ def test_crf_tagger_refuses_sub_word_data(tmp_path):
     _, data = tiny_token_case(tmp_path)
     with pytest.raises(ConfigError, match="tokenizer: words"):
         CRFTagger().bind_data(data)
-    with pytest.raises(ConfigError, match="model.context"):
+    with pytest.raises(ConfigError, match="--model.init_args.context"):
         CRFTagger(context="gru")

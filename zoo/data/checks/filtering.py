@@ -22,9 +22,10 @@ DEDUPE = ("none", "within", "across")
 
 def check_row_options(dedupe: str, exclude_rows: str | None) -> None:
     if dedupe not in DEDUPE:
-        raise ConfigError(f"data.dedupe must be one of {', '.join(DEDUPE)}; got {dedupe!r}")
+        raise ConfigError(f"--data.init_args.dedupe must be one of {', '.join(DEDUPE)}; got {dedupe!r}")
     if exclude_rows is not None and not Path(exclude_rows).is_file():
-        raise ConfigError(f"data.exclude_rows: {exclude_rows} is not a file; expected one row id a line or a CSV "
+        raise ConfigError(f"--data.init_args.exclude_rows: {exclude_rows} is not a file; expected one row id a "
+                          f"line or a CSV "
                           "with a 'row' column (label_issues.csv)")
 
 
@@ -32,7 +33,7 @@ def read_exclude_rows(path: str) -> set[str]:
     from zoo.data.files import read_text
 
     text = read_text(path, "utf-8", ConfigError, "one row id a line or a CSV with a 'row' column",
-                     what="data.exclude_rows file")
+                     what="--data.init_args.exclude_rows file")
     first = text.splitlines()[0] if text.strip() else ""
     if "," in first and "row" in [c.strip() for c in first.split(",")]:
         return {r["row"].strip() for r in csv.DictReader(io.StringIO(text)) if (r.get("row") or "").strip()}
@@ -81,7 +82,8 @@ def apply_row_filters(dm: Any) -> None:
 
         views, _ = image_views(dm)
     else:
-        raise ConfigError(f"data.dedupe / data.exclude_rows work on text, token and image data, not {family}; "
+        raise ConfigError(f"--data.init_args.dedupe / --data.init_args.exclude_rows work on text, token and "
+                          f"image data, not {family}; "
                           "interaction logs have data.duplicates")
     drop = rows_to_drop(views, dedupe, excluded)
     dm.dropped_rows = {s: len(d) for s, d in drop.items() if d}

@@ -72,7 +72,7 @@ class TextDataModule(TextDataBase):
     ) -> None:
         super().__init__(**kwargs)
         if max_chars is not None and max_chars < 1:
-            raise TextDataError(f"data.max_chars must be >= 1 (or null: no cap), got {max_chars}")
+            raise TextDataError(f"--data.init_args.max_chars must be >= 1 (or null: no cap), got {max_chars}")
         self.missing_label, self.max_chars = missing_label, max_chars
         chunk_overlap = check_long_text(long_text, chunk_overlap, max_chunks, self.max_length)
         if long_text != "truncate" and text_pair_column:

@@ -136,7 +136,8 @@ class NgramTextDataModule(TextDataModule):
                                 "columns")
         self.buckets, self.max_features, self.lowercase = int(buckets), max_features, lowercase
         if segmenter not in SEGMENTER_CHOICES:
-            raise TextDataError(f"data.segmenter must be one of {', '.join(SEGMENTER_CHOICES)}; got {segmenter!r}")
+            raise TextDataError(f"--data.init_args.segmenter must be one of {', '.join(SEGMENTER_CHOICES)}; got "
+                                f"{segmenter!r}")
         #: ``auto`` becomes jieba / fugashi / none when the training texts are read (``_fit``)
         self.segmenter = segmenter
         #: the fitted featuriser (``setup``); ``zoo export`` writes its settings / vocabulary beside the graph

@@ -53,7 +53,8 @@ def label_values(values: list[Any], path: Any, column: str, separator: str | Non
     (JSONL / Parquet). A single-label cell that is empty or says NaN / None / null is refused with its row, or
     is None with ``missing="drop"`` (``data.missing_label``)."""
     if missing not in MISSING_LABEL_CHOICES:
-        raise TextDataError(f"data.missing_label must be one of {', '.join(MISSING_LABEL_CHOICES)}, got {missing!r}")
+        raise TextDataError(f"--data.init_args.missing_label must be one of {', '.join(MISSING_LABEL_CHOICES)}, "
+                            f"got {missing!r}")
     out: list[list[str] | None] = []
     for i, v in enumerate(values):
         if isinstance(v, list | tuple | np.ndarray):

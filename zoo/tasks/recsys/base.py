@@ -110,10 +110,12 @@ class RecommenderTask(IdTables, ZooTask):
                                    f"{sparse_embeddings!r}")
         self.sparse_embeddings = sparse_embeddings
         if embedding_backend not in EMBEDDING_BACKENDS:
-            raise RecsysModelError(f"model.embedding_backend must be one of {', '.join(EMBEDDING_BACKENDS)}; "
+            raise RecsysModelError(f"--model.init_args.embedding_backend must be one of "
+                                   f"{', '.join(EMBEDDING_BACKENDS)}; "
                                    f"got {embedding_backend!r}")
         if embedding_optimizer not in EMBEDDING_OPTIMIZERS:
-            raise RecsysModelError(f"model.embedding_optimizer must be one of {', '.join(EMBEDDING_OPTIMIZERS)}; "
+            raise RecsysModelError(f"--model.init_args.embedding_optimizer must be one of "
+                                   f"{', '.join(EMBEDDING_OPTIMIZERS)}; "
                                    f"got {embedding_optimizer!r}")
         self.embedding_backend, self.embedding_optimizer = embedding_backend, embedding_optimizer
         self._fused: Any = None  # zoo.tasks.recsys.fused.FusedTables while training with the fbgemm backend

@@ -55,11 +55,13 @@ class IdTables:
         single = self._single_device()
         if self.embedding_backend == "fbgemm":
             if not tables:
-                raise RecsysModelError(f"model.embedding_backend: fbgemm: {name} has no ID table read by lookups "
+                raise RecsysModelError(f"--model.init_args.embedding_backend: fbgemm: {name} has no ID table "
+                                       f"read by lookups "
                                        "alone (its training reads whole tables); use embedding_backend: torch")
             odd = [t.embedding_dim for t in tables if t.embedding_dim % 4]
             if odd:
-                raise RecsysModelError(f"model.embedding_backend: fbgemm needs table widths that are multiples of 4; "
+                raise RecsysModelError(f"--model.init_args.embedding_backend: fbgemm needs table widths that "
+                                       f"are multiples of 4; "
                                        f"{name} has {odd[0]}: use embedding_backend: torch")
             if not single:
                 raise RecsysModelError("model.embedding_backend: fbgemm updates the tables inside one process; "

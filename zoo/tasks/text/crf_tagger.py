@@ -87,15 +87,15 @@ class CRFTagger(EntityTagging, Calibrated, ZooTask):
                          warmup_ratio=warmup_ratio)
         self.save_hyperparameters()
         if context not in ("bilstm", "cnn"):
-            raise ConfigError(f"model.context must be bilstm or cnn; got {context!r}")
+            raise ConfigError(f"--model.init_args.context must be bilstm or cnn; got {context!r}")
         if subword_init not in ("none", "usem3"):
-            raise ConfigError(f"model.subword_init must be none or usem3; got {subword_init!r}")
+            raise ConfigError(f"--model.init_args.subword_init must be none or usem3; got {subword_init!r}")
         for name, value in (("word_dim", word_dim), ("char_dim", char_dim), ("char_filters", char_filters),
                             ("subword_dim", subword_dim), ("hidden", hidden)):
             if value < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {value}")
+                raise ConfigError(f"--model.init_args.{name} must be >= 1, got {value}")
         if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"--model.init_args.dropout must be in [0, 1), got {dropout}")
         self.tag_names: list[str] | None = list(tag_names) if tag_names else None
         self.subword_init = subword_init
         self.freeze_subwords = freeze_subwords

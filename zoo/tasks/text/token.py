@@ -77,7 +77,8 @@ class TokenClassifier(EntityTagging, EncoderMixin, Calibrated, ZooTask):
         self.save_hyperparameters()
         resolve_encoder(encoder)  # a bad name or directory fails at config time
         if is_use(encoder):
-            raise ConfigError(f"model.encoder: {encoder} encodes whole sentences (no per-token states to tag); a "
+            raise ConfigError(f"--model.init_args.encoder: {encoder} encodes whole sentences (no per-token "
+                              f"states to tag); a "
                               "token_classifier needs a Hugging Face encoder (minilm or a model directory)")
         self.encoder_name = encoder
         self.peft_spec = dict(peft) if peft else None
