@@ -55,7 +55,13 @@ def worker(rank, world, port):
         loss.backward()
         losses.append(float(loss.detach()))
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20  # one batch's loss is too noisy to compare
-    print(f"RANK {rank} LOSS {first:.4f} {last:.4f}", flush=True)
+    # rank 0 prints for both: two processes writing one pipe can interleave their lines
+    gathered = [None] * world
+    dist.all_gather_object(gathered, (rank, first, last))
+    if rank == 0:
+        for r, a, b in gathered:
+            print(f"RANK {r} LOSS {a:.4f} {b:.4f}", flush=True)
+    dist.barrier()  # neither rank tears gloo down while the other still talks to it (SIGABRT otherwise)
     dist.destroy_process_group()
 
 
