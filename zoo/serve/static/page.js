@@ -175,10 +175,10 @@ function entities(text, found) {
   return out;
 }
 
-function render(answer, ms) {
+function render(answer, ms, text = lastText) {  // text: what an NER answer's offsets point into
   const body = [];
   if (Array.isArray(answer.entities)) {
-    body.push(entities(answer.text || lastText, answer.entities));
+    body.push(entities(text, answer.entities));
     body.push(el("p", { class: "muted" }, answer.entities.length ? `${answer.entities.length} entities` :
       "no entities found"));
     if (answer.untagged_words) body.push(el("p", { class: "muted" }, `${answer.untagged_words} words past the ` +
