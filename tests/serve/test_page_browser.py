@@ -6,6 +6,7 @@ one server per model for the module; a screenshot of each page is saved under th
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -114,11 +115,13 @@ def test_text_page_asks_for_the_key_then_answers_as_zoo_predict(servers, browser
     _wait(browser, "#key-input").send_keys(KEY, "\n")
     _wait(browser, "#input-text").send_keys(texts[0])
     assert browser.execute_script("return sessionStorage.getItem('zoo-serve-api-key')") == KEY  # this tab only
+    assert browser.execute_script("return localStorage.length + document.cookie.length") == 0
     _submit(browser)
     label, confidence, bars = _answer(browser)
     assert label == rows[0]["label"] and abs(confidence - rows[0]["confidence"]) <= 1e-5
     assert 1 <= len(bars) <= 5 and max(bars, key=bars.get) == label
     assert re.fullmatch(r"answered in \d+ ms", browser.find_element("id", "latency").text)
+    assert json.loads(browser.find_element("id", "raw").get_attribute("textContent"))["label"] == label
     browser.save_screenshot(str(tmp_path / "text.png"))
 
     # an error from the API is shown in words, not as a blank page
@@ -176,9 +179,10 @@ def test_recommender_page_answers_a_user_and_says_an_unknown_one_in_words(server
     assert not browser.find_element("id", "answer").is_displayed()
 
 
-def test_an_answer_with_a_conformal_set_and_entities_is_drawn(servers, browser):
-    """Shapes the tiny served models do not answer with (a conformal prediction set, NER spans), drawn by the
-    page's own render function; user text lands as text, never as HTML."""
+def test_answers_the_served_models_do_not_give_are_drawn_and_a_silent_server_is_said(servers, browser):
+    """Shapes the tiny served models do not answer with (a conformal prediction set, NER spans, multi-label, named
+    items of an unknown user), drawn by the page's own render function; user text lands as text, never as HTML.
+    And a server that does not answer is said in words."""
     browser.get(servers["bpr"]["url"])
     _wait(browser, "#user-input")
     browser.execute_script("zooPage.render({label: 'cat', confidence: 0.6, probabilities: {cat: 0.6, dog: 0.4},"
@@ -193,3 +197,15 @@ def test_an_answer_with_a_conformal_set_and_entities_is_drawn(servers, browser):
                                    ".map(m => [m.dataset.type, m.firstChild.textContent])")
     assert marks == [["PER", "Bob"], ["LOC", "Paris"]]
     assert browser.find_element("id", "entities").text.startswith("<b>Ada</b> met Bob")
+    browser.execute_script("zooPage.render({labels: ['sport'], scores: {sport: 0.9, politics: 0.2}}, 5)")
+    assert [c.text for c in browser.find_elements("css selector", "#labels span")] == ["sport"]
+    assert len(browser.find_elements("css selector", "#answer-body .bar")) == 2
+    browser.execute_script("zooPage.render({user: 'new', known_user: false, items: [{rank: 1, item: '50', "
+                           "score: 583, name: 'Star Wars (1977)'}]}, 4)")
+    assert "Unknown user: the most popular items." in browser.find_element("id", "answer-body").text
+    assert browser.find_element("css selector", "#items li").text.startswith("Star Wars (1977) 50")
+
+    browser.execute_script("window.fetch = () => Promise.reject(new TypeError('Failed to fetch'))")
+    browser.find_element("id", "input-user").send_keys(servers["user"])
+    _submit(browser)
+    assert "the server did not answer (Failed to fetch)" in _wait_text(browser, "#error", "did not answer")
