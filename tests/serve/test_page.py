@@ -5,9 +5,12 @@ The browser drives the page against real servers in test_page_browser.py."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
+import tomllib
 from html.parser import HTMLParser
+from pathlib import Path
 
 import litserve as ls
 import pytest
@@ -48,6 +51,13 @@ def test_the_page_and_its_assets_need_no_key_but_info_does(client):
     info = client.get("/info", headers={"X-API-Key": "k3y"})
     assert info.status_code == 200 and info.json()["model"]["card"]["metrics"] == {"acc": 0.9}
     assert set(OPEN_PATHS) == {"/health", "/", "/page.js", "/page.css"}  # nothing else opened by the page
+
+
+def test_the_wheel_ships_the_page():
+    """The assets are package data: a wheel without them would serve a page that is not there."""
+    config = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["zoo"]
+    assert all(any(fnmatch.fnmatch(f"serve/static/{name}", p) for p in patterns) for name in ASSETS), patterns
 
 
 class _Refs(HTMLParser):
