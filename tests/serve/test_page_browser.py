@@ -6,6 +6,7 @@ one server per model for the module; a screenshot of each page is saved under th
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -154,6 +155,20 @@ def test_image_page_uploads_previews_and_answers_as_the_predictor(servers, brows
     assert CARD["summary"] in card and "tiny shapes" in card and "Beats the baseline" in card
     assert "test/acc\n0.8750\n0.5000" in browser.find_element("id", "card-metrics").text.replace(" ", "\n")
     browser.save_screenshot(str(tmp_path / "image.png"))
+
+    # the same image dropped on the drop zone, as a file dragged from the desktop arrives
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const drop = new DataTransfer();
+        drop.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+        document.getElementById("preview").hidden = true;
+        document.getElementById("answer").hidden = true;
+        document.getElementById("drop-zone").dispatchEvent(new DragEvent("drop", {dataTransfer: drop, bubbles: true}));
+    """, base64.b64encode(png.read_bytes()).decode())
+    _wait(browser, "#preview")
+    assert browser.execute_script("return document.getElementById('input-image').files[0].name") == "dropped.png"
+    _submit(browser)
+    assert _answer(browser)[:2] == (label, confidence)
 
 
 def test_recommender_page_answers_a_user_and_says_an_unknown_one_in_words(servers, browser, tmp_path):
