@@ -131,7 +131,7 @@ class IdTables:
         self._fused = FusedTables(tables, self.table_optimizer(), self.lr)
         return self._table_and_dense_optimizers(self._fused)
 
-    def _table_and_dense_optimizers(self, fused: Any) -> Any:
+    def _table_and_dense_optimizers(self, tables: Any) -> Any:
         from zoo.tasks.recsys.fused import FusedTableOptimizer
 
         dense = None
@@ -141,7 +141,7 @@ class IdTables:
             kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}.get(self.optimizer_name, torch.optim.AdamW)
             extra = {"momentum": 0.9, "nesterov": True} if self.optimizer_name == "sgd" else {}
             dense = kind(groups, lr=self.lr, **extra, **fused)
-        return self.scheduled(FusedTableOptimizer(dense, fused))
+        return self.scheduled(FusedTableOptimizer(dense, tables))
 
     def configure_optimizers(self) -> Any:
         from zoo.tasks.recsys.sharded import ShardedTables
