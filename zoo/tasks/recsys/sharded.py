@@ -19,6 +19,7 @@ TorchRec divides the gradients its all-to-all returns to a shard's owner by the 
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import importlib.util
 from typing import Any
@@ -203,6 +204,23 @@ def _gather(sharded: Any, like: Tensor) -> Tensor:
     return full
 
 
+def _wait_for_all_then_destroy() -> None:
+    """At exit: wait until every rank is there, then destroy the process groups. A gloo rank that exited while the
+    other was still busy (rank 0 writes the run's plots) aborted 1 run in 5-8 at interpreter teardown ("terminate
+    called without an active exception", SIGABRT), after a fit that had succeeded. The wait is bounded (gloo's
+    monitored barrier), so a rank that died does not hang the others."""
+    from datetime import timedelta
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=120))
+        dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - at exit, a peer already gone is not worth a traceback over a finished run
+        pass
+
+
 class TorchRecStrategy(DDPStrategy):
     """DDP for the dense layers, TorchRec ``DistributedModelParallel`` for a recommender's ID tables (module
     docstring). Takes :class:`~lightning.pytorch.strategies.DDPStrategy`'s arguments."""
@@ -221,6 +239,9 @@ class TorchRecStrategy(DDPStrategy):
             raise RecsysModelError(f"{OVERLAY} shards a recommender's ID tables; {type(module).__name__} is not a "
                                    "recommender: use recipes/overlays/strategy/ddp.yaml")
         shard(self.root_device, len(self.parallel_devices or [self.root_device]))
+        # registered after zoo.scale's teardown of the default group (ZooTask.setup), so it runs before it
+        atexit.unregister(_wait_for_all_then_destroy)
+        atexit.register(_wait_for_all_then_destroy)
         ids = {id(t.weight) for t in self._tables().tables}
         module._ddp_params_and_buffers_to_ignore = [n for n, p in module.named_parameters() if id(p) in ids]
         if any(p.requires_grad for p in module.parameters()):
