@@ -123,7 +123,7 @@ def test_sharded_bpr_matches_one_process_and_its_checkpoint_serves_without_torch
     ckpt = _run_file(tmp / "bpr", "last.ckpt")
     assert main(["test", "--config", str(recipe), "--ckpt_path", str(ckpt)]) == 0
     assert main(["export", str(ckpt.parent.parent), "--format", "safetensors", "--out", str(tmp_path / "exp")]) == 0
-    from zoo.inference import load_predictor
+    from zoo.export import load_predictor
 
     got = load_predictor(tmp_path / "exp").predict([{"user": "u0"}])
     assert len(got[0]["items"]) == 10
@@ -169,6 +169,17 @@ def test_torchrec_backend_without_the_strategy_names_the_overlay(tmp_path, monke
 
     with pytest.raises(RecsysModelError, match="strategy/torchrec.yaml"):
         BPR(num_users=4, num_items=4, embedding_dim=8, embedding_backend="torchrec").resolve_embedding_backend()
+    # what the strategy refuses before any collective (zoo.tasks.recsys.tables._check_torchrec)
+    from zoo.tasks.recsys import LightGCN
+
+    with pytest.raises(RecsysModelError, match="no ID table read by lookups alone.*strategy/ddp.yaml"):
+        LightGCN(num_users=4, num_items=4)._check_torchrec(True, [])
+    with pytest.raises(RecsysModelError, match="weight_decay 0"):
+        bpr = BPR(num_users=4, num_items=4, embedding_dim=8, weight_decay=0.1)
+        bpr._check_torchrec(True, bpr.sparse_tables())
+    with pytest.raises(RecsysModelError, match="embedding_backend: fbgemm asks otherwise"):
+        bpr = BPR(num_users=4, num_items=4, embedding_dim=8, embedding_backend="fbgemm")
+        bpr._check_torchrec(True, bpr.sparse_tables())
     monkeypatch.chdir(tmp_path)
     from zoo.cli import main
 
