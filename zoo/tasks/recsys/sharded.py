@@ -159,9 +159,8 @@ class ShardedTables:
         states = {}
         for name, value in self._states().items():
             if hasattr(value, "local_shards"):
-                full = torch.zeros(value.size(), dtype=value.dtype, device=value.local_shards()[0].tensor.device
-                                   if value.local_shards() else self.tables[0].weight.device)
-                states[name] = _gather(value, full).cpu()
+                like = torch.empty(value.size(), dtype=value.dtype, device=self.tables[0].weight.device)
+                states[name] = _gather(value, like).cpu()
             else:
                 states[name] = value.detach().cpu().clone()
         return {"optimizer": self.optimizer, "lr": self.lr, "sharded": True, "states": states}
