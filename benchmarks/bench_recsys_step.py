@@ -2,7 +2,8 @@
 (not a pass/fail test): the same batches through
 
 * ``lightning``: ``Trainer.fit`` for one epoch, validation off (what ``bench_recsys_scale`` times, minus evaluation);
-* ``loop``: the model's step (``embed``, ``forward_embedded``, ``task_loss``) and optimizer in a plain loop over the datamodule's train loader;
+* ``loop``: the model's step (``embed``, ``forward_embedded``, ``task_loss``) and optimizer in a plain loop over
+  the datamodule's train loader;
 * ``math``: the same loop over batches drawn beforehand (no loader);
 * ``recbole_like``: RecBole's BPR step written out (``nn.Embedding`` lookups, two scores, dense ``torch.optim.Adam``)
   on the same batches, the reference the epoch is compared with.
@@ -10,7 +11,8 @@
     python -m benchmarks.bench_recsys_step --size 1 [--path default] [--steps 100] [--profile]
 
 Prints wall and CPU milliseconds per step for each (medians of three passes over ``--steps`` batches, after one
-warm-up pass; ``lightning`` includes the Trainer's set-up of each fit) and, with ``--profile``, torch.profiler's table of the ``loop`` pass.
+warm-up pass; ``lightning`` includes the Trainer's set-up of each fit) and, with ``--profile``, torch.profiler's
+table of the ``loop`` pass.
 """
 
 from __future__ import annotations

@@ -71,6 +71,9 @@ class PairBatches(IterableDataset):
     rejection sampling against the user's training items), and yield ``{"user", "pos", "neg"}`` batches;
     ``neg`` is [B] for one negative per positive, else [B, n]."""
 
+    #: users x items up to which the membership test is a flat bool array (50 MB), above it sorted keys
+    FLAT_MAX_CELLS = 50_000_000
+
     def __init__(self, users: np.ndarray, items: np.ndarray, num_items: int, batch_size: int,
                  num_negatives: int, seed: int) -> None:
         self.users, self.items = users.astype(np.int64), items.astype(np.int64)
@@ -82,7 +85,7 @@ class PairBatches(IterableDataset):
         # of keys missed the caches at every level: 1.3 s of a 5.8 s epoch at 3.5 M interactions)
         self.stride = num_items + 1
         keys = self.users * self.stride + self.items
-        if (int(self.users.max()) + 1) * self.stride <= 50_000_000:
+        if (int(self.users.max()) + 1) * self.stride <= self.FLAT_MAX_CELLS:
             self.seen_flat: np.ndarray | None = np.zeros((int(self.users.max()) + 1) * self.stride, dtype=bool)
             self.seen_flat[keys] = True
         else:
