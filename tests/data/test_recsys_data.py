@@ -86,6 +86,23 @@ def test_negatives_never_hit_the_users_training_items():
     assert bool((batch["neg"] >= 1).all())
 
 
+def test_keyed_membership_test_draws_the_same_negatives_as_the_flat_one(monkeypatch):
+    # large logs test "is this a training item" on sorted keys behind a hashed bitmap: the draws must be those of
+    # the flat array, bit for bit, whatever the bitmap lets through
+    dm = InteractionDataModule(dataset="synthetic_interactions", dataset_kwargs={"per_user": 40}, split="loo")
+    users, items = dm.train_pairs()
+    flat = PairBatches(users, items, dm.num_items, batch_size=10_000, num_negatives=3, seed=0)
+    monkeypatch.setattr(PairBatches, "FLAT_MAX_CELLS", 0)
+    keyed = PairBatches(users, items, dm.num_items, batch_size=10_000, num_negatives=3, seed=0)
+    assert flat.seen_flat is not None and keyed.seen_flat is None
+    drawn = [next(iter(b))["neg"] for b in (flat, keyed)]
+    assert torch.equal(drawn[0], drawn[1])
+    keys = users.astype(np.int64) * (dm.num_items + 1) + items
+    assert keyed._seen(keys).all()  # every training pair is found, none lost to the bitmap
+    other = keys + 1  # the next item of the same user, a training item only if the log has it
+    assert (keyed._seen(other) == np.isin(other, keys)).all()
+
+
 def test_duplicate_rows_are_refused_or_deduplicated(tmp_path):
     path = _write_log(tmp_path / "log.csv", ["u,a,1,1", "u,b,1,2", "u,a,3,3", "v,a,1,1"])
     with pytest.raises(RecsysDataError, match=r"user 'u' and item 'a' occur more than once.*rows \[1, 3\].*duplicates"):

@@ -75,6 +75,46 @@ def test_fused_and_torch_backends_give_the_same_updates(name, table_optimizer):
     torch.testing.assert_close(f[key][untouched], before[key][untouched], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("kind, reference, steps", [
+    ("adam", lambda ps: torch.optim.SparseAdam(ps, lr=0.1), 3),  # "lazy" Adam: what row-wise adam claims to be
+    ("adagrad", lambda ps: torch.optim.Adagrad(ps, lr=0.1), 3),  # untouched rows: zero gradient, no change
+    ("sgd", lambda ps: torch.optim.SGD(ps, lr=0.1), 3),
+    ("sgd_momentum", lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True), 1),  # dense decays rows
+])
+def test_row_wise_update_equals_torch_optimizers_on_a_tiny_table(kind, reference, steps):
+    from zoo.tasks.recsys.optim import RowWiseOptimizer
+
+    torch.manual_seed(0)
+    start = torch.randn(10, 4)
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    opt = RowWiseOptimizer([ours], lr=0.1, kind=kind.split("_")[0], momentum=0.9 if kind == "sgd_momentum" else 0)
+    ref = reference([theirs])
+    for step in range(steps):
+        g = torch.Generator().manual_seed(step)
+        rows = torch.randint(0, 6, (12,), generator=g)  # repeated rows, 6-9 never touched; uncoalesced, as autograd
+        grad = torch.sparse_coo_tensor(rows[None], torch.randn(12, 4, generator=g), (10, 4), check_invariants=True)
+        ours.grad = grad
+        theirs.grad = grad.coalesce() if kind == "adam" else grad.to_dense()
+        opt.step()
+        ref.step()
+        torch.testing.assert_close(ours.detach(), theirs.detach(), rtol=1e-5, atol=1e-6,
+                                   msg=lambda m, step=step: f"step {step}: {m}")
+    assert not torch.equal(ours.detach()[:6], start[:6])
+    torch.testing.assert_close(ours.detach()[6:], start[6:], rtol=0, atol=0)
+
+
+def test_a_row_wise_table_read_twice_in_a_step_gets_one_gradient():
+    torch.manual_seed(0)
+    model = MODELS["bpr"](sparse_embeddings=True)
+    model.train()
+    batch = _batch(0)
+    model.task_loss(model.forward_embedded(model.embed(batch), batch), batch).backward()
+    grad = model.item_emb.weight.grad
+    # pos and neg in one lookup: one uncoalesced gradient holding both requests' rows, in request order
+    assert grad.is_sparse and not grad.is_coalesced()
+    assert torch.equal(grad._indices()[0], torch.cat([batch["pos"], batch["neg"].reshape(-1)]))
+
+
 def test_backend_choice_auto_and_refusals():
     rows = SPARSE_MIN_ROWS
     assert BPR(num_users=rows, num_items=10, embedding_dim=8).resolve_embedding_backend() == "torch"  # Adam

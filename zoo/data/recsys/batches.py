@@ -71,21 +71,47 @@ class PairBatches(IterableDataset):
     rejection sampling against the user's training items), and yield ``{"user", "pos", "neg"}`` batches;
     ``neg`` is [B] for one negative per positive, else [B, n]."""
 
+    #: users x items up to which the membership test is a flat bool array (50 MB), above it sorted keys
+    FLAT_MAX_CELLS = 50_000_000
+
     def __init__(self, users: np.ndarray, items: np.ndarray, num_items: int, batch_size: int,
                  num_negatives: int, seed: int) -> None:
         self.users, self.items = users.astype(np.int64), items.astype(np.int64)
         self.num_items, self.batch_size = num_items, batch_size
         self.num_negatives, self.seed, self.epoch = num_negatives, seed, 0
         # membership test for rejection sampling on the key user * (num_items + 1) + item: a flat bit array when
-        # it is small (one gather per round), else sorted keys + searchsorted
+        # it is small (one gather per round), else sorted keys + searchsorted behind a hashed bitmap that rules
+        # out most draws with one gather (a draw hits a training item rarely, and a binary search over millions
+        # of keys missed the caches at every level: 1.3 s of a 5.8 s epoch at 3.5 M interactions)
         self.stride = num_items + 1
         keys = self.users * self.stride + self.items
-        if (int(self.users.max()) + 1) * self.stride <= 50_000_000:
+        if (int(self.users.max()) + 1) * self.stride <= self.FLAT_MAX_CELLS:
             self.seen_flat: np.ndarray | None = np.zeros((int(self.users.max()) + 1) * self.stride, dtype=bool)
             self.seen_flat[keys] = True
         else:
             self.seen_flat = None
-            self.seen_keys = np.unique(keys)
+            self.seen_keys = np.sort(keys)  # a repeated pair (duplicates: keep) does not upset searchsorted
+            # 16 bits per key: about 6 % of the draws that are not training items pass the filter
+            self.hash_bits = max(16, int(np.ceil(np.log2(16 * len(keys)))))
+            self.seen_bitmap = np.zeros(2 ** self.hash_bits // 8, dtype=np.uint8)
+            h = self._hash(keys)
+            np.bitwise_or.at(self.seen_bitmap, h >> 3, (1 << (h & 7)).astype(np.uint8))
+
+    def _hash(self, keys: np.ndarray) -> np.ndarray:
+        """Fibonacci hashing of the keys to ``hash_bits`` bits (the multiplication wraps modulo 2**64)."""
+        return ((keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - self.hash_bits)).astype(
+            np.int64)
+
+    def _seen(self, keys: np.ndarray) -> np.ndarray:
+        if self.seen_flat is not None:
+            return self.seen_flat[keys]
+        h = self._hash(keys)
+        hit = ((self.seen_bitmap[h >> 3] >> (h & 7).astype(np.uint8)) & 1).astype(bool)
+        maybe = np.flatnonzero(hit)
+        found = keys[maybe]
+        pos = np.searchsorted(self.seen_keys, found).clip(max=len(self.seen_keys) - 1)
+        hit[maybe] = self.seen_keys[pos] == found
+        return hit
 
     def __len__(self) -> int:
         return (len(self.users) + self.batch_size - 1) // self.batch_size
@@ -101,13 +127,7 @@ class PairBatches(IterableDataset):
         base = np.repeat(users * self.stride, num) if num > 1 else users * self.stride
         todo = np.arange(len(neg))
         for _ in range(100):  # each round redraws only the draws that hit a training item of their user
-            keys = base[todo] + neg[todo]
-            if self.seen_flat is not None:
-                hit = self.seen_flat[keys]
-            else:
-                pos = np.searchsorted(self.seen_keys, keys).clip(max=len(self.seen_keys) - 1)
-                hit = self.seen_keys[pos] == keys
-            todo = todo[hit]
+            todo = todo[self._seen(base[todo] + neg[todo])]
             if not len(todo):
                 break
             neg[todo] = rng.integers(1, self.num_items + 1, size=len(todo))

@@ -84,7 +84,9 @@ class RowWiseOptimizer(torch.optim.Optimizer):
     """Adam ("lazy", as ``torch.optim.SparseAdam``: same arithmetic, same state names) or SGD with Nesterov momentum
     on the rows of a sparse gradient, with dense index ops. Hand-written because torch's SparseAdam and sparse SGD
     go through sparse-tensor arithmetic: on CPU SparseAdam took 294 ms for one BPR step over 120k rows (coalesce,
-    sparse add and index), as long as dense Adam over every row; this takes a few ms."""
+    sparse add and index), as long as dense Adam over every row; this takes a few ms. The update of the weights
+    is scaled before ``index_add_``: torch's CPU ``index_add_`` with an ``alpha`` takes a per-row loop, about 4x
+    slower than without one."""
 
     KINDS = ("adam", "sgd", "adagrad", "rowwise_adagrad")
 
@@ -122,19 +124,19 @@ class RowWiseOptimizer(torch.optim.Optimizer):
         state["exp_avg"].index_copy_(0, rows, m)
         state["exp_avg_sq"].index_copy_(0, rows, v)
         step_size = group["lr"] * math.sqrt(1 - beta2 ** state["step"]) / (1 - beta1 ** state["step"])
-        p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
+        p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])).mul_(-step_size))
 
     def _sgd(self, p: Tensor, rows: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
         mu = group["momentum"]
         if mu == 0:
-            p.index_add_(0, rows, grad, alpha=-group["lr"])
+            p.index_add_(0, rows, grad.mul(-group["lr"]))
             return
         state = self.state[p]
         if not state:
             state["momentum_buffer"] = torch.zeros_like(p)
         buf = state["momentum_buffer"].index_select(0, rows).mul_(mu).add_(grad)
         state["momentum_buffer"].index_copy_(0, rows, buf)
-        p.index_add_(0, rows, grad.add(buf, alpha=mu), alpha=-group["lr"])  # Nesterov, as the dense SGD
+        p.index_add_(0, rows, grad.add(buf, alpha=mu).mul_(-group["lr"]))  # Nesterov, as the dense SGD
 
 
     # Adagrad and row-wise Adagrad as fbgemm's fused kernels compute them (eps outside the square root; row-wise:
@@ -145,7 +147,7 @@ class RowWiseOptimizer(torch.optim.Optimizer):
             state["sum"] = torch.zeros_like(p)
         acc = state["sum"].index_select(0, rows).addcmul_(grad, grad)
         state["sum"].index_copy_(0, rows, acc)
-        p.index_add_(0, rows, grad / acc.sqrt_().add_(group["eps"]), alpha=-group["lr"])
+        p.index_add_(0, rows, grad.div(acc.sqrt_().add_(group["eps"])).mul_(-group["lr"]))
 
     def _rowwise_adagrad(self, p: Tensor, rows: Tensor, grad: Tensor, group: dict[str, Any]) -> None:
         state = self.state[p]
@@ -153,7 +155,7 @@ class RowWiseOptimizer(torch.optim.Optimizer):
             state["sum"] = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
         acc = state["sum"].index_select(0, rows).add_(grad.pow(2).mean(1))
         state["sum"].index_copy_(0, rows, acc)
-        p.index_add_(0, rows, grad / acc.sqrt_().add_(group["eps"])[:, None], alpha=-group["lr"])
+        p.index_add_(0, rows, grad.div(acc.sqrt_().add_(group["eps"])[:, None]).mul_(-group["lr"]))
 
 
 def _rows(grad: Tensor) -> tuple[Tensor, Tensor]:

@@ -30,12 +30,28 @@ class IdTables:
         """The rows of ``(table, indices)`` requests (tables of ``sparse_tables``), as a training step reads
         them: one fused fbgemm call under the fbgemm backend (its backward updates the tables), else each
         table's lookup (``index_select`` on dense tables: its backward is one ``index_add_``, about 3x cheaper on
-        CPU than ``nn.Embedding``'s; the padding row is never a training index, so nothing is lost)."""
+        CPU than ``nn.Embedding``'s; the padding row is never a training index, so nothing is lost; one sparse
+        lookup per row-wise table)."""
         if self._fused is not None and self.training and torch.is_grad_enabled():
             positions = {id(t): n for n, t in enumerate(self._fused.tables)}
             return self._fused.lookup([(positions[id(t)], idx) for t, idx in requests])
-        return [t(idx) if t.sparse else t.weight.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
-                for t, idx in requests]
+        out: list[Tensor | None] = [None] * len(requests)
+        sparse: dict[int, list[int]] = {}
+        for n, (t, idx) in enumerate(requests):
+            if t.sparse:
+                sparse.setdefault(id(t), []).append(n)
+            else:
+                out[n] = t.weight.index_select(0, idx.reshape(-1)).view(*idx.shape, -1)
+        # a row-wise table's requests in one lookup: one sparse gradient per table, not a sum of several that
+        # autograd would concatenate; and without padding_idx, whose masking of every index in nn.Embedding's
+        # sparse backward cost more than the lookup (the padding row is never a training index)
+        for ns in sparse.values():
+            table = requests[ns[0]][0]
+            flat = [requests[n][1].reshape(-1) for n in ns]
+            rows = nn.functional.embedding(torch.cat(flat) if len(flat) > 1 else flat[0], table.weight, sparse=True)
+            for n, part in zip(ns, rows.split([len(f) for f in flat]), strict=True):
+                out[n] = part.view(*requests[n][1].shape, -1)
+        return out  # type: ignore[return-value]
 
     def table_optimizer(self) -> str:
         """The update of the ID tables, as fbgemm names it (``embedding_optimizer``, or what ``optimizer``
