@@ -1,0 +1,189 @@
+"""The in-process engine of ``zoo serve``: one uvicorn process whose event loop reads requests and whose one
+model thread answers them in batches, with the same routes, guard, answers and drain as the LitServe engine.
+
+Why not LitServe for every model: LitServe hands each request from its HTTP process to a model process and back
+through queues; on 2 cores an endpoint that does no work answers about a third of what a bare FastAPI endpoint
+answers (docs/serving.md, "Benchmark"), so a model whose forward takes under a millisecond per input is bounded
+by the hand-off, not by the model. Here the hand-off is a future in the same process.
+
+Batching is continuous: each batch is every request that arrived while the previous batch ran (up to
+``max_batch_size``), so the batch size follows the arrival rate, an idle server answers a lone request at once,
+and nothing waits for company (``--batch-timeout`` is LitServe's; waiting for full batches measured slower here,
+as the HTTP work and the model's then take turns instead of overlapping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from zoo.serve.api import PredictAPI, RequestGuard
+
+try:  # several times faster than json for answers; the standard library when it is not installed
+    import orjson
+
+    def dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+except ImportError:  # pragma: no cover - depends on the environment
+    def dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+class MicroBatcher:
+    """Collects requests on the event loop and answers them in batches on one thread (``handle(list) ->
+    list``, one answer per request, in order)."""
+
+    def __init__(self, handle: Any, max_batch_size: int) -> None:
+        self.handle, self.max_batch_size = handle, max_batch_size
+        self.pending: collections.deque[tuple[Any, asyncio.Future[Any]]] = collections.deque()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="zoo-model")
+        self.task: asyncio.Task[None] | None = None
+        self.arrived: asyncio.Event | None = None
+        self.sizes: collections.Counter[int] = collections.Counter()
+
+    def start(self) -> None:
+        self.arrived = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, item: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.append((item, future))
+        assert self.arrived is not None
+        self.arrived.set()
+        return await future
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.arrived is not None
+        while True:
+            while not self.pending:
+                self.arrived.clear()
+                await self.arrived.wait()
+            batch = [self.pending.popleft() for _ in range(min(self.max_batch_size, len(self.pending)))]
+            self.sizes[len(batch)] += 1
+            try:
+                answers = await loop.run_in_executor(self.executor, self.handle, [item for item, _ in batch])
+            except Exception as err:  # a bug in the model path: every request of the batch gets a 500
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for (_, future), answer in zip(batch, answers):
+                if not future.done():  # its client may have timed out
+                    future.set_result(answer)
+
+
+class InProcessServer:
+    """What :func:`zoo.serve.build_server` returns for ``--engine inprocess``: a FastAPI ``app`` (other modules
+    may add routes to it, as to LitServe's), ``model_metadata`` (``/info``'s ``model``) and :meth:`run`."""
+
+    engine = "inprocess"
+
+    def __init__(self, api: PredictAPI, *, max_batch_size: int, batch_timeout: float, timeout: float,
+                 max_bytes: int, model_metadata: dict[str, Any]) -> None:
+        self.api, self.timeout, self.model_metadata = api, timeout, model_metadata
+        self.batcher = MicroBatcher(self._answer, max_batch_size)
+        self.ready = False
+        self.app = FastAPI(lifespan=self._lifespan)
+        self.app.add_middleware(RequestGuard, max_bytes=max_bytes)
+        self._routes()
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: FastAPI) -> Any:
+        await asyncio.get_running_loop().run_in_executor(None, self.api.setup, "cpu")
+        self.batcher.start()
+        self.ready = True
+        try:
+            yield
+        finally:
+            self.ready = False
+            await self.batcher.stop()
+
+    def _answer(self, requests: list[Any]) -> list[tuple[int, bytes]]:
+        """On the model thread: a batch of JSON requests -> (status, body) each, as the LitServe engine answers
+        them (the same PredictAPI: parse, one forward for the good ones, a 4xx for each bad one)."""
+        answers = self.api.predict(self.api.decode_many(requests))
+        out = []
+        for answer in answers:
+            if hasattr(answer, "response"):  # Invalid
+                out.append((answer.status, dumps({"error": f"{answer.field}: {answer.detail}",
+                                                  "field": answer.field})))
+            else:
+                out.append((200, dumps(answer)))
+        return out
+
+    def _routes(self) -> None:
+        app = self.app
+
+        @app.get("/health")
+        async def health() -> Response:
+            return Response("ok" if self.ready else "not ready", status_code=200 if self.ready else 503)
+
+        @app.get("/info")
+        async def info() -> JSONResponse:
+            return JSONResponse({"model": self.model_metadata,
+                                 "server": {"engine": self.engine, "workers_per_device": 1, "timeout": self.timeout,
+                                            "batch_sizes": dict(sorted(self.batcher.sizes.items()))}})
+
+        async def predict(request: Request) -> Response:
+            body = request.scope.get("zoo_json", RequestGuard.NO_BODY)
+            if body is RequestGuard.NO_BODY:  # the guard parsed it; a caller mounting the app without it did not
+                body = json.loads(await request.body())
+            try:
+                async with asyncio.timeout(self.timeout):  # no task per request, unlike asyncio.wait_for
+                    status, content = await self.batcher.submit(body)
+            except TimeoutError:
+                return JSONResponse({"error": "request timed out"}, status_code=504)
+            return Response(content, status_code=status, media_type="application/json")
+
+        # a plain Starlette route: FastAPI's dependency solving per request is CPU this path does not need
+        app.router.add_route("/predict", predict, methods=["POST"])
+
+    def run(self, host: str, port: int, drain_timeout: float, on_ready: Any = None) -> None:
+        """Serve until SIGTERM / SIGINT, then drain: uvicorn closes the port at once and answers the requests it
+        accepted (the model thread keeps answering) for up to ``drain_timeout`` seconds, then this returns."""
+        import uvicorn
+
+        config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=drain_timeout, access_log=False)
+        server = _DrainingServer(config, drain_timeout)
+        # uvicorn raises the signal it handled again once it has stopped: this process then ends with exit 0
+        # instead of being killed by it
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        server.run()
+
+
+class _DrainingServer:
+    """uvicorn's server, saying once that it drains (as the LitServe engine does)."""
+
+    def __new__(cls, config: Any, drain_timeout: float) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                if not self.should_exit:
+                    print(f"zoo: {signal.Signals(sig).name}: draining (answering accepted requests, up to "
+                          f"{drain_timeout:g} s)", file=sys.stderr, flush=True)
+                super().handle_exit(sig, frame)
+
+        return Server(config)
+
+
+__all__ = ["InProcessServer", "MicroBatcher", "dumps"]
