@@ -14,9 +14,9 @@ apache2-utils, installed with apt-get when missing) at ``--concurrency`` for ``-
 "limit" is the model's own batched forward (ONNX Runtime, batch ``--max-batch-size``, inputs prepared outside the
 timing, the fastest of ``--limit-repeats`` forwards): items/s no server around that forward can beat. Each server
 runs ``--rounds`` times, interleaved with the others; the table shows its best round and the server's CPU time
-per request (every process of the server, from /proc), which load elsewhere changes much less than requests/s. Every row also reads as a share of the limit and of
-the JSON-only ceiling. The profile table says where a request's time goes (JSON decode, parse / tokenize,
-collate, forward, answers, encode), measured in this process.
+per request (every process of the server, from /proc), which load elsewhere changes much less than requests/s.
+Every row also reads as a share of the limit and of the JSON-only ceiling. The profile table says where a
+request's time goes (JSON decode, parse / tokenize, collate, forward, answers, encode), measured in this process.
 
     python benchmarks/bench_serve.py --text runs/bbc_news_lora/version_0 --image runs/digits_robust/version_0 \\
         --bpr runs/bpr_ml100k/version_0 --out /tmp/bench_serve.md   # about 8 minutes
