@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -41,8 +42,7 @@ def _litserve_answers(api, requests):
 def _inprocess_answers(api, requests):
     from zoo.serve.inprocess import InProcessServer
 
-    server = InProcessServer(api, max_batch_size=8, batch_timeout=0.0, timeout=30, max_bytes=1 << 20,
-                             model_metadata={})
+    server = InProcessServer(api, max_batch_size=8, timeout=30, max_bytes=1 << 20, model_metadata={})
     return [(status, json.loads(body)) for status, body in server._answer(requests)]
 
 
@@ -93,31 +93,39 @@ def test_inprocess_answers_equal_litserve_on_text_image_and_bpr(exports):
     assert [s for s, _ in got] == [200] * 5 + [404, 422, 200]
 
 
-def test_batches_are_what_arrived_while_the_last_one_ran():
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_batches_are_what_arrived_while_a_model_thread_was_busy(parallel):
     from zoo.serve.inprocess import MicroBatcher
 
-    started = threading.Event()
+    running, peak, lock = [0], [0], threading.Lock()
 
     def handle(items):
-        started.set()
-        time.sleep(0.2)  # the first batch runs while the others arrive
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)  # the batches run while the others arrive
+        with lock:
+            running[0] -= 1
         return [x * 10 for x in items]
 
     async def scenario():
-        batcher = MicroBatcher(handle, max_batch_size=4)
+        batcher = MicroBatcher(handle, max_batch_size=4, parallel=parallel)
         batcher.start()
-        first = asyncio.ensure_future(batcher.submit(0))
-        while not started.is_set():
-            await asyncio.sleep(0.01)
-        rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 7)]
-        answers = await asyncio.gather(first, *rest)
+        first = []
+        for i in range(parallel):  # each lone request starts a batch at once, on a free thread
+            first.append(asyncio.ensure_future(batcher.submit(i)))
+            await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(parallel, parallel + 6)]
+        answers = await asyncio.gather(*first, *rest)
         await batcher.stop()
         return answers, batcher.sizes
 
-    answers, sizes = asyncio.run(scenario())
-    assert answers == [i * 10 for i in range(7)]
-    # a lone request is answered at once (no wait for company); the six that came during it: 4 + 2
-    assert sizes == {1: 1, 4: 1, 2: 1}, sizes
+    answers, got = asyncio.run(scenario())
+    assert answers == [i * 10 for i in range(parallel + 6)]
+    # one thread: a lone request at once, then the six that came during it as 4 + 2; two threads: two lone ones
+    # at once (both threads busy together), then 4 + 2
+    assert peak[0] == parallel
+    assert got == ({1: 1, 4: 1, 2: 1} if parallel == 1 else {1: 2, 4: 1, 2: 1}), got
 
 
 @pytest.mark.slow
@@ -128,7 +136,9 @@ def test_engine_rule_and_refusals(exports, capsys):
     assert choose_engine("auto", 1) == "inprocess" and choose_engine("auto", 2) == "litserve"
     assert choose_engine("litserve", 1) == "litserve"
     server = build_server(exports["image"], threads=1)
-    assert server.engine == "inprocess" and server.model_metadata["batching"]["engine"] == "inprocess"
+    batching = server.model_metadata["batching"]
+    assert server.engine == "inprocess" and batching["engine"] == "inprocess"
+    assert server.batcher.parallel == batching["model_threads"] == (2 if (os.cpu_count() or 1) >= 2 else 1)
     assert type(build_server(exports["image"], threads=1, engine="litserve")).__name__ == "LitServer"
     for route in ("/predict", "/info", "/health"):  # the app other modules (the page) add routes to
         assert any(getattr(r, "path", None) == route for r in server.app.routes), route
@@ -138,6 +148,23 @@ def test_engine_rule_and_refusals(exports, capsys):
         code = exit_.code
     err = capsys.readouterr().err
     assert code == 2 and "--engine litserve" in err and "Traceback" not in err, err[-2000:]
+
+
+@pytest.mark.slow
+def test_a_serving_process_runs_torch_on_one_thread_and_onnx_runtime_without_spinning(exports, monkeypatch):
+    import torch
+
+    from zoo.inference import OnnxRunner
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(OnnxRunner, "allow_spinning", True)
+    _api(exports["image"])  # a caller's own process (this test) is left as it was
+    assert calls == [] and OnnxRunner.allow_spinning
+    from zoo.serve import build_server
+
+    build_server(exports["image"], threads=1).api.setup("cpu")
+    assert calls == [1] and not OnnxRunner.allow_spinning
 
 
 @pytest.mark.subprocess

@@ -57,25 +57,29 @@ def build_server(folder: str | Path, *, max_batch_size: int = 32, batch_timeout:
     key = api_key or os.environ.get(API_KEY_ENV)
     if key:
         os.environ[API_KEY_ENV] = key  # read by the API servers' authorize dependency (inherited by the workers)
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    engine = choose_engine(engine, workers)
+    cores = os.cpu_count() or 1
+    # the in-process engine runs two batches at once (zoo/serve/inprocess.py), each on half the cores
+    parallel = 2 if engine == "inprocess" and cores >= 2 else 1
+    threads = threads or max(1, cores // (workers * parallel))
     common = dict(export=export, backend=backend, calibration=calibration, threads=threads,
                   max_image_pixels=max_image_pixels)
-    engine = choose_engine(engine, workers)
     # one API: /predict/batch reaches the same workers through RequestGuard
     apis = [PredictAPI(max_batch_size=max_batch_size, batch_timeout=batch_timeout if max_batch_size > 1 else 0.0,
                        api_path="/predict", **common)]
+    apis[0].serving = True
     shown = ("task", "family", "format", "model_class", "labels", "versions", "source", "verification", "temperature",
              "members")
     info = {k: _no_paths(export.raw[k]) for k in shown if k in export.raw}
     info["backend"], info["calibration"] = backend or ("onnx" if export.format == "onnx" else "torch"), calibration
     info["batching"] = {"max_batch_size": max_batch_size, "batch_timeout": batch_timeout, "workers": workers,
-                        "engine": engine}
+                        "engine": engine, "threads": threads, "model_threads": parallel}
     max_bytes = int(max_body_mb * 1024 * 1024)
     if engine == "inprocess":
         from zoo.serve.inprocess import InProcessServer
 
-        server: Any = InProcessServer(apis[0], max_batch_size=max_batch_size, batch_timeout=batch_timeout,
-                                      timeout=timeout, max_bytes=max_bytes, model_metadata=info)
+        server: Any = InProcessServer(apis[0], max_batch_size=max_batch_size, timeout=timeout, max_bytes=max_bytes,
+                                      model_metadata=info, parallel=parallel)
     else:
         server = ls.LitServer(apis, accelerator="cpu", workers_per_device=workers, timeout=timeout,
                               model_metadata=info, middlewares=[(RequestGuard, {"max_bytes": max_bytes})])

@@ -68,6 +68,9 @@ class _Base(ls.LitAPI):
         # the manifest read once by build_server travels to the worker processes with the API object
         self.export, self.backend_name, self.calibration, self.threads = export, backend, calibration, threads
         self.max_image_pixels = max_image_pixels
+        #: set by build_server: :meth:`setup` then tunes this process for serving (torch's and ONNX Runtime's
+        #: threads), which a caller running the API in its own process (a test) would not want
+        self.serving = False
 
     def setup(self, device: Any) -> None:
         from zoo.inference import load
@@ -83,11 +86,12 @@ class _Base(ls.LitAPI):
             Image.MAX_IMAGE_PIXELS = self.max_image_pixels
 
         rebuild = rebuild_with_zoo if self.export.needs_rebuild(self.backend_name) else None
-        from zoo.inference import OnnxRunner
+        if self.serving:
+            from zoo.inference import OnnxRunner
 
-        OnnxRunner.allow_spinning = False  # this process serves: see OnnxRunner.allow_spinning
+            OnnxRunner.allow_spinning = False  # this process serves: see OnnxRunner.allow_spinning
         self.predictor = load(self.export, self.backend_name, self.calibration, self.threads, rebuild=rebuild)
-        if self.predictor.backend == "onnx":
+        if self.serving and self.predictor.backend == "onnx":
             import torch
 
             # torch only shapes answers here (softmax, top-k of a [batch, classes] tensor): on its default thread
