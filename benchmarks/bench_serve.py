@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -91,7 +92,9 @@ def stop(proc: subprocess.Popen) -> None:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            pass
+    with contextlib.suppress(ProcessLookupError):  # LitServe's processes can outlive their main process
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def cpu_seconds(session: int) -> float:
