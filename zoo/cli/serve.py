@@ -1,5 +1,5 @@
 """``zoo serve PATH``: serve an export folder (or a run directory / checkpoint, exported on the fly) over HTTP
-with LitServe and server-side dynamic batching. See docs/serving.md for the API."""
+with server-side dynamic batching (in-process, or LitServe's worker processes). See docs/serving.md for the API."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``zoo serve``: an exported model or ensemble (or a run / ensemble directory, exported on the fly) behind
-LitServe.
+uvicorn with the model in the same process (:mod:`zoo.serve.inprocess`, one worker) or behind LitServe.
 
 Endpoints: ``POST /predict`` (one input; LitServe batches concurrent requests up to ``max_batch_size``, waiting
 at most ``batch_timeout`` seconds), ``POST /predict/batch`` (a list, one forward pass), ``GET /health``,
@@ -99,8 +99,8 @@ ENGINES = ("auto", "inprocess", "litserve")
 def choose_engine(engine: str, workers: int) -> str:
     """``auto``: the in-process engine for one worker, LitServe's model processes for several. On the three
     benchmark models (text encoder, small CNN, BPR; docs/serving.md, "Benchmark") one in-process model answered
-    more requests per second at a lower p99 than LitServe did; LitServe's processes are what ``--workers N``
-    needs (several copies of the model, each with its own cores)."""
+    more requests per second than LitServe did (image and BPR at a lower p99 too); LitServe's processes are what
+    ``--workers N`` needs (several copies of the model, each with its own cores)."""
     if engine != "auto":
         return engine
     return "inprocess" if workers == 1 else "litserve"
