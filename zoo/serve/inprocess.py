@@ -1,8 +1,8 @@
-"""The in-process engine of ``zoo serve``: one uvicorn process whose event loop reads requests and whose one
-model thread answers them in batches, with the same routes, guard, answers and drain as the LitServe engine.
+"""The in-process engine of ``zoo serve``: one uvicorn process whose event loop reads requests and whose model
+threads answer them in batches, with the same routes, guard, answers and drain as the LitServe engine.
 
 Why not LitServe for every model: LitServe hands each request from its HTTP process to a model process and back
-through queues; on 2 cores an endpoint that does no work answers about a third of what a bare FastAPI endpoint
+through queues; on 2 cores an endpoint that does no work answers about a quarter of what a bare FastAPI endpoint
 answers (docs/serving.md, "Benchmark"), so a model whose forward takes under a millisecond per input is bounded
 by the hand-off, not by the model. Here the hand-off is a future in the same process.
 
@@ -26,10 +26,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from zoo.serve.api import PredictAPI, RequestGuard
+from zoo.serve.api import Invalid, PredictAPI, RequestGuard
 
 try:  # several times faster than json for answers; the standard library when it is not installed
     import orjson
@@ -129,7 +130,7 @@ class InProcessServer:
         answers = self.api.predict(self.api.decode_many(requests))
         out = []
         for answer in answers:
-            if hasattr(answer, "response"):  # Invalid
+            if isinstance(answer, Invalid):
                 out.append((answer.status, dumps({"error": f"{answer.field}: {answer.detail}",
                                                   "field": answer.field})))
             else:
@@ -151,7 +152,7 @@ class InProcessServer:
 
         async def predict(request: Request) -> Response:
             body = request.scope.get("zoo_json", RequestGuard.NO_BODY)
-            if body is RequestGuard.NO_BODY:  # the guard parsed it; a caller mounting the app without it did not
+            if body is RequestGuard.NO_BODY:  # a route added in front of the guard
                 body = json.loads(await request.body())
             try:
                 async with asyncio.timeout(self.timeout):  # no task per request, unlike asyncio.wait_for
@@ -163,14 +164,13 @@ class InProcessServer:
         # a plain Starlette route: FastAPI's dependency solving per request is CPU this path does not need
         app.router.add_route("/predict", predict, methods=["POST"])
 
-    def run(self, host: str, port: int, drain_timeout: float, on_ready: Any = None) -> None:
+    def run(self, host: str, port: int, drain_timeout: float) -> None:
         """Serve until SIGTERM / SIGINT, then drain: uvicorn closes the port at once and answers the requests it
-        accepted (the model thread keeps answering) for up to ``drain_timeout`` seconds, then this returns."""
-        import uvicorn
-
+        accepted (the model threads keep answering) for up to ``drain_timeout`` seconds, then this returns."""
         config = uvicorn.Config(self.app, host=host, port=port, log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=drain_timeout, access_log=False)
-        server = _DrainingServer(config, drain_timeout)
+        server = _DrainingServer(config)
+        server.drain_timeout = drain_timeout
         # uvicorn raises the signal it handled again once it has stopped: this process then ends with exit 0
         # instead of being killed by it
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -178,20 +178,16 @@ class InProcessServer:
         server.run()
 
 
-class _DrainingServer:
+class _DrainingServer(uvicorn.Server):
     """uvicorn's server, saying once that it drains (as the LitServe engine does)."""
 
-    def __new__(cls, config: Any, drain_timeout: float) -> Any:
-        import uvicorn
+    drain_timeout = 0.0
 
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig: int, frame: Any) -> None:
-                if not self.should_exit:
-                    print(f"zoo: {signal.Signals(sig).name}: draining (answering accepted requests, up to "
-                          f"{drain_timeout:g} s)", file=sys.stderr, flush=True)
-                super().handle_exit(sig, frame)
-
-        return Server(config)
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.should_exit:
+            print(f"zoo: {signal.Signals(sig).name}: draining (answering accepted requests, up to "
+                  f"{self.drain_timeout:g} s)", file=sys.stderr, flush=True)
+        super().handle_exit(sig, frame)
 
 
 __all__ = ["InProcessServer", "MicroBatcher", "dumps"]
