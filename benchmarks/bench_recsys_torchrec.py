@@ -2,7 +2,9 @@
 EmbeddingCollection, sharded by TorchRec's planner under ``DistributedModelParallel`` on 2 gloo CPU processes,
 trained for 200 BPR steps with a fused SGD applied in backward. ``make venv`` installs torchrec 1.9.2 and the CPU
 build of fbgemm (``fbgemm-gpu-cpu`` 1.9.0) with ``--no-deps`` (the Makefile says why), so it runs in the project's
-environment; ``tests/scale/test_torchrec_sharding.py`` runs it:
+environment. zoo's own models train this way under ``recipes/overlays/strategy/torchrec.yaml``
+(``zoo.tasks.recsys.sharded``, tested by ``tests/scale/test_torchrec_sharding.py``); this script is the raw TorchRec
+loop without zoo or Lightning, to tell an environment problem from a zoo one:
 
     python -m benchmarks.bench_recsys_torchrec [--port 29611]
 

@@ -66,3 +66,5 @@ def test_test_and_export_read_the_featuriser(fitted, no_refit, capsys):
     assert 90 not in no_refit and sum(no_refit) < 90  # validation and test splits only, never the training split
     meta = export_run(run, "safetensors", tmp / "export")
     assert meta["verification"]
+    # the card's summary the test just wrote travels with the export (zoo serve's /info and page show it)
+    assert meta["card"]["task"] == "Text Classification" and meta["card"]["metrics"]["acc"] > 0

@@ -33,7 +33,8 @@ FAMILIES = _one_recipe_per_family()
 def test_overlays_exist():
     names = {str(p.relative_to(REPO / "recipes" / "overlays")) for p in OVERLAYS}
     expected = {f"precision/{p}.yaml" for p in ("32", "bf16-mixed", "16-mixed")}
-    expected |= {f"strategy/{s}.yaml" for s in ("ddp", "ddp_spawn", "fsdp", "deepspeed_zero2", "deepspeed_zero3")}
+    expected |= {f"strategy/{s}.yaml" for s in ("ddp", "ddp_spawn", "fsdp", "deepspeed_zero2", "deepspeed_zero3",
+                                                        "torchrec")}
     expected |= {"accumulate.yaml", "compile.yaml"} | {f"logger/{x}.yaml" for x in ("csv", "tensorboard", "wandb")}
     assert expected <= names, sorted(expected - names)
     assert FAMILIES, "no recipes found"

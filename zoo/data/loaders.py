@@ -139,8 +139,10 @@ def train_loader(dataset: Any, *, batch_size: int | None = 1, shuffle: bool = Fa
                  batch_sampler: Any = None, seed: int | None = None, **kwargs: Any) -> DataLoader:
     """The training loader of a datamodule: a :class:`ResumableLoader` in one process; under DDP a plain
     ``DataLoader`` (Lightning swaps in its ``DistributedSampler``, so exact mid-epoch continuation is not kept
-    there, see docs/reliability.md). ``batch_size=None`` with an iterable dataset that yields whole batches."""
-    if will_be_distributed():
+    there, see docs/reliability.md), except for an iterable dataset: Lightning gives it no sampler (it shards
+    itself, as the recommenders' batches do), so it stays resumable. ``batch_size=None`` with an iterable dataset
+    that yields whole batches."""
+    if will_be_distributed() and not isinstance(dataset, IterableDataset):
         if batch_sampler is not None:
             return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, **kwargs)

@@ -54,9 +54,11 @@ def versions() -> dict[str, str]:
 
 
 def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, source: str | Path | None = None,
-                 samples: int = 64, tolerance: float = 1e-4, overwrite: bool = False) -> dict[str, Any]:
+                 samples: int = 64, tolerance: float = 1e-4, overwrite: bool = False,
+                 card: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export a model bound to its datamodule through its family (:func:`zoo.inference.family.family_of`);
-    returns the written ``zoo_export.json`` contents."""
+    returns the written ``zoo_export.json`` contents. ``card``: the run's model-card summary
+    (:func:`zoo.reporting.card.summary`), kept under ``card`` for ``zoo serve``'s ``/info`` and page."""
     out = check_out(fmt, out, overwrite)
     model.bind_data(datamodule)
     model = merged(model)
@@ -72,6 +74,8 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
                             "inputs": spec.inputs, "output": "output", "files": {fmt: FILES[fmt]},
                             "temperature": temperature_of(model), **spec.meta,
                             "versions": {**versions(), **family.asset_versions()}}
+    if card:
+        meta["card"] = card
     if source is not None and Path(source).is_file():
         meta["source"] = {"checkpoint": str(source), "sha256": sha256(Path(source))}
     eager = family.graph(model, spec.inputs).eval()
@@ -143,8 +147,11 @@ def _verify_raw(eager: Any, runner: Any, spec: ExportSpec, tolerance: float, fam
 def export_run(source: str | Path, fmt: str, out: str | Path, *, record: bool = True, **kwargs: Any) -> dict[str, Any]:
     """Export a run directory (``<root>/<recipe>/version_N``) or a checkpoint file; the verification figures also
     go to ``export_report.json`` in the run directory (unless ``record`` is false: a throw-away export)."""
+    from zoo.reporting.card import collect, summary
+
     model, datamodule, ckpt, run_dir = load_run(source)
-    meta = export_model(model, datamodule, fmt, out, source=ckpt, **kwargs)
+    card = summary(collect([run_dir])) if run_dir is not None else None
+    meta = export_model(model, datamodule, fmt, out, source=ckpt, card=card, **kwargs)
     if run_dir is not None and record:
         record_report(run_dir, fmt, out, meta["verification"])
     return meta

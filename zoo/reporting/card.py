@@ -242,6 +242,22 @@ def render(info: dict[str, Any], name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(info: dict[str, Any]) -> dict[str, Any]:
+    """The card's headline in a few JSON fields (task, data, test metrics, baseline verdict): what ``zoo export``
+    records under ``card`` and ``zoo serve`` shows in ``/info`` and on its page."""
+    _, _, task_name = _task(info)
+    out: dict[str, Any] = {"task": task_name, "dataset": _dataset(info["config"]),
+                           "summary": (info["card"] or {}).get("summary"),
+                           "metrics": {k: round(float(v), 6) for k, v in sorted(info["metrics"].items())
+                                       if k != "loss"}}
+    base = info["baseline"] or {}
+    if base.get("rows"):
+        out["headline"] = base.get("headline")
+        out["baseline"] = {"reference": base.get("reference"), "beats": base.get("beats"),
+                           "rows": [{k: r[k] for k in ("metric", "model", "reference")} for r in base["rows"]]}
+    return out
+
+
 def _run_name(out_dir: Path) -> str:
     """``runs/<recipe>/version_N[/test]`` -> ``<recipe>``: the logger names runs after their recipe."""
     for part in reversed(out_dir.resolve().parts):
@@ -259,4 +275,4 @@ def write_model_card(out_dir: Path, sources: list[Path] | None = None, name: str
     return atomic_write_text(out_dir / "MODEL_CARD.md", render(info, title))
 
 
-__all__ = ["SECTIONS", "collect", "metadata", "render", "write_model_card"]
+__all__ = ["SECTIONS", "collect", "metadata", "render", "summary", "write_model_card"]

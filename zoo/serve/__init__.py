@@ -3,8 +3,9 @@ uvicorn with the model in the same process (:mod:`zoo.serve.inprocess`, one work
 
 Endpoints: ``POST /predict`` (one input; LitServe batches concurrent requests up to ``max_batch_size``, waiting
 at most ``batch_timeout`` seconds), ``POST /predict/batch`` (a list, one forward pass), ``GET /health``,
-``GET /info`` (task, labels, versions, the export's verification figures). With an API key every route but
-``/health`` (a bare liveness probe) needs it. SIGTERM or Ctrl-C drains: the port stops accepting, the requests
+``GET /info`` (task, labels, versions, the export's verification figures, the model card's summary), ``GET /`` (a
+page to try the model in a browser, :mod:`zoo.serve.page`). With an API key every route but ``/health`` (a bare
+liveness probe) and the page needs it. SIGTERM or Ctrl-C drains: the port stops accepting, the requests
 already accepted are answered (up to ``drain_timeout`` seconds), then the process exits 0. See docs/serving.md.
 """
 
@@ -35,6 +36,7 @@ def build_server(folder: str | Path, *, max_batch_size: int = 32, batch_timeout:
     from zoo.inference import read_export
     from zoo.inference.integrity import check_export
     from zoo.serve.api import API_KEY_ENV, PredictAPI, RequestGuard
+    from zoo.serve.page import add_page
 
     if max_batch_size < 1 or workers < 1 or batch_timeout < 0 or max_body_mb <= 0 or drain_timeout < 0:
         raise ConfigError("--max-batch-size and --workers must be >= 1, --batch-timeout and --drain-timeout >= 0, "
@@ -84,6 +86,7 @@ def build_server(folder: str | Path, *, max_batch_size: int = 32, batch_timeout:
         server = ls.LitServer(apis, accelerator="cpu", workers_per_device=workers, timeout=timeout,
                               model_metadata=info, middlewares=[(RequestGuard, {"max_bytes": max_bytes})])
         server.uvicorn_graceful_timeout = drain_timeout  # how long uvicorn waits for accepted requests on SIGTERM
+    add_page(server, export.raw)  # GET / : the page a person tries the model on (zoo/serve/page.py)
     name = str(export.raw.get("model_class", export.raw.get("family", "model"))).rsplit(".", 1)[-1]
     if "members" in export.raw:
         name = f"ensemble of {len(export.raw['members'])}"

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from zoo.inference import EnsembleManifest, InferenceInputError, Manifest
+from zoo.serve.page import PAGE_PATHS
 
 API_KEY_ENV = "ZOO_SERVE_API_KEY"
 
@@ -39,8 +40,9 @@ class Invalid:
                                                               "field": self.field})
 
 
-#: the one route answered without the API key: a bare liveness probe ("ok"), nothing about the model
-OPEN_PATHS = ("/health",)
+#: the routes answered without the API key: a bare liveness probe ("ok"), and the page at "/" with its assets,
+#: which hold nothing about the model (the page asks for the key before it reads /info)
+OPEN_PATHS = ("/health", *PAGE_PATHS)
 
 
 def _key_ok(key: str | None) -> bool:
@@ -198,7 +200,8 @@ def _json_reply(status: int, field: str, detail: str) -> tuple[dict[str, Any], d
 
 
 class RequestGuard:
-    """ASGI middleware: with an API key, refuses a request without it on any route but ``/health`` (401); for
+    """ASGI middleware: with an API key, refuses a request without it on any route but ``/health`` and the page
+    (:data:`OPEN_PATHS`, 401); for
     POST requests, refuses bodies over ``max_bytes`` (413) and bodies that are not JSON
     (400), reads a JSON body sent as a form (``curl -d`` without a content type) as JSON, and turns a multipart
     upload's ``image`` file into the base64 JSON field ``/predict`` takes."""

@@ -39,7 +39,7 @@ from zoo.tasks.recsys.tables import IdTables
 #: with BPR dim 64, batch 4096 on 2 CPU cores (docs/recsys.md, "Measured at scale"): row-wise was 1.7x slower per
 #: epoch on ml-100k (2,600 rows), 5 % slower at 30,000 rows, 17 % faster at 120,000 and 3.5x faster at 480,000.
 SPARSE_MIN_ROWS = 64_000
-EMBEDDING_BACKENDS = ("auto", "torch", "fbgemm")
+EMBEDDING_BACKENDS = ("auto", "torch", "fbgemm", "torchrec")
 EMBEDDING_OPTIMIZERS = ("auto", "sgd", "adagrad", "rowwise_adagrad", "adam")
 
 
@@ -64,8 +64,10 @@ class RecommenderTask(IdTables, ZooTask):
             the optimizer above: dense or row-wise), ``fbgemm`` (fbgemm's table-batched embeddings, the table
             update fused into the backward, :mod:`zoo.tasks.recsys.fused`; one process), ``auto`` (default):
             ``fbgemm`` on one CUDA device when fbgemm is installed and implements ``embedding_optimizer`` there,
-            else ``torch`` (on CPU fbgemm's kernels measured no faster). Checkpoints hold the plain tables
-            whatever the backend, so they load, test, export and serve without fbgemm.
+            else ``torch`` (on CPU fbgemm's kernels measured no faster); ``torchrec`` (and ``auto`` under the
+            strategy of ``recipes/overlays/strategy/torchrec.yaml``): the tables sharded over the processes by
+            TorchRec, :mod:`zoo.tasks.recsys.sharded`. Checkpoints hold the plain tables whatever the backend,
+            so they load, test, export and serve without fbgemm.
         embedding_optimizer: the tables' update: ``auto`` (default: follows ``optimizer``: lazy Adam for Adam /
             AdamW, SGD with Nesterov momentum for SGD; the torch backend only, as fbgemm's CPU build has no Adam),
             or one both backends compute alike, row-wise: ``sgd`` (no momentum), ``adagrad``,
@@ -87,7 +89,7 @@ class RecommenderTask(IdTables, ZooTask):
                  ks: tuple[int, ...] = (5, 10, 20), top_k: int = 10, retrieval: str = "exact",
                  sampled_negatives: int = 0,
                  cold_threshold: int = 5, sparse_embeddings: bool | Literal["auto"] = "auto",
-                 embedding_backend: Literal["auto", "torch", "fbgemm"] = "auto",
+                 embedding_backend: Literal["auto", "torch", "fbgemm", "torchrec"] = "auto",
                  embedding_optimizer: Literal["auto", "sgd", "adagrad", "rowwise_adagrad", "adam"] = "auto",
                  lr: float = 1e-3,
                  weight_decay: float = 0.0, optimizer: Optimizer = "adam",
@@ -118,7 +120,7 @@ class RecommenderTask(IdTables, ZooTask):
                                    f"{', '.join(EMBEDDING_OPTIMIZERS)}; "
                                    f"got {embedding_optimizer!r}")
         self.embedding_backend, self.embedding_optimizer = embedding_backend, embedding_optimizer
-        self._fused: Any = None  # zoo.tasks.recsys.fused.FusedTables while training with the fbgemm backend
+        self._fused: Any = None  # FusedTables (fbgemm) or sharded.ShardedTables (torchrec) while training
         from zoo.tasks.recsys.retrieval import RETRIEVALS, RetrievalError
 
         if retrieval not in RETRIEVALS:

@@ -45,10 +45,13 @@ class IdTables:
         return "sgd" if self.optimizer_name == "sgd" else "adam"
 
     def resolve_embedding_backend(self) -> str:
-        """``torch`` or ``fbgemm`` for this run (see ``embedding_backend``)."""
+        """``torch``, ``fbgemm`` or ``torchrec`` for this run (see ``embedding_backend``)."""
         from zoo.tasks.recsys.fused import fbgemm_available, fbgemm_supports
 
         tables = self.sparse_tables()
+        sharding = self._sharding_strategy()
+        if sharding or self.embedding_backend == "torchrec":
+            return self._check_torchrec(sharding, tables)
         if self.embedding_backend == "torch" or (self.embedding_backend == "auto" and not tables):
             return "torch"
         name = type(self).__name__
@@ -78,6 +81,38 @@ class IdTables:
                and fbgemm_available() and fbgemm_supports(self.table_optimizer(), tables[0].weight.device))
         return "fbgemm" if use else "torch"
 
+    def _check_torchrec(self, sharding: bool, tables: list[nn.Embedding]) -> str:
+        overlay = "recipes/overlays/strategy/torchrec.yaml"
+        if not sharding:
+            raise RecsysModelError(f"--model.init_args.embedding_backend: torchrec shards the ID tables over the "
+                                   f"processes of TorchRec's strategy: add --config {overlay}")
+        if self.embedding_backend not in ("auto", "torchrec"):
+            raise RecsysModelError(f"{overlay} shards the ID tables with TorchRec; --model.init_args."
+                                   f"embedding_backend: {self.embedding_backend} asks otherwise: use auto or torchrec")
+        if not tables:
+            raise RecsysModelError(f"{overlay}: {type(self).__name__} has no ID table read by lookups alone (its "
+                                   "training reads whole tables); use recipes/overlays/strategy/ddp.yaml")
+        if self.weight_decay > 0:
+            raise RecsysModelError(f"{overlay}: TorchRec's fused table updates have no weight decay; set "
+                                   "--model.init_args.weight_decay 0")
+        return "torchrec"
+
+    def _sharding_strategy(self) -> bool:
+        trainer = attached_trainer(self)
+        return trainer is not None and getattr(trainer.strategy, "shards_id_tables", False)
+
+    def shard_id_tables(self, device: torch.device, local_world_size: int) -> None:
+        """Called by :class:`~zoo.tasks.recsys.sharded.TorchRecStrategy` on every rank before DDP wraps the model:
+        the ID tables become TorchRec shards updated in the backward, which no optimizer or DDP sees."""
+        from zoo.tasks.recsys.sharded import ShardedTables
+
+        self.resolve_embedding_backend()  # its checks, before any collective
+        tables = self.sparse_tables()
+        for t in tables:
+            t.sparse = False
+            t.weight.requires_grad_(False)
+        self._fused = ShardedTables(tables, self.table_optimizer(), self.lr, device, local_world_size)
+
     def _single_device(self) -> bool:
         trainer = attached_trainer(self)
         if trainer is None:
@@ -87,13 +122,18 @@ class IdTables:
         return isinstance(trainer.strategy, SingleDeviceStrategy)
 
     def _fused_optimizers(self) -> Any:
-        from zoo.tasks.recsys.fused import FusedTableOptimizer, FusedTables
+        from zoo.tasks.recsys.fused import FusedTables
 
         tables = self.sparse_tables()
         for t in tables:
             t.sparse = False
             t.weight.requires_grad_(False)  # updated inside fbgemm's backward; no optimizer sees them
         self._fused = FusedTables(tables, self.table_optimizer(), self.lr)
+        return self._table_and_dense_optimizers(self._fused)
+
+    def _table_and_dense_optimizers(self, tables: Any) -> Any:
+        from zoo.tasks.recsys.fused import FusedTableOptimizer
+
         dense = None
         groups = [g for g in self.parameter_groups() if g["params"]]
         if groups:
@@ -101,9 +141,13 @@ class IdTables:
             kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}.get(self.optimizer_name, torch.optim.AdamW)
             extra = {"momentum": 0.9, "nesterov": True} if self.optimizer_name == "sgd" else {}
             dense = kind(groups, lr=self.lr, **extra, **fused)
-        return self.scheduled(FusedTableOptimizer(dense, self._fused))
+        return self.scheduled(FusedTableOptimizer(dense, tables))
 
     def configure_optimizers(self) -> Any:
+        from zoo.tasks.recsys.sharded import ShardedTables
+
+        if isinstance(self._fused, ShardedTables) and self._sharding_strategy():
+            return self._table_and_dense_optimizers(self._fused)  # sharded by the strategy, before DDP
         self._fused = None
         for t in self.sparse_tables():
             t.weight.requires_grad_(True)
