@@ -1,5 +1,5 @@
 """``zoo serve PATH``: serve an export folder (or a run directory / checkpoint, exported on the fly) over HTTP
-with LitServe and server-side dynamic batching. See docs/serving.md for the API."""
+with server-side dynamic batching (in-process, or LitServe's worker processes). See docs/serving.md for the API."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ def main(argv: list[str]) -> int:
                         help="on SIGTERM / Ctrl-C: seconds to finish the requests already accepted before exiting")
     parser.add_argument("--max-image-pixels", type=int, default=None,
                         help="images with more pixels get 413 (default: PIL's decompression-bomb limit)")
+    parser.add_argument("--engine", choices=("auto", "inprocess", "litserve"), default="auto",
+                        help="inprocess: the model in the HTTP server's process (one worker); litserve: model worker "
+                             "processes; auto: inprocess for --workers 1, else litserve (docs/serving.md)")
     args = parser.parse_args(argv)
 
     from zoo.serve import serve
@@ -32,5 +35,5 @@ def main(argv: list[str]) -> int:
     serve(args.path, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
           batch_timeout=args.batch_timeout, workers=args.workers, backend=args.backend, calibration=args.calibration,
           api_key=args.api_key, max_body_mb=args.max_body_mb, threads=args.threads, drain_timeout=args.drain_timeout,
-          max_image_pixels=args.max_image_pixels)
+          max_image_pixels=args.max_image_pixels, engine=args.engine)
     return 0

@@ -67,6 +67,11 @@ class Predictor:
     def parse(self, item: Any) -> Any:
         return self.family.parse(item)
 
+    def parse_many(self, items: list[Any]) -> list[Any]:
+        """:meth:`parse` of each request, batched where the family can: a parsed item or the
+        :class:`InferenceInputError` it raised, per request."""
+        return self.family.parse_many(items)
+
     def run(self, parsed: list[Any]) -> list[dict[str, Any]]:
         answers: list[dict[str, Any]] = []
         for start in range(0, len(parsed), self.batch_size):

@@ -59,14 +59,18 @@ def probability_answers(probs: torch.Tensor, items: list[Any], names: list[str])
     label, its confidence and the ``top_k`` (default: every) class probabilities of each parsed item. ``items``
     are the parsed requests as dicts (a family's ``parse`` returns one per request); ``item.get("top_k")`` is read
     from each, so a family that takes no ``top_k`` still returns a dict."""
+    if not len(items):
+        return []
+    # one topk / max over the batch and plain floats after: per row, torch's small-tensor calls cost more than
+    # the forward of a small model (docs/serving.md, "Where the time goes")
+    ks = [item.get("top_k") or len(names) for item in items]
+    top = probs.topk(max(ks), dim=-1)
+    values, indices = top.values.tolist(), top.indices.tolist()
+    conf, idx = probs.max(-1)
     rows = []
-    for p, item in zip(probs, items):
-        k = item.get("top_k") or len(names)
-        top = p.topk(k)
-        conf, idx = p.max(-1)
-        rows.append({"label": names[int(idx)], "confidence": round(float(conf), 6),
-                     "probabilities": {names[i]: round(float(v), 6)
-                                       for v, i in zip(top.values.tolist(), top.indices.tolist())}})
+    for k, c, i, vals, idxs in zip(ks, conf.tolist(), idx.tolist(), values, indices):
+        rows.append({"label": names[i], "confidence": round(c, 6),
+                     "probabilities": {names[j]: round(v, 6) for v, j in zip(vals[:k], idxs[:k])}})
     return rows
 
 

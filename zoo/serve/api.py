@@ -70,6 +70,9 @@ class _Base(ls.LitAPI):
         # the manifest read once by build_server travels to the worker processes with the API object
         self.export, self.backend_name, self.calibration, self.threads = export, backend, calibration, threads
         self.max_image_pixels = max_image_pixels
+        #: set by build_server: :meth:`setup` then tunes this process for serving (torch's and ONNX Runtime's
+        #: threads), which a caller running the API in its own process (a test) would not want
+        self.serving = False
 
     def setup(self, device: Any) -> None:
         from zoo.inference import load
@@ -85,7 +88,17 @@ class _Base(ls.LitAPI):
             Image.MAX_IMAGE_PIXELS = self.max_image_pixels
 
         rebuild = rebuild_with_zoo if self.export.needs_rebuild(self.backend_name) else None
+        if self.serving:
+            from zoo.inference import OnnxRunner
+
+            OnnxRunner.allow_spinning = False  # this process serves: see OnnxRunner.allow_spinning
         self.predictor = load(self.export, self.backend_name, self.calibration, self.threads, rebuild=rebuild)
+        if self.serving and self.predictor.backend == "onnx":
+            import torch
+
+            # torch only shapes answers here (softmax, top-k of a [batch, classes] tensor): on its default thread
+            # pool those small calls took 15x longer on 2 busy cores than on one thread (docs/serving.md)
+            torch.set_num_threads(1)
 
     def authorize(self, key: str | None = Depends(APIKeyHeader(name="X-API-Key", auto_error=False))) -> None:
         _check_key(key)
@@ -123,13 +136,36 @@ class PredictAPI(_Base):
             return self._decode_batch(request[BATCH_KEY])
         return self._parse(request)
 
+    def decode_many(self, requests: list[Any]) -> list[Any]:
+        """:meth:`decode_request` of a whole batch of requests, with the single inputs parsed together (a text
+        model's tokenizer encodes them in one call): what the in-process engine runs on its model thread."""
+        out: list[Any] = [None] * len(requests)
+        single = []
+        for i, request in enumerate(requests):
+            if isinstance(request, dict) and BATCH_KEY in request:
+                out[i] = self._decode_batch(request[BATCH_KEY])
+            else:
+                single.append(i)
+        for i, parsed in zip(single, self._parse_many([requests[i] for i in single])):
+            out[i] = parsed
+        return out
+
+    def _parse_many(self, items: list[Any]) -> list[Any]:
+        many = getattr(self.predictor, "parse_many", None)  # an ensemble parses one request at a time
+        if many is None:
+            return [self._parse(it) for it in items]
+        return [Invalid(p.field, p.detail, p.status) if isinstance(p, InferenceInputError) else p
+                for p in many(items)]
+
     def _decode_batch(self, request: Any) -> Batch | Invalid:
         inputs = request.get("inputs") if isinstance(request, dict) else request
         if not isinstance(inputs, list) or not inputs:
             return Invalid("inputs", "expected a non-empty list of inputs (each as /predict takes it)")
-        parsed = [self._parse(it, f"inputs[{i}].") for i, it in enumerate(inputs)]
-        bad = next((p for p in parsed if isinstance(p, Invalid)), None)
-        return bad if bad is not None else Batch(parsed)
+        parsed = self._parse_many(inputs)
+        bad = next(((i, p) for i, p in enumerate(parsed) if isinstance(p, Invalid)), None)
+        if bad is not None:
+            return Invalid(f"inputs[{bad[0]}].{bad[1].field}", bad[1].detail, bad[1].status)
+        return Batch(parsed)
 
     def batch(self, inputs: list[Any]) -> list[Any]:
         return list(inputs)
@@ -170,6 +206,9 @@ class RequestGuard:
     (400), reads a JSON body sent as a form (``curl -d`` without a content type) as JSON, and turns a multipart
     upload's ``image`` file into the base64 JSON field ``/predict`` takes."""
 
+    #: ``scope["zoo_json"]`` when the guard has not parsed the body (not a POST)
+    NO_BODY = object()
+
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
@@ -203,17 +242,18 @@ class RequestGuard:
         ctype = headers.get(b"content-type", b"").decode("latin-1")
         if ctype.startswith("multipart/form-data"):
             body = await self._upload_as_json(scope, body)
-        else:
-            try:
-                json.loads(body)
-            except ValueError as err:
-                for msg in _json_reply(400, "body", f"not valid JSON ({err}); expected a JSON object"):
-                    await send(msg)
-                return
+        try:
+            parsed = json.loads(body)
+        except ValueError as err:
+            for msg in _json_reply(400, "body", f"not valid JSON ({err}); expected a JSON object"):
+                await send(msg)
+            return
         scope = dict(scope)
         if scope.get("path") == "/predict/batch":  # answered by /predict's workers (PredictAPI)
             body = b'{"' + BATCH_KEY.encode() + b'": ' + body + b"}"
+            parsed = {BATCH_KEY: parsed}
             scope["path"], scope["raw_path"] = "/predict", b"/predict"
+        scope["zoo_json"] = parsed  # the in-process engine reads it instead of parsing the body again
         scope["headers"] = [(k, v) for k, v in scope.get("headers") or []
                             if k not in (b"content-type", b"content-length")]
         scope["headers"] += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

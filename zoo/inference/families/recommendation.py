@@ -164,19 +164,29 @@ class Recommendation(Family):
         return feeds
 
     def answers(self, out: torch.Tensor | None, items: list[Any], temperature: torch.Tensor) -> list[dict[str, Any]]:
+        known = [it for it in items if it["known"]]
+        ranked: list[tuple[list[float], list[int]]] = []
+        if known:
+            # the whole batch masked and ranked at once: per user, torch's small-tensor calls cost more than the
+            # forward (docs/serving.md, "Where the time goes")
+            assert out is not None
+            scores = out.float().clone()
+            scores[:, 0] = float("-inf")
+            seen = [it["seen"] for it in known]
+            rows_of = torch.repeat_interleave(torch.arange(len(known)), torch.tensor([len(s) for s in seen]))
+            scores[rows_of, torch.cat(seen).long()] = float("-inf")
+            top = scores.topk(min(max(it["top_k"] for it in known), scores.shape[1]), dim=-1)
+            ranked = list(zip(top.values.tolist(), top.indices.tolist()))
         rows, j = [], 0
         for item in items:
             k = item["top_k"]
             if item["known"]:
-                scores = out[j].float().clone()
+                s, i = ranked[j]
                 j += 1
-                scores[0] = float("-inf")
-                scores[item["seen"]] = float("-inf")
-                s, i = scores.topk(k)
             else:  # zoo predict's fallback for unknown users: the most popular training items, score = count
-                s, i = self.popularity.float().index_fill(0, torch.tensor([0]), -1.0).topk(k)
+                s, i = self._popular(k)
             recs = []
-            for rank, (score, idx) in enumerate(zip(s.tolist(), i.tolist()), start=1):
+            for rank, (score, idx) in enumerate(zip(s[:k], i[:k]), start=1):
                 if not np.isfinite(score):
                     break
                 rec = {"rank": rank, "item": self.item_ids[idx], "score": round(score, 6)}
@@ -185,6 +195,10 @@ class Recommendation(Family):
                 recs.append(rec)
             rows.append({"user": item["user"], "known_user": item["known"], "items": recs})
         return rows
+
+    def _popular(self, k: int) -> tuple[list[float], list[int]]:
+        s, i = self.popularity.float().index_fill(0, torch.tensor([0]), -1.0).topk(k)
+        return s.tolist(), i.tolist()
 
     def info(self) -> dict[str, Any]:
         return {"num_users": len(self.user_ids), "num_items": len(self.item_ids) - 1}
