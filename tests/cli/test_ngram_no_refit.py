@@ -68,3 +68,16 @@ def test_test_and_export_read_the_featuriser(fitted, no_refit, capsys):
     assert meta["verification"]
     # the card's summary the test just wrote travels with the export (zoo serve's /info and page show it)
     assert meta["card"]["task"] == "Text Classification" and meta["card"]["metrics"]["acc"] > 0
+    # and so does zoo test's conformal threshold: served answers carry a prediction set at the measured coverage
+    import json
+
+    from zoo.export import load_predictor
+
+    trust = json.loads(next(run.rglob("trust.json")).read_text(encoding="utf-8"))
+    row = next(r for r in trust["conformal"] if r["method"] == "lac" and r["target"] == 0.9)
+    assert meta["conformal"]["threshold"] == pytest.approx(row["threshold"]) and meta["conformal"]["coverage"] == 0.9
+    answers = load_predictor(tmp / "export").predict(["足球 比赛 进球", "银行 利率 股市"])
+    for a in answers:
+        floor = 1 - row["threshold"] - 1e-6
+        assert a["label"] in a["prediction_set"] and a["prediction_set_coverage"] == 0.9
+        assert set(a["prediction_set"]) == {a["label"]} | {k for k, p in a["probabilities"].items() if p >= floor}

@@ -16,6 +16,7 @@ verified against the PyTorch ensemble (:mod:`zoo.export.ensemble`).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -55,10 +56,11 @@ def versions() -> dict[str, str]:
 
 def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, source: str | Path | None = None,
                  samples: int = 64, tolerance: float = 1e-4, overwrite: bool = False,
-                 card: dict[str, Any] | None = None) -> dict[str, Any]:
+                 card: dict[str, Any] | None = None, trust: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export a model bound to its datamodule through its family (:func:`zoo.inference.family.family_of`);
     returns the written ``zoo_export.json`` contents. ``card``: the run's model-card summary
-    (:func:`zoo.reporting.card.summary`), kept under ``card`` for ``zoo serve``'s ``/info`` and page."""
+    (:func:`zoo.reporting.card.summary`), kept under ``card`` for ``zoo serve``'s ``/info`` and page.
+    ``trust``: the run's ``trust.json`` (``zoo test``), whose conformal threshold becomes ``conformal``."""
     out = check_out(fmt, out, overwrite)
     model.bind_data(datamodule)
     model = merged(model)
@@ -76,6 +78,9 @@ def export_model(model: Any, datamodule: Any, fmt: str, out: str | Path, *, sour
                             "versions": {**versions(), **family.asset_versions()}}
     if card:
         meta["card"] = card
+    conformal = conformal_threshold(trust, meta["temperature"]) if not meta.get("multi_label") else None
+    if conformal:
+        meta["conformal"] = conformal
     if source is not None and Path(source).is_file():
         meta["source"] = {"checkpoint": str(source), "sha256": sha256(Path(source))}
     eager = family.graph(model, spec.inputs).eval()
@@ -144,14 +149,37 @@ def _verify_raw(eager: Any, runner: Any, spec: ExportSpec, tolerance: float, fam
     return {k: v for k, v in result.items() if k not in ("tolerance", "allowed_abs_diff")}
 
 
+#: the coverage an answer's prediction set promises, when ``zoo test`` measured it (its default levels: 0.8, 0.9, 0.95)
+SET_COVERAGE = 0.9
+
+
+def conformal_threshold(trust: dict[str, Any] | None, temperature: list[float]) -> dict[str, Any] | None:
+    """``zoo test``'s split-conformal LAC threshold at :data:`SET_COVERAGE` (calibrated on the validation split),
+    for single-label answers' prediction sets; None when the test report is not of this model: its calibration
+    temperature must be the exported one, else the threshold was measured on other probabilities."""
+    if not trust or trust.get("kind") != "single":
+        return None
+    rows = [r for r in trust.get("conformal") or [] if r.get("method") == "lac"
+            and abs(float(r.get("target", 0)) - SET_COVERAGE) < 1e-9 and math.isfinite(float(r["threshold"]))]
+    tested = (trust.get("calibration") or {}).get("temperature") or [1.0]
+    same = len(tested) == len(temperature) and all(abs(a - b) <= 1e-3 * max(1.0, abs(b))
+                                                   for a, b in zip(tested, temperature))
+    if not rows or not same:
+        return None
+    return {"method": "lac", "coverage": SET_COVERAGE, "threshold": float(rows[0]["threshold"]),
+            "n_cal": int(rows[0].get("n_cal", 0)), "test_coverage": float(rows[0]["coverage"])}
+
+
 def export_run(source: str | Path, fmt: str, out: str | Path, *, record: bool = True, **kwargs: Any) -> dict[str, Any]:
     """Export a run directory (``<root>/<recipe>/version_N``) or a checkpoint file; the verification figures also
     go to ``export_report.json`` in the run directory (unless ``record`` is false: a throw-away export)."""
     from zoo.reporting.card import collect, summary
 
     model, datamodule, ckpt, run_dir = load_run(source)
-    card = summary(collect([run_dir])) if run_dir is not None else None
-    meta = export_model(model, datamodule, fmt, out, source=ckpt, card=card, **kwargs)
+    info = collect([run_dir]) if run_dir is not None else None
+    card = summary(info) if info is not None else None
+    meta = export_model(model, datamodule, fmt, out, source=ckpt, card=card,
+                        trust=info["trust"] if info is not None else None, **kwargs)
     if run_dir is not None and record:
         record_report(run_dir, fmt, out, meta["verification"])
     return meta

@@ -54,11 +54,27 @@ def text_field(item: Any, name: str = "text") -> str:
     return text
 
 
-def probability_answers(probs: torch.Tensor, items: list[Any], names: list[str]) -> list[dict[str, Any]]:
+def conformal_of(meta: Any, temperature: torch.Tensor) -> dict[str, Any] | None:
+    """The export's split-conformal threshold (``conformal``, recorded by ``zoo export`` from ``zoo test``'s
+    measurement), or None when the answers' probabilities are not the ones it was measured on: the threshold
+    holds for the temperature-scaled probabilities, so a server run with ``--calibration none`` gives no sets."""
+    conf = meta.get("conformal")
+    if not conf:
+        return None
+    exported = torch.tensor([float(t) for t in meta.get("temperature") or [1.0]])
+    return conf if torch.allclose(temperature.float().flatten(), exported.flatten(), rtol=1e-3) else None
+
+
+def probability_answers(probs: torch.Tensor, items: list[Any], names: list[str],
+                        conformal: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """A single-label classifier's answers from its ``[N, C]`` probabilities (also an ensemble's mixture): the
     label, its confidence and the ``top_k`` (default: every) class probabilities of each parsed item. ``items``
     are the parsed requests as dicts (a family's ``parse`` returns one per request); ``item.get("top_k")`` is read
-    from each, so a family that takes no ``top_k`` still returns a dict."""
+    from each, so a family that takes no ``top_k`` still returns a dict. With ``conformal`` (:func:`conformal_of`)
+    each answer also carries its ``prediction_set``: the classes whose LAC score ``1 - p`` is within the threshold
+    (the top class always), which holds the true class with probability ``prediction_set_coverage`` on data
+    exchangeable with the validation split (the rule of zoo.reporting.conformal.prediction_sets, restated here
+    because the inference layer sits below reporting)."""
     if not len(items):
         return []
     # one topk / max over the batch and plain floats after: per row, torch's small-tensor calls cost more than
@@ -71,7 +87,14 @@ def probability_answers(probs: torch.Tensor, items: list[Any], names: list[str])
     for k, c, i, vals, idxs in zip(ks, conf.tolist(), idx.tolist(), values, indices):
         rows.append({"label": names[i], "confidence": round(c, 6),
                      "probabilities": {names[j]: round(v, 6) for v, j in zip(vals[:k], idxs[:k])}})
+    if conformal:
+        floor = 1.0 - float(conformal["threshold"]) - 1e-7
+        order = probs.argsort(-1, descending=True).tolist()
+        members = (probs >= floor).tolist()
+        for row, rank, inside in zip(rows, order, members):
+            row["prediction_set"] = [names[j] for n, j in enumerate(rank) if n == 0 or inside[j]]
+            row["prediction_set_coverage"] = float(conformal["coverage"])
     return rows
 
 
-__all__ = ["InferenceInputError", "probability_answers", "request_field", "text_field", "top_k_field"]
+__all__ = ["InferenceInputError", "conformal_of", "probability_answers", "request_field", "text_field", "top_k_field"]

@@ -10,7 +10,7 @@ import torch
 
 from zoo.inference.family import ExportSpec, Family, output_axes, register_family, sample_batches
 from zoo.inference.manifest import Manifest
-from zoo.inference.requests import InferenceInputError, probability_answers, text_field, top_k_field
+from zoo.inference.requests import InferenceInputError, conformal_of, probability_answers, text_field, top_k_field
 from zoo.inference.windows import head_tail, pool_windows, windows
 
 
@@ -87,7 +87,7 @@ def classifier_answers(family: Family, out: torch.Tensor, items: list[Any],
         th = torch.tensor(family.meta["thresholds"], dtype=torch.float32)
         return [{"labels": [names[k] for k in torch.nonzero(p >= th).flatten().tolist()],
                  "scores": {n: round(float(x), 6) for n, x in zip(names, p)}} for p in probs]
-    return probability_answers(scaled.softmax(-1), items, names)
+    return probability_answers(scaled.softmax(-1), items, names, conformal_of(family.meta, temperature))
 
 
 @register_family
