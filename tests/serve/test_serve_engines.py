@@ -110,6 +110,7 @@ def test_batches_are_what_arrived_while_a_model_thread_was_busy(parallel):
 
     async def scenario():
         batcher = MicroBatcher(handle, max_batch_size=4, parallel=parallel)
+        batcher.BATCH_SECONDS = 60.0  # no cut by time here (test_a_slow_model_gets_batches_cut_to_its_speed)
         batcher.start()
         first = []
         for i in range(parallel):  # each lone request starts a batch at once, on a free thread
@@ -126,6 +127,29 @@ def test_batches_are_what_arrived_while_a_model_thread_was_busy(parallel):
     # at once (both threads busy together), then 4 + 2
     assert peak[0] == parallel
     assert got == ({1: 1, 4: 1, 2: 1} if parallel == 1 else {1: 2, 4: 1, 2: 1}), got
+
+
+def test_a_slow_model_gets_batches_cut_to_its_speed():
+    """A model whose cost per input does not fall with the batch (a text encoder on CPU) gets batches of about
+    BATCH_SECONDS of work, so the requests behind a batch wait less; a fast one keeps max_batch_size."""
+    from zoo.serve.inprocess import MicroBatcher
+
+    def handle(items):
+        time.sleep(0.02 * len(items))
+        return items
+
+    async def scenario():
+        batcher = MicroBatcher(handle, max_batch_size=16, parallel=1)
+        assert batcher.cap() == 16  # nothing measured yet
+        batcher.start()
+        await batcher.submit(0)  # measures about 0.02 s per input
+        answers = await asyncio.gather(*[batcher.submit(i) for i in range(12)])
+        await batcher.stop()
+        return answers, batcher.sizes
+
+    answers, got = asyncio.run(scenario())
+    assert answers == list(range(12))
+    assert max(got) <= 2 and sum(k * v for k, v in got.items()) == 13, got  # 0.05 s / >= 0.02 s per input
 
 
 @pytest.mark.slow

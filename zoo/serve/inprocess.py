@@ -23,6 +23,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,6 +54,7 @@ class MicroBatcher:
         self.task: asyncio.Task[None] | None = None
         self.arrived: asyncio.Event | None = None
         self.sizes: collections.Counter[int] = collections.Counter()
+        self.per_item = 0.0  # seconds per input of the recent batches (a moving average)
 
     def start(self) -> None:
         self.arrived = asyncio.Event()
@@ -80,14 +82,27 @@ class MicroBatcher:
                 self.arrived.clear()
                 await self.arrived.wait()
             await free.acquire()  # a batch starts when a model thread is free; meanwhile requests gather
-            batch = [self.pending.popleft() for _ in range(min(self.max_batch_size, len(self.pending)))]
+            batch = [self.pending.popleft() for _ in range(min(self.cap(), len(self.pending)))]
             self.sizes[len(batch)] += 1
             asyncio.get_running_loop().create_task(self._run(batch)).add_done_callback(lambda _: free.release())
 
+    #: a batch is cut to what the model answers in about this long: a text encoder's cost per input does not fall
+    #: with the batch, so a 32-text batch only made the requests behind it wait (text, 2 cores, concurrency 32:
+    #: p99 630 -> 316 ms at the same requests/s); a model of microseconds per input keeps max_batch_size
+    BATCH_SECONDS = 0.05
+
+    def cap(self) -> int:
+        if self.per_item <= 0:
+            return self.max_batch_size
+        return max(1, min(self.max_batch_size, int(self.BATCH_SECONDS / self.per_item)))
+
     async def _run(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         try:
+            start = time.perf_counter()
             answers = await asyncio.get_running_loop().run_in_executor(self.executor, self.handle,
                                                                        [item for item, _ in batch])
+            took = (time.perf_counter() - start) / len(batch)
+            self.per_item = took if self.per_item <= 0 else 0.8 * self.per_item + 0.2 * took
         except Exception as err:  # a bug in the model path: every request of the batch gets a 500
             for _, future in batch:
                 if not future.done():
@@ -116,6 +131,9 @@ class InProcessServer:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: FastAPI) -> Any:
         await asyncio.get_running_loop().run_in_executor(None, self.api.setup, "cpu")
+        # the event loop shares the GIL with the model threads: a shorter switch interval than Python's 5 ms lets it
+        # read and answer requests between a batch's Python steps (BPR, 2 cores: 4,490 -> 4,760-4,860 req/s)
+        sys.setswitchinterval(0.0005)
         self.batcher.start()
         self.ready = True
         try:
