@@ -110,6 +110,13 @@ def is_compiled(module: nn.Module) -> bool:
     return getattr(module, "_compiled_call_impl", None) is not None
 
 
+def ddp_ignore(module: nn.Module, names: list[str]) -> None:
+    """Keep the named parameters out of ``DistributedDataParallel`` (neither broadcast nor all-reduced): DDP reads
+    the wrapped module's ``_ddp_params_and_buffers_to_ignore`` when it is built, and has no public setter (its
+    ``_set_params_and_buffers_to_ignore_for_model`` is private too). The TorchRec strategy's sharded ID tables."""
+    module._ddp_params_and_buffers_to_ignore = list(names)
+
+
 def sparse_rows(grad: Any) -> tuple[Any, Any]:
     """(row index of each entry, the entries) of a row-sparse COO gradient as autograd made it, uncoalesced: a row
     may repeat (``Tensor._indices()`` / ``_values()``; the public ``indices()`` / ``values()`` refuse an uncoalesced

@@ -39,6 +39,19 @@ def test_wandb_init_kwargs_is_the_dict_passed_to_wandb_init(tmp_path):
     assert isinstance(kwargs, dict) and kwargs.get("project") == "p"
 
 
+def test_ddp_ignore_keeps_the_named_parameters_out_of_ddp(tmp_path):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    compat.ddp_ignore(model, ["0.weight"])
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert DistributedDataParallel(model).parameters_to_ignore == {"0.weight"}
+    finally:
+        dist.destroy_process_group()
+
+
 def test_is_compiled_sees_module_compile():
     layer = nn.Linear(2, 2)
     assert not compat.is_compiled(layer)

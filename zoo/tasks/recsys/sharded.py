@@ -29,6 +29,7 @@ import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 
+from zoo.compat import ddp_ignore
 from zoo.errors import ConfigError
 from zoo.tasks.recsys.errors import RecsysModelError
 
@@ -242,7 +243,7 @@ class TorchRecStrategy(DDPStrategy):
         atexit.unregister(_wait_for_all_then_destroy)
         atexit.register(_wait_for_all_then_destroy)
         ids = {id(t.weight) for t in self._tables().tables}
-        module._ddp_params_and_buffers_to_ignore = [n for n, p in module.named_parameters() if id(p) in ids]
+        ddp_ignore(module, [n for n, p in module.named_parameters() if id(p) in ids])
         if any(p.requires_grad for p in module.parameters()):
             super().configure_ddp()
         # else (BPR: nothing but tables) there is no gradient for DDP to reduce, and DDP refuses such a module
