@@ -120,8 +120,9 @@ function showCard(model) {
       [].concat(model.temperature).map((t) => Number(t).toFixed(3)).join(", ") : ""}`],
     ["verified", model.verification && `${model.verification.passed === false ? "FAILED" : "yes"} against the ` +
       `${model.verification.against || "eager model"}, max |diff| ${fmt(model.verification.max_abs_diff, 2)}`],
-    ["batching", model.batching && `up to ${model.batching.max_batch_size}, waits ` +
-      `${model.batching.batch_timeout * 1000} ms`],
+    ["batching", model.batching && (model.batching.engine === "inprocess"
+      ? `up to ${model.batching.max_batch_size}, in-process: a batch starts when a model thread is free`
+      : `up to ${model.batching.max_batch_size}, waits ${model.batching.batch_timeout * 1000} ms`)],
   ].filter(([, v]) => v !== undefined && v !== null && v !== "");
   $("card-summary").textContent = card.summary || "";
   $("card-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
