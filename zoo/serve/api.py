@@ -94,13 +94,13 @@ class _Base(ls.LitAPI):
 
             OnnxRunner.allow_spinning = False  # this process serves: see OnnxRunner.allow_spinning
         self.predictor = load(self.export, self.backend_name, self.calibration, self.threads, rebuild=rebuild)
-        if self.serving and self.predictor.backend == "onnx":
-            import torch
-
-            # torch only shapes answers here (softmax, top-k of a [batch, classes] tensor): on its default thread
-            # pool those small calls took 15x longer on 2 busy cores than on one thread (docs/serving.md)
-            torch.set_num_threads(1)
         if self.serving:
+            if self.predictor.backend == "onnx":
+                import torch
+
+                # torch only shapes answers here (softmax, top-k of a [batch, classes] tensor): on its default
+                # thread pool those small calls took 15x longer on 2 busy cores than on one thread (docs/serving.md)
+                torch.set_num_threads(1)
             # the millions of objects torch and the model left behind never die: out of the collector's reach, a
             # full collection no longer walks them all while requests wait (the in-process engine's p99 on 2
             # cores, ab at concurrency 32: BPR 110-121 -> 12-16 ms, image 28-98 -> 20-22 ms; docs/serving.md)

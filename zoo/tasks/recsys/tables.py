@@ -123,11 +123,17 @@ class IdTables:
         from zoo.tasks.recsys.sharded import ShardedTables
 
         self.resolve_embedding_backend()  # its checks, before any collective
+        self._fused = ShardedTables(self._tables_updated_in_backward(), self.table_optimizer(), self.lr, device,
+                                    local_world_size)
+
+    def _tables_updated_in_backward(self) -> list[nn.Embedding]:
+        """The ID tables, handed to a fused backend (fbgemm, TorchRec) that updates them inside its backward: no
+        optimizer and no autograd gradient of theirs sees them."""
         tables = self.sparse_tables()
         for t in tables:
             t.sparse = False
             t.weight.requires_grad_(False)
-        self._fused = ShardedTables(tables, self.table_optimizer(), self.lr, device, local_world_size)
+        return tables
 
     def _single_device(self) -> bool:
         trainer = attached_trainer(self)
@@ -140,11 +146,7 @@ class IdTables:
     def _fused_optimizers(self) -> Any:
         from zoo.tasks.recsys.fused import FusedTables
 
-        tables = self.sparse_tables()
-        for t in tables:
-            t.sparse = False
-            t.weight.requires_grad_(False)  # updated inside fbgemm's backward; no optimizer sees them
-        self._fused = FusedTables(tables, self.table_optimizer(), self.lr)
+        self._fused = FusedTables(self._tables_updated_in_backward(), self.table_optimizer(), self.lr)
         return self._table_and_dense_optimizers(self._fused)
 
     def _table_and_dense_optimizers(self, tables: Any) -> Any:
